@@ -1,0 +1,3 @@
+from difflab.cli.main import main
+
+raise SystemExit(main())

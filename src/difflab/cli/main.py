@@ -1,0 +1,20 @@
+"""`difflab` command line: one line per error, non-zero exit, no traceback."""
+
+from __future__ import annotations
+
+import sys
+
+from difflab.errors import DifflabError
+
+
+def main(argv: list[str] | None = None) -> int:
+    from difflab.cli.commands import run
+
+    try:
+        return run(sys.argv[1:] if argv is None else argv)
+    except DifflabError as err:
+        print(f"difflab: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("difflab: interrupted", file=sys.stderr)
+        return 130

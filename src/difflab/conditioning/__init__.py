@@ -1,0 +1,19 @@
+"""Conditions, condition dropout and guidance."""
+
+from difflab.conditioning.condition import NULL_LABEL, Condition, drop_condition
+from difflab.conditioning.guidance import (
+    DenoiseFn,
+    classifier_free_guidance,
+    conditioned,
+    mix,
+)
+
+__all__ = [
+    "NULL_LABEL",
+    "Condition",
+    "DenoiseFn",
+    "classifier_free_guidance",
+    "conditioned",
+    "drop_condition",
+    "mix",
+]

@@ -1,0 +1,43 @@
+"""The denoising loss: E_t,eps [ w(t) |F(x_t, t, c) - target|^2 ] (Ho et al. 2020, eq. 14)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from difflab.conditioning.condition import Condition
+from difflab.losses.weighting import loss_weight
+from difflab.parameterization.denoiser import coefficients
+from difflab.parameterization.prediction import Parameterization, training_target
+from difflab.schedules.noise import NoiseSchedule
+
+
+@dataclass(frozen=True)
+class DenoisingLoss:
+    schedule: NoiseSchedule
+    parameterization: Parameterization
+    weighting: str = "uniform"
+    min_snr_gamma: float = 5.0
+
+    def per_sample(
+        self, network: nn.Module, x0: Tensor, t: Tensor, eps: Tensor, cond: Condition | None
+    ) -> Tensor:
+        """Weighted squared error of each sample, averaged over its elements ([N])."""
+        alpha, sigma = coefficients(self.schedule, t, x0)
+        x_t = (alpha * x0.float() + sigma * eps.float()).to(x0.dtype)
+        output = network(x_t, self.schedule.network_time(t), cond)
+        target = training_target(
+            self.parameterization, x0=x0.float(), eps=eps.float(), alpha=alpha, sigma=sigma
+        )
+        err = (output.float() - target).square().flatten(1).mean(dim=1)
+        logsnr = self.schedule.logsnr(t).to(err.device, torch.float32)
+        return err * loss_weight(
+            self.weighting, self.parameterization, logsnr, gamma=self.min_snr_gamma
+        )
+
+    def __call__(
+        self, network: nn.Module, x0: Tensor, t: Tensor, eps: Tensor, cond: Condition | None
+    ) -> Tensor:
+        return self.per_sample(network, x0, t, eps, cond).mean()

@@ -1,0 +1,21 @@
+"""eps / x0 / v conversions and the Denoiser wrapper."""
+
+from difflab.parameterization.denoiser import Denoiser, broadcast_time, coefficients
+from difflab.parameterization.prediction import (
+    PARAMETERIZATIONS,
+    Parameterization,
+    Prediction,
+    prediction_from_output,
+    training_target,
+)
+
+__all__ = [
+    "PARAMETERIZATIONS",
+    "Denoiser",
+    "Parameterization",
+    "Prediction",
+    "broadcast_time",
+    "coefficients",
+    "prediction_from_output",
+    "training_target",
+]

@@ -1,0 +1,52 @@
+"""The Denoiser: a network F(x_t, t, cond) plus a schedule and a parameterization."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from difflab.conditioning.condition import Condition
+from difflab.parameterization.prediction import (
+    Parameterization,
+    Prediction,
+    check_parameterization,
+    prediction_from_output,
+)
+from difflab.schedules.noise import NoiseSchedule
+
+
+def broadcast_time(t: Tensor, x: Tensor) -> Tensor:
+    """A time given as a scalar or [N] tensor, as an [N] tensor on x's device."""
+    t = t.to(x.device)
+    return t.expand(x.shape[0]) if t.ndim == 0 else t
+
+
+def coefficients(schedule: NoiseSchedule, t: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+    """alpha(t), sigma(t) as float32 tensors of shape [N, 1, ..., 1] that broadcast against x."""
+    shape = (-1,) + (1,) * (x.ndim - 1)
+    t = broadcast_time(t, x)
+    return schedule.alpha(t).float().view(shape), schedule.sigma(t).float().view(shape)
+
+
+class Denoiser(nn.Module):
+    """D(x_t, t, cond) -> Prediction(x0, eps), whatever the network predicts.
+
+    The network sees schedule.network_time(t) and never the schedule itself. Conversions run
+    in float32 whatever precision the network ran in.
+    """
+
+    def __init__(
+        self, network: nn.Module, schedule: NoiseSchedule, parameterization: Parameterization
+    ) -> None:
+        super().__init__()
+        check_parameterization(parameterization)
+        self.network = network
+        self.schedule = schedule
+        self.parameterization = parameterization
+
+    def forward(self, x_t: Tensor, t: Tensor, cond: Condition | None = None) -> Prediction:
+        t = broadcast_time(t, x_t)
+        output = self.network(x_t, self.schedule.network_time(t), cond).float()
+        alpha, sigma = coefficients(self.schedule, t, x_t)
+        return prediction_from_output(
+            self.parameterization, output, x_t=x_t.float(), alpha=alpha, sigma=sigma
+        )

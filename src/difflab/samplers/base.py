@@ -1,0 +1,102 @@
+"""What every sampler shares: the grid with its coefficients, per-sample noise, the registry.
+
+Every sampler is a pure function with one signature:
+
+    sampler(denoise, x, grid, *, generator=None, callback=None, **options) -> x0
+
+`denoise(x_t, t)` returns a Prediction (x0, eps); `x` is the starting noise x_T; `grid` holds
+the explicit times (t_0 > ... > t_S = clean) and their alpha/sigma, so a sampler never infers
+the previous step arithmetically and keeps no state between calls. Sampler state is float32.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+from difflab.parameterization.prediction import Prediction
+from difflab.registry import Registry
+from difflab.schedules.noise import NoiseSchedule
+
+DenoiseFn = Callable[[Tensor, Tensor], Prediction]
+# callback(step index, t, x after the step, prediction used for the step)
+StepCallback = Callable[[int, Tensor, Tensor, Prediction], None]
+
+
+@dataclass(frozen=True)
+class SamplingGrid:
+    """Times t_0 > t_1 > ... > t_S (float64) with alpha and sigma at each."""
+
+    t: Tensor
+    alpha: Tensor
+    sigma: Tensor
+
+    @classmethod
+    def build(cls, schedule: NoiseSchedule, times: Tensor) -> SamplingGrid:
+        times = torch.as_tensor(times, dtype=torch.float64)
+        return cls(t=times, alpha=schedule.alpha(times), sigma=schedule.sigma(times))
+
+    @property
+    def steps(self) -> int:
+        return len(self.t) - 1
+
+    @property
+    def logsnr(self) -> Tensor:
+        """lambda = log(alpha^2 / sigma^2): +inf at clean data."""
+        return 2 * (self.alpha.log() - self.sigma.log())
+
+    def pairs(self) -> Iterator[tuple[int, Tensor, Tensor]]:
+        """(i, t_i, t_{i+1}) for each step."""
+        for i in range(self.steps):
+            yield i, self.t[i], self.t[i + 1]
+
+    def coef(self, i: int) -> tuple[float, float]:
+        """(alpha_i, sigma_i) as Python floats."""
+        return float(self.alpha[i]), float(self.sigma[i])
+
+
+class StackedGenerator:
+    """One torch.Generator per sample, so a sample depends on its seed alone, not on the batch
+    it is drawn in (EDM's StackedRandomGenerator idea)."""
+
+    def __init__(self, seeds: Sequence[int], device: torch.device | str = "cpu") -> None:
+        self.generators = [torch.Generator(device).manual_seed(int(s)) for s in seeds]
+
+    def randn(self, shape: Sequence[int], *, device, dtype=torch.float32) -> Tensor:
+        if shape[0] != len(self.generators):
+            raise ValueError(f"batch of {shape[0]} for {len(self.generators)} per-sample seeds")
+        return torch.stack(
+            [
+                torch.randn(shape[1:], generator=g, device=device, dtype=dtype)
+                for g in self.generators
+            ]
+        )
+
+
+Generator = torch.Generator | StackedGenerator
+
+
+def randn_like(x: Tensor, generator: Generator | None) -> Tensor:
+    """Standard normal noise shaped like x, drawn from the injected generator."""
+    if isinstance(generator, StackedGenerator):
+        return generator.randn(x.shape, device=x.device, dtype=x.dtype)
+    return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+
+
+class Sampler(Protocol):
+    def __call__(
+        self,
+        denoise: DenoiseFn,
+        x: Tensor,
+        grid: SamplingGrid,
+        *,
+        generator: Generator | None = None,
+        callback: StepCallback | None = None,
+    ) -> Tensor: ...
+
+
+SAMPLERS: Registry[Sampler] = Registry("sampler")
