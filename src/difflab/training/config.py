@@ -68,6 +68,7 @@ class TrainConfig:
     checkpoint_every: int = 1000  # a checkpoint is always written at the end
     keep_checkpoints: int = 2
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    cpu_threads: int | None = None  # torch intra-op threads on CPU; None keeps torch's choice
     resume: str | None = None  # run folder to continue
     progress: bool = True  # tqdm bar (shown only on a terminal)
 
@@ -143,6 +144,8 @@ def _check_values(c: Config) -> None:
         ("sample.guidance", s.guidance),
     ]:
         _require(value >= 0, key, ">= 0", value)
+    threads = t.cpu_threads
+    _require(threads is None or threads >= 1, "train.cpu_threads", ">= 1 or null", threads)
     _require(t.grad_accum >= 1, "train.grad_accum", ">= 1", t.grad_accum)
     _require(0 <= t.ema_decay < 1, "train.ema_decay", "in [0, 1)", t.ema_decay)
     _require(0 <= t.cond_dropout <= 1, "train.cond_dropout", "in [0, 1]", t.cond_dropout)
