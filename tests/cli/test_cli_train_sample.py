@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from difflab.cli.main import main
+from difflab.training.reporting import read_metrics
 
 TINY = str(Path(__file__).parents[1] / "training" / "tiny.yaml")
 
@@ -73,6 +74,13 @@ def test_an_image_depends_only_on_its_seed(run_dir, tmp_path):
     _sample(run_dir, tmp_path / "b.npz", "--labels", "5", "--batch-size", "4", "--seed", "2")
     a, b = np.load(tmp_path / "a.npz")["arr_0"], np.load(tmp_path / "b.npz")["arr_0"]
     np.testing.assert_array_equal(a[2:], b[:4])
+
+
+def test_resume_continues_at_the_saved_step(run_dir, capsys):
+    assert main(["train", "--resume", str(run_dir), "train.steps=5", "train.sample_every=0"]) == 0
+    steps = [r["step"] for r in read_metrics(run_dir) if "loss" in r]
+    assert steps == [1, 2, 3, 4, 5]
+    assert (run_dir / "checkpoints" / "step-000005" / "COMPLETE").is_file()
 
 
 def test_mnist_recipe_runs_a_few_steps(shared_data, tmp_path):

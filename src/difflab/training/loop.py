@@ -4,6 +4,7 @@ and checkpoints. Losses stay on the device and are read every log_every steps.""
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -38,13 +39,25 @@ def _every(n: int, done: int) -> bool:
     return n > 0 and done % n == 0
 
 
+@dataclass
+class Window:
+    """What happened since the last log record; the loss sum stays on the device."""
+
+    loss_sum: torch.Tensor
+    applied: int = 0
+    skipped: int = 0
+    images: int = 0
+    seconds: float = 0.0
+
+
 def run_loop(s: Session, log: MetricsLog, stop_at: int | None = None) -> None:
     t = s.config.train
     end = t.steps if stop_at is None else min(stop_at, t.steps)
-    loss_sum = torch.zeros((), device=s.device)
-    applied, skipped_in_a_row, last = 0, 0, (s.start_step, time.perf_counter())
+    window = Window(torch.zeros((), device=s.device))
+    skipped_in_a_row = 0
     bar = progress_bar(t.steps, s.start_step, enabled=t.progress)
     for step in range(s.start_step, end):
+        started = time.perf_counter()
         lr = set_lr(s.state.optimizer, t, step)
         generator = seeded_generator(t.seed, "step", step, s.device)
         batches = [
@@ -54,45 +67,51 @@ def run_loop(s: Session, log: MetricsLog, stop_at: int | None = None) -> None:
         skipped_in_a_row = 0 if ok else skipped_in_a_row + 1
         if skipped_in_a_row >= MAX_SKIPPED_IN_A_ROW:
             raise TrainingError(f"{skipped_in_a_row} non-finite losses in a row at step {step}")
-        if ok:
-            loss_sum += loss
-            applied += 1
+        _add(window, loss, ok, t.batch_size * t.grad_accum, time.perf_counter() - started)
         done = step + 1
         bar.update(1)
         if _every(t.log_every, done) or done == t.steps:
-            record = _log_record(s, done, lr, loss_sum, applied, last)
+            record = _log_record(window, done, lr, s.data.position(done * t.grad_accum)[0])
             log.write(record)
             bar.set_postfix(loss=f"{record['loss']:.4f}", img_s=f"{record['images_per_s']:.0f}")
-            loss_sum.zero_()
-            applied, last = 0, (done, time.perf_counter())
+            window = Window(window.loss_sum.zero_())
         _periodic(s, log, done)
     if end < t.steps and not _every(t.checkpoint_every, end):
         save_state(s, end)
     bar.close()
 
 
-def _log_record(s: Session, done: int, lr: float, loss_sum, applied: int, last) -> dict:
-    t = s.config.train
-    start_step, start_time = last
-    images = (done - start_step) * t.batch_size * t.grad_accum
-    epoch, _ = s.data.position(done * t.grad_accum)
+def _add(window: Window, loss: torch.Tensor, ok: bool, images: int, seconds: float) -> None:
+    if ok:
+        window.loss_sum += loss
+    window.applied += ok
+    window.skipped += not ok
+    window.images += images
+    window.seconds += seconds
+
+
+def _log_record(window: Window, done: int, lr: float, epoch: int) -> dict:
+    """images/s counts training steps only, not sample grids, validation or checkpoints."""
     return {
         "step": done,
-        "loss": float(loss_sum) / max(applied, 1),  # the one host sync, every log_every steps
+        "loss": float(window.loss_sum) / max(window.applied, 1),  # the one read of the loss
         "lr": lr,
-        "images_per_s": images / max(time.perf_counter() - start_time, 1e-9),
+        "images_per_s": window.images / max(window.seconds, 1e-9),
         "epoch": epoch,
-        "skipped": (done - start_step) - applied,
+        "skipped": window.skipped,
     }
 
 
 def _periodic(s: Session, log: MetricsLog, done: int) -> None:
-    t = s.config.train
-    if _every(t.sample_every, done) or (t.sample_every > 0 and done == t.steps):
+    """Sample grids, validation and checkpoints due after `done` steps."""
+    t, last = s.config.train, done == s.config.train.steps
+    due_samples = _every(t.sample_every, done) or (t.sample_every > 0 and last)
+    due_val = s.val is not None and (_every(t.val_every, done) or last)
+    due_checkpoint = _every(t.checkpoint_every, done) or last
+    if due_samples:
         save_samples(s, done)
-    if s.val is not None and (_every(t.val_every, done) or done == t.steps):
-        log.write(
-            {"step": done, "val_loss": validation_loss(s), "val_split": s.config.data.val_split}
-        )
-    if _every(t.checkpoint_every, done) or done == t.steps:
+    if due_val:
+        val_loss = validation_loss(s)
+        log.write({"step": done, "val_loss": val_loss, "val_split": s.config.data.val_split})
+    if due_checkpoint:
         save_state(s, done)
