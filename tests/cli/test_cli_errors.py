@@ -43,6 +43,8 @@ def test_subprocess_unknown_key_is_one_line_exit_2():
         (["train", "train.steps=ten"], ["train.steps", "an integer", "'ten'"]),
         (["train", "train.lr=0"], ["train.lr", "> 0"]),
         (["train", "nope"], ["unknown recipe 'nope'"]),
+        (["train", "model.network=unet-huge", "--dry-run"], ["model.network", "unet-tiny"]),
+        (["train", "data.dataset=imagenet"], ["imagenet", "digits"]),
         (["train", "missing.yaml"], ["missing.yaml"]),
         (["train", "digits", "mnist"], ["one recipe"]),
         (["frobnicate"], ["invalid choice", "frobnicate"]),

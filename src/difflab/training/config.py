@@ -13,6 +13,7 @@ from typing import Any, Literal
 import yaml
 
 from difflab.errors import ConfigError
+from difflab.networks import NETWORKS
 from difflab.samplers import SAMPLERS
 from difflab.schedules import GRIDS
 from difflab.training.config_types import from_dict, set_override
@@ -168,6 +169,7 @@ def _check_values(c: Config) -> None:
         "> 0 or null",
         c.data.image_size,
     )
+    _require(m.network in NETWORKS, "model.network", f"one of {NETWORKS.names()}", m.network)
     _require(s.sampler in SAMPLERS, "sample.sampler", f"one of {SAMPLERS.names()}", s.sampler)
     _require(s.grid in GRIDS, "sample.grid", f"one of {GRIDS.names()}", s.grid)
     frac = c.data.max_bad_fraction

@@ -134,9 +134,9 @@ def open_session(config: Config) -> Session:
     if t.resume and latest_checkpoint(run_dir) is None:
         raise CheckpointError(f"run folder {run_dir} has no complete checkpoint to resume from")
     info = {"in_channels": c, "image_size": size, "num_classes": num_classes}
-    _write_run_files(run_dir, config, {**info, "class_names": dataset.class_names})
     torch.manual_seed(t.seed)
     denoiser = build_denoiser(config, **info).to(device)
+    _write_run_files(run_dir, config, {**info, "class_names": dataset.class_names})
     state = _train_state(config, denoiser, device)
     start = _resume(state, run_dir) if t.resume else 0
     ema_denoiser = Denoiser(state.ema.module, denoiser.schedule, denoiser.parameterization)
