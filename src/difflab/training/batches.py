@@ -3,6 +3,8 @@
 Micro-batch m (= step * grad_accum + k) is slice m % B of the permutation of epoch
 m // B (B = batches per epoch, the last partial batch dropped), the permutation drawn from a
 generator seeded by (seed, epoch). The data position is thus a function of the step alone.
+With several processes, train.batch_size is the global batch and rank r takes the r-th equal
+part of each slice.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from difflab.conditioning import Condition
 from difflab.data import Compose, ImageDataset, RandomHorizontalFlip, Resize, ToSymmetric
 from difflab.errors import ConfigError
 from difflab.training.config import DataConfig
+from difflab.training.distributed import rank, world_size
 from difflab.training.rng import seeded_generator
 from difflab.training.step import MicroBatch
 
@@ -50,6 +53,12 @@ class DeviceData:
         self.images = dataset.images.to(device)  # [N, C, H, W] uint8
         self.labels = dataset.labels.to(device)  # [N] long
         self.batch_size = batch_size
+        self.rank, self.world = rank(), world_size()
+        if train and batch_size % self.world:
+            raise ConfigError(
+                f"config key 'train.batch_size' ({batch_size}) must divide by the world size "
+                f"({self.world})"
+            )
         self.seed = seed
         self.class_conditional = class_conditional
         self.transform = make_transform(data, train=train)
@@ -69,8 +78,11 @@ class DeviceData:
         return self._perm
 
     def indices(self, micro_index: int) -> Tensor:
+        """This rank's part of micro-batch micro_index."""
         epoch, j = self.position(micro_index)
-        return self._permutation(epoch)[j * self.batch_size : (j + 1) * self.batch_size]
+        part = self.batch_size // self.world
+        start = j * self.batch_size + self.rank * part
+        return self._permutation(epoch)[start : start + part]
 
     def take(self, index: Tensor, generator: torch.Generator | None) -> MicroBatch:
         """The images at `index`, transformed with randomness from generator."""

@@ -11,6 +11,7 @@ import torch
 
 from difflab.errors import TrainingError
 from difflab.training.config import Config
+from difflab.training.distributed import all_reduce_sum, barrier, is_main, rank, world_size
 from difflab.training.hooks import save_samples, save_state, validation_loss
 from difflab.training.optim import set_lr
 from difflab.training.reporting import MetricsLog, progress_bar
@@ -27,7 +28,7 @@ def train(config: Config, *, tensorboard: bool = True, stop_at: int | None = Non
     stop_at interrupts the run after that many steps (with a checkpoint), as a kill would;
     the schedule still spans train.steps."""
     session = open_session(config)
-    log = MetricsLog(session.run_dir, tensorboard=tensorboard)
+    log = MetricsLog(session.run_dir, tensorboard=tensorboard, enabled=is_main())
     try:
         run_loop(session, log, stop_at)
     finally:
@@ -59,7 +60,7 @@ def run_loop(s: Session, log: MetricsLog, stop_at: int | None = None) -> None:
     for step in range(s.start_step, end):
         started = time.perf_counter()
         lr = set_lr(s.state.optimizer, t, step)
-        generator = seeded_generator(t.seed, "step", step, s.device)
+        generator = seeded_generator(t.seed, "step", step * world_size() + rank(), s.device)
         batches = [
             s.data.micro_batch(step * t.grad_accum + k, generator) for k in range(t.grad_accum)
         ]
@@ -76,7 +77,7 @@ def run_loop(s: Session, log: MetricsLog, stop_at: int | None = None) -> None:
             bar.set_postfix(loss=f"{record['loss']:.4f}", img_s=f"{record['images_per_s']:.0f}")
             window = Window(window.loss_sum.zero_())
         _periodic(s, log, done)
-    if end < t.steps and not _every(t.checkpoint_every, end):
+    if end < t.steps and not _every(t.checkpoint_every, end) and is_main():
         save_state(s, end)
     bar.close()
 
@@ -92,11 +93,13 @@ def _add(window: Window, loss: torch.Tensor, ok: bool, images: int, seconds: flo
 
 def _log_record(window: Window, done: int, lr: float, epoch: int) -> dict:
     """images/s counts training steps only, not sample grids, validation or checkpoints."""
+    world = world_size()
     return {
         "step": done,
-        "loss": float(window.loss_sum) / max(window.applied, 1),  # the one read of the loss
+        # The one read of the loss: the mean over steps and ranks.
+        "loss": float(all_reduce_sum(window.loss_sum.clone())) / max(window.applied, 1) / world,
         "lr": lr,
-        "images_per_s": window.images / max(window.seconds, 1e-9),
+        "images_per_s": window.images / max(window.seconds, 1e-9),  # all ranks together
         "epoch": epoch,
         "skipped": window.skipped,
     }
@@ -108,10 +111,13 @@ def _periodic(s: Session, log: MetricsLog, done: int) -> None:
     due_samples = _every(t.sample_every, done) or (t.sample_every > 0 and last)
     due_val = s.val is not None and (_every(t.val_every, done) or last)
     due_checkpoint = _every(t.checkpoint_every, done) or last
-    if due_samples:
-        save_samples(s, done)
-    if due_val:
-        val_loss = validation_loss(s)
-        log.write({"step": done, "val_loss": val_loss, "val_split": s.config.data.val_split})
-    if due_checkpoint:
-        save_state(s, done)
+    if is_main():
+        if due_samples:
+            save_samples(s, done)
+        if due_val:
+            val_loss = validation_loss(s)
+            log.write({"step": done, "val_loss": val_loss, "val_split": s.config.data.val_split})
+        if due_checkpoint:
+            save_state(s, done)
+    if due_samples or due_val or due_checkpoint:
+        barrier()

@@ -1,4 +1,4 @@
-"""Run reporting: metrics as JSON lines and TensorBoard scalars, and a progress bar."""
+"""Run reporting: metrics as JSON lines and TensorBoard scalars (rank 0), a progress bar."""
 
 from __future__ import annotations
 
@@ -13,16 +13,18 @@ from tqdm import tqdm
 class MetricsLog:
     """run/metrics.jsonl (one JSON object per record) and TensorBoard scalars in run/tb/."""
 
-    def __init__(self, run_dir: Path, *, tensorboard: bool = True) -> None:
+    def __init__(self, run_dir: Path, *, tensorboard: bool = True, enabled: bool = True) -> None:
         self.path = run_dir / "metrics.jsonl"
-        self._file = self.path.open("a")
+        self._file = self.path.open("a") if enabled else None
         self._tb = None
-        if tensorboard:
+        if tensorboard and enabled:
             from torch.utils.tensorboard import SummaryWriter
 
             self._tb = SummaryWriter(str(run_dir / "tb"))
 
     def write(self, record: dict[str, Any]) -> None:
+        if self._file is None:
+            return
         self._file.write(json.dumps(record) + "\n")
         self._file.flush()
         if self._tb is not None:
@@ -31,7 +33,8 @@ class MetricsLog:
                     self._tb.add_scalar(key, value, record["step"])
 
     def close(self) -> None:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
         if self._tb is not None:
             self._tb.close()
 

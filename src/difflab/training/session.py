@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from difflab.data import ImageDataset, load_dataset
 from difflab.errors import CheckpointError
@@ -17,7 +19,13 @@ from difflab.parameterization import Denoiser
 from difflab.training.batches import DeviceData
 from difflab.training.checkpoint import latest_checkpoint, load_checkpoint
 from difflab.training.config import Config
-from difflab.training.distributed import resolve_device
+from difflab.training.distributed import (
+    barrier,
+    broadcast_from_main,
+    is_distributed,
+    is_main,
+    setup_device,
+)
 from difflab.training.ema import EMA
 from difflab.training.optim import build_optimizer
 from difflab.training.precision import resolve_precision
@@ -84,6 +92,16 @@ def _write_run_files(run_dir: Path, config: Config, info: dict) -> None:
     (run_dir / MODEL_INFO).write_text(json.dumps(info, indent=1))
 
 
+def _wrap(model: nn.Module, device: torch.device, compile_on: bool) -> nn.Module:
+    """The module the loss calls: DDP with a process group, compiled when asked."""
+    forward = model
+    if is_distributed():
+        forward = DistributedDataParallel(
+            model, device_ids=[device] if device.type == "cuda" else None
+        )
+    return torch.compile(forward) if compile_on else forward
+
+
 def _train_state(config: Config, denoiser: Denoiser, device: torch.device) -> TrainState:
     t, m = config.train, config.model
     model = denoiser.network
@@ -93,7 +111,7 @@ def _train_state(config: Config, denoiser: Denoiser, device: torch.device) -> Tr
     )
     return TrainState(
         model=model,
-        forward=torch.compile(model) if compile_on else model,
+        forward=_wrap(model, device, compile_on),
         optimizer=build_optimizer(model, t, device),
         ema=EMA(model, t.ema_decay, t.ema_start),
         precision=resolve_precision(t.precision, device),
@@ -120,7 +138,7 @@ def _resume(state: TrainState, run_dir: Path) -> int:
 def open_session(config: Config) -> Session:
     """Build a run from config, resuming from config.train.resume when set."""
     t = config.train
-    device = resolve_device(t.device)
+    device = setup_device(t.device)
     if device.type == "cpu" and t.cpu_threads is not None:
         # Small models run faster on one thread: the ops are too small to split.
         torch.set_num_threads(t.cpu_threads)
@@ -130,13 +148,15 @@ def open_session(config: Config) -> Session:
     num_classes = dataset.num_classes if config.model.class_conditional else 0
     c, h, _ = dataset.image_shape
     size = config.data.image_size or h
-    run_dir = Path(t.resume) if t.resume else new_run_dir(config)
+    run_dir = Path(t.resume) if t.resume else broadcast_from_main(new_run_dir(config))
     if t.resume and latest_checkpoint(run_dir) is None:
         raise CheckpointError(f"run folder {run_dir} has no complete checkpoint to resume from")
     info = {"in_channels": c, "image_size": size, "num_classes": num_classes}
     torch.manual_seed(t.seed)
     denoiser = build_denoiser(config, **info).to(device)
-    _write_run_files(run_dir, config, {**info, "class_names": dataset.class_names})
+    if is_main():
+        _write_run_files(run_dir, config, {**info, "class_names": dataset.class_names})
+    barrier()
     state = _train_state(config, denoiser, device)
     start = _resume(state, run_dir) if t.resume else 0
     ema_denoiser = Denoiser(state.ema.module, denoiser.schedule, denoiser.parameterization)

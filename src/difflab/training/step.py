@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from difflab.conditioning import Condition, drop_condition
 from difflab.losses import DenoisingLoss
+from difflab.training.distributed import all_reduce_sum
 from difflab.training.ema import EMA
 from difflab.training.precision import Precision
 
@@ -65,8 +66,9 @@ def train_step(
         loss = micro_batch_loss(state, batch, generator, state.cond_dropout) / len(batches)
         scaler.scale(loss).backward()
         total += loss.detach()
-    # One host sync per step: skipping must be decided before the optimizer touches its state.
-    if not bool(torch.isfinite(total)):
+    # One host sync per step: skipping must be decided before the optimizer touches its state,
+    # and by every rank alike (a non-finite loss anywhere reaches all gradients).
+    if bool(all_reduce_sum((~torch.isfinite(total)).float()) > 0):
         warnings.warn(f"non-finite loss at step {step}; step skipped", stacklevel=2)
         state.optimizer.zero_grad(set_to_none=True)
         return total, False
