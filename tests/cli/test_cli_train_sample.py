@@ -31,6 +31,8 @@ def test_train_writes_the_run_folder(run_dir):
     ]
     assert "steps: 4" in (run_dir / "config.yaml").read_text()
     assert any((run_dir / "tb").iterdir())
+    val = [r for r in read_metrics(run_dir) if "val_loss" in r]
+    assert [(r["step"], r["val_split"]) for r in val] == [(2, "test"), (4, "test")]
 
 
 def test_train_twice_makes_a_new_folder(run_dir, capsys):

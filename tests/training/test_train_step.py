@@ -98,3 +98,14 @@ def test_condition_dropout_uses_the_null_label():
     state = make_state(net, cond_dropout=1.0)
     train_step(state, [batch()], torch.Generator().manual_seed(0), 0)
     assert torch.equal(seen[0], torch.zeros(8, dtype=torch.long))  # NULL_LABEL + 1
+
+
+def test_precision_policy():
+    cpu = torch.device("cpu")
+    auto = resolve_precision("auto", cpu)
+    assert auto.name == "fp32" and not auto.scaler.is_enabled()
+    assert resolve_precision("bf16", cpu).dtype == torch.bfloat16
+    from difflab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="fp16"):
+        resolve_precision("fp16", cpu)
