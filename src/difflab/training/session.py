@@ -121,11 +121,15 @@ def _train_state(config: Config, denoiser: Denoiser, device: torch.device) -> Tr
     )
 
 
-def _resume(state: TrainState, run_dir: Path) -> int:
-    """Load the newest complete checkpoint into state; return its step."""
+def _resume_from(run_dir: Path) -> Path:
     path = latest_checkpoint(run_dir)
     if path is None:
         raise CheckpointError(f"run folder {run_dir} has no complete checkpoint to resume from")
+    return path
+
+
+def _resume(state: TrainState, path: Path) -> int:
+    """Load a checkpoint into state; return its step."""
     ckpt = load_checkpoint(path)
     state.model.load_state_dict(ckpt.model)
     state.ema.module.load_state_dict(ckpt.ema)
@@ -149,8 +153,7 @@ def open_session(config: Config) -> Session:
     c, h, _ = dataset.image_shape
     size = config.data.image_size or h
     run_dir = Path(t.resume) if t.resume else broadcast_from_main(new_run_dir(config))
-    if t.resume and latest_checkpoint(run_dir) is None:
-        raise CheckpointError(f"run folder {run_dir} has no complete checkpoint to resume from")
+    checkpoint = _resume_from(run_dir) if t.resume else None
     info = {"in_channels": c, "image_size": size, "num_classes": num_classes}
     torch.manual_seed(t.seed)
     denoiser = build_denoiser(config, **info).to(device)
@@ -158,7 +161,7 @@ def open_session(config: Config) -> Session:
         _write_run_files(run_dir, config, {**info, "class_names": dataset.class_names})
     barrier()
     state = _train_state(config, denoiser, device)
-    start = _resume(state, run_dir) if t.resume else 0
+    start = _resume(state, checkpoint) if checkpoint is not None else 0
     ema_denoiser = Denoiser(state.ema.module, denoiser.schedule, denoiser.parameterization)
     return Session(
         config=config,
