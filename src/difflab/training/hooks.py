@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 
 import torch
 
@@ -52,7 +53,8 @@ def validation_loss(s: Session) -> float:
     """Mean denoising loss of the raw weights over the held-out split, with the same t and eps
     every time (a generator seeded by (seed, "validation")), no condition dropout."""
     assert s.val is not None
-    val, state = s.val, s.state
+    # The bare model, not its DDP wrapper: only rank 0 validates, so no collectives.
+    val, state = s.val, replace(s.state, forward=s.state.model)
     generator = seeded_generator(s.config.train.seed, "validation", 0, s.device)
     n = val.images.shape[0]
     total = torch.zeros((), device=s.device)
