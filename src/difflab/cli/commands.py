@@ -16,7 +16,8 @@ class ArgumentParser(argparse.ArgumentParser):
     """Usage errors raise ConfigError, so the CLI prints them as one line and exits 2."""
 
     def error(self, message: str):  # type: ignore[override]
-        raise ConfigError(f"{self.prog}: {message}")
+        command = self.prog.removeprefix("difflab").strip()
+        raise ConfigError(f"{command}: {message}" if command else message)
 
 
 def build_parser() -> ArgumentParser:
