@@ -10,6 +10,7 @@ the decoded arrays are kept in a .npz keyed by the files' names, sizes and mtime
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
@@ -154,9 +155,10 @@ def _decode_many(paths: Sequence[Path], size: Size | None) -> list[np.ndarray | 
 def _decode(path: Path, size: Size | None) -> np.ndarray | str:
     """[H, W] (grey) or [H, W, 3] uint8, or why the file cannot be read."""
     try:
-        if path.stat().st_size == 0:
+        data = path.read_bytes()  # one read: PIL's many small reads of a file cost more
+        if not data:
             return "empty file"
-        with Image.open(path) as image:
+        with Image.open(io.BytesIO(data)) as image:
             image = image.convert("L" if image.mode in GREY_MODES else "RGB")
         if size is not None and image.size != (size[1], size[0]):
             image = image.resize((size[1], size[0]), Image.Resampling.BICUBIC)
