@@ -3,7 +3,7 @@
 import pytest
 
 from difflab.errors import ConfigError
-from difflab.networks import NETWORKS, UNet, build_network
+from difflab.networks import NETWORKS, DiT, UNet, build_network
 
 
 def build(name="unet-tiny", **options):
@@ -72,6 +72,19 @@ def test_image_size_not_divisible_by_downsampling_factor():
         build_network("unet-small", in_channels=1, image_size=30, num_classes=None)
 
 
+def test_dit_options_and_impossible_values():
+    net = build("dit-tiny", depth=1, out_channels=2)
+    assert isinstance(net, DiT)
+    assert len(net.blocks) == 1
+    assert net.config.out_channels == 2
+    with pytest.raises(ConfigError, match=r"image_size=8.*patch_size=3"):
+        build("dit-tiny", patch_size=3)
+    with pytest.raises(ConfigError, match=r"hidden_size=64.*num_heads=3"):
+        build("dit-tiny", num_heads=3)
+    with pytest.raises(ConfigError, match="'base_channels'.*hidden_size"):
+        build("dit-tiny", base_channels=8)
+
+
 def test_bad_data_shape_names_the_argument():
     with pytest.raises(ConfigError, match="in_channels"):
         build_network("unet-tiny", in_channels=0, image_size=8, num_classes=None)
@@ -80,4 +93,5 @@ def test_bad_data_shape_names_the_argument():
 
 
 def test_every_preset_is_listed():
-    assert {"unet-tiny", "unet-small", "unet-cifar10"} <= set(NETWORKS.names())
+    expected = {"unet-tiny", "unet-small", "unet-cifar10", "dit-tiny", "dit-s/2", "dit-b/2"}
+    assert expected <= set(NETWORKS.names())

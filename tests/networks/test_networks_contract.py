@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from difflab.conditioning import Condition
-from difflab.networks import NETWORKS, UNetConfig, build_network
+from difflab.networks import NETWORKS, DiTConfig, UNetConfig, build_network
 
 IMAGE_SIZE = 8
 IN_CHANNELS = 2
@@ -13,6 +13,7 @@ NUM_CLASSES = 3
 # Options that shrink each family to a few thousand parameters; presets keep their layout.
 TINY = {
     UNetConfig: {"base_channels": 8, "norm_groups": 4, "num_heads": 1, "blocks_per_level": 1},
+    DiTConfig: {"hidden_size": 16, "depth": 2, "num_heads": 2, "freq_dim": 16},
 }
 
 

@@ -13,10 +13,11 @@ from typing import Any
 from torch import nn
 
 from difflab.errors import ConfigError
+from difflab.networks.dit import DiT, DiTConfig
 from difflab.networks.unet import UNet, UNetConfig
 from difflab.registry import Registry
 
-NetworkConfig = UNetConfig
+NetworkConfig = UNetConfig | DiTConfig
 Preset = Callable[[int, int, "int | None"], NetworkConfig]
 
 NETWORKS: Registry[Preset] = Registry("network")
@@ -25,7 +26,7 @@ NETWORKS: Registry[Preset] = Registry("network")
 DATA_FIELDS = ("in_channels", "image_size", "num_classes")
 
 
-def _unet(in_channels: int, image_size: int, num_classes: int | None, **fields) -> UNetConfig:
+def _unet(in_channels: int, image_size: int, num_classes: int | None, **fields: Any) -> UNetConfig:
     """A UNet for this data, with attention at the second level (16x16 for 32x32 images)."""
     return UNetConfig(
         in_channels=in_channels,
@@ -83,6 +84,34 @@ def unet_cifar10(in_channels: int, image_size: int, num_classes: int | None) -> 
     )
 
 
+def _dit(in_channels: int, image_size: int, num_classes: int | None, **fields: Any) -> DiTConfig:
+    return DiTConfig(
+        in_channels=in_channels,
+        out_channels=in_channels,
+        image_size=image_size,
+        num_classes=num_classes,
+        **fields,
+    )
+
+
+@NETWORKS.register("dit-tiny")
+def dit_tiny(in_channels: int, image_size: int, num_classes: int | None) -> DiTConfig:
+    """For tests: two blocks of width 64."""
+    return _dit(in_channels, image_size, num_classes, hidden_size=64, depth=2, num_heads=2)
+
+
+@NETWORKS.register("dit-s/2")
+def dit_s2(in_channels: int, image_size: int, num_classes: int | None) -> DiTConfig:
+    """DiT-S/2 (Peebles & Xie 2023, Table 1): width 384, 12 blocks, 6 heads, patch 2."""
+    return _dit(in_channels, image_size, num_classes, hidden_size=384, depth=12, num_heads=6)
+
+
+@NETWORKS.register("dit-b/2")
+def dit_b2(in_channels: int, image_size: int, num_classes: int | None) -> DiTConfig:
+    """DiT-B/2 (Peebles & Xie 2023, Table 1): width 768, 12 blocks, 12 heads, patch 2."""
+    return _dit(in_channels, image_size, num_classes, hidden_size=768, depth=12, num_heads=12)
+
+
 def _apply_options(config: NetworkConfig, options: dict[str, Any]) -> NetworkConfig:
     """Override config fields; unknown keys, bad types and impossible values raise ConfigError."""
     valid = [f.name for f in dataclasses.fields(config) if f.name not in DATA_FIELDS]
@@ -96,7 +125,7 @@ def _apply_options(config: NetworkConfig, options: dict[str, Any]) -> NetworkCon
     return dataclasses.replace(config, **values)
 
 
-MODELS: dict[type, Callable[[Any], nn.Module]] = {UNetConfig: UNet}
+MODELS: dict[type, Callable[[Any], nn.Module]] = {UNetConfig: UNet, DiTConfig: DiT}
 
 
 def build_network(
