@@ -83,6 +83,9 @@ def test_labels_change_the_output_and_null_is_the_default(name):
             assert not torch.allclose(outs[i], outs[j], atol=1e-5)
     assert torch.equal(net(x, t, None), outs[-1])
     assert torch.equal(net(x, t, Condition()), outs[-1])
+    for bad in (NUM_CLASSES, -2):  # out of range: an error, never silently the null row
+        with pytest.raises(IndexError):
+            net(x, t, labels(bad))
 
 
 @pytest.mark.parametrize("name", PRESETS)
@@ -124,3 +127,14 @@ def test_bf16_autocast_runs_and_stays_close(trained):
     assert out.shape == x.shape
     assert torch.isfinite(out).all()
     assert (out.float() - expected).abs().max() < 0.1 * expected.abs().max()
+
+
+@pytest.mark.parametrize("name", ["unet-tiny", "dit-tiny"])
+def test_traces_as_one_graph_for_torch_compile(name):
+    """No graph breaks (no .item(), no Python branches on tensor values): dynamo captures the
+    whole forward. The eager backend skips code generation, so this stays fast."""
+    net = perturb(tiny(name, NUM_CLASSES))
+    x, t = inputs()
+    cond = labels(0, 1, 2, -1)
+    compiled = torch.compile(net, fullgraph=True, backend="eager")
+    torch.testing.assert_close(compiled(x, t, cond), net(x, t, cond))

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from difflab.conditioning import Condition
+from difflab.conditioning import NULL_LABEL, Condition
 
 
 def sinusoidal_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
@@ -46,8 +46,8 @@ class TimestepEmbedding(nn.Module):
 
 
 class LabelEmbedding(nn.Module):
-    """Class-label embedding with one extra row for the null label (NULL_LABEL = -1), used by
-    classifier-free guidance (Ho & Salimans 2022). No condition at all means the null label."""
+    """Class-label embedding with one extra row (row 0) for the null label NULL_LABEL = -1, used
+    by classifier-free guidance (Ho & Salimans 2022). No condition at all means the null label."""
 
     def __init__(self, num_classes: int, dim: int) -> None:
         super().__init__()
@@ -58,9 +58,9 @@ class LabelEmbedding(nn.Module):
     def forward(self, cond: Condition | None, batch: int, device: torch.device) -> Tensor:
         labels = cond.labels if cond is not None else None
         if labels is None:
-            labels = torch.full((batch,), -1, dtype=torch.long, device=device)
-        index = torch.where(labels < 0, self.num_classes, labels)  # -1 -> null row
-        return self.table(index)
+            labels = torch.full((batch,), NULL_LABEL, dtype=torch.long, device=device)
+        # Row 0 is the null label; out-of-range labels fail the lookup instead of aliasing it.
+        return self.table(labels - NULL_LABEL)  # NULL_LABEL -> row 0
 
 
 class ResBlock(nn.Module):
