@@ -93,3 +93,15 @@ def test_euler_is_ddim():
     """Euler in x / alpha and sigma / alpha is DDIM with eta = 0 (Karras et al. 2022, sec. 3)."""
     x = torch.randn(8, 2)
     torch.testing.assert_close(run("euler", x, grid="karras"), run("ddim", x, grid="karras"))
+
+
+@pytest.mark.parametrize("name", SAMPLERS.names())
+def test_step_inside_a_clamped_logsnr_region(name):
+    """Continuous schedules clamp log-SNR at 20: t = 1e-9 and t = 0 share it, so the last step
+    has h = 0 in log-SNR. Every sampler must pass it without dividing by zero."""
+    schedule = make_schedule("linear", num_steps=None)
+    grid = SamplingGrid.build(schedule, torch.tensor([1.0, 0.5, 0.1, 1e-9, 0.0]))
+    assert grid.logsnr[-1] == grid.logsnr[-2]
+    g = torch.Generator().manual_seed(0)
+    out = SAMPLERS.get(name)(MIXTURE.denoiser(schedule), torch.randn(4, 2), grid, generator=g)
+    assert torch.isfinite(out).all()

@@ -17,8 +17,9 @@ STEPS = {"ddpm": 200, "ddim": 120, "euler": 120, "heun": 32, "dpmpp-2m": 32, "dp
 
 # Stochastic variants: their injected noise must have the right variance too.
 CHURN = {"s_churn": 40.0, "s_tmin": 0.05, "s_tmax": 50.0}
-# Churn adds discretisation error: measured max |z| of Euler 5.4 at 120 steps, 3.1 at 300; of
-# Heun 4.3 at 32, 2.2 at 64; of DDIM eta = 0.5 3.4 at 120, 2.2 at 200. Noise 0.7x too small gives ~20.
+# Churn adds discretisation error: measured max |z| of Euler 5.4 at 120 steps, 3.1 at 300;
+# of Heun 4.3 at 32, 2.2 at 64; of DDIM eta = 0.5 3.4 at 120, 2.2 at 200. Churn noise 0.7x too
+# small gives ~20.
 CASES = [(name, {}, STEPS[name]) for name in sorted(STEPS)] + [
     ("ddim", {"eta": 0.5}, 200),
     ("euler", CHURN, 300),

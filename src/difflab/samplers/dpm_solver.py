@@ -43,6 +43,12 @@ def half_logsnr(grid: SamplingGrid) -> list[float]:
     return [float(v) / 2 for v in grid.logsnr]
 
 
+def finite_step(h: float) -> bool:
+    """A step a second-order formula can use: 0 < h < inf. h is infinite at alpha = 0 or
+    sigma = 0, and 0 where the schedule clamps log-SNR (no second point to use there)."""
+    return 0.0 < h < math.inf
+
+
 def midpoints(grid: SamplingGrid) -> tuple[Tensor, Tensor, Tensor]:
     """(t, alpha, sigma) at the log-SNR midpoint of each step, [S] each, found in one
     vectorised call; steps with an infinite end get a placeholder (logsnr 0), never used."""
@@ -61,7 +67,7 @@ def sample_dpmpp_2m(
 ) -> Tensor:
     """DPM-Solver++(2M) (Lu et al. 2022b, Algorithm 2): with r = h_prev / h,
     D = (1 + 1 / (2r)) x0_hat_i - 1 / (2r) x0_hat_{i-1}. The first step, and any step with an
-    infinite h at either end, is first order. Deterministic: `generator` is unused."""
+    infinite or zero h at either end, is first order. Deterministic: `generator` is unused."""
     x = x.float()
     lam = half_logsnr(grid)
     x0_prev, h_prev = None, math.inf
@@ -69,7 +75,7 @@ def sample_dpmpp_2m(
         pred = denoise(x, t)
         h = lam[i + 1] - lam[i]
         d = pred.x0
-        if x0_prev is not None and math.isfinite(h) and math.isfinite(h_prev):
+        if x0_prev is not None and finite_step(h) and finite_step(h_prev):
             r = h_prev / h
             d = (1 + 1 / (2 * r)) * pred.x0 - (1 / (2 * r)) * x0_prev
         _, sigma = grid.coef(i)
@@ -92,7 +98,7 @@ def sample_dpmpp_2s(
     """DPM-Solver++(2S) (Lu et al. 2022b, Algorithm 1, r1 = 1/2): a first-order step to the
     time s with lambda_s = lambda + h / 2 gives u, then D = (1 - 1/(2r)) x0_hat(x, t)
     + 1/(2r) x0_hat(u, s), with r the ratio actually reached (1/2 unless the schedule clamps).
-    Steps with an infinite h are first order. Two denoiser calls per finite step."""
+    Steps with an infinite or zero h are first order. Two denoiser calls per finite step."""
     x = x.float()
     lam = half_logsnr(grid)
     t_mid, alpha_mid, sigma_mid = midpoints(grid)
@@ -101,7 +107,7 @@ def sample_dpmpp_2s(
         h = lam[i + 1] - lam[i]
         _, sigma = grid.coef(i)
         d = pred.x0
-        if math.isfinite(h):
+        if finite_step(h):
             alpha_s, sigma_s = float(alpha_mid[i]), float(sigma_mid[i])
             r = (math.log(alpha_s / sigma_s) - lam[i]) / h
             u = first_order_update(x, pred.x0, sigma, alpha_s, sigma_s, r * h)
