@@ -46,7 +46,9 @@ def standard_scores(mixture, out):
     return torch.stack([torch.as_tensor(z) for z in scores])
 
 
-@pytest.mark.parametrize("name,options,steps", CASES)
+@pytest.mark.parametrize(
+    "name,options,steps", CASES, ids=[f"{n}-{'-'.join(o) or 'default'}" for n, o, _ in CASES]
+)
 def test_sampler_reproduces_gaussian_mixture(name, options, steps):
     """Weights, means and stds of the 3 components of a 2-D mixture from N = 4000 samples, from
     x_T drawn from the exact marginal at t_0. Each of the 15 statistics must lie within 4.5
