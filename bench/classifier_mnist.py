@@ -1,0 +1,56 @@
+"""Train the evaluation classifier on MNIST and print its test accuracy and timings.
+
+python bench/classifier_mnist.py [--root ../shared/data] [--steps 1500] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+
+from difflab.data import load_dataset
+from difflab.evaluation import classifier_accuracy, save_classifier, train_classifier
+
+ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, default=ROOT)
+    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--width", type=int, default=16)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--save", type=Path, default=None, help="folder to save the classifier")
+    args = parser.parse_args()
+    train = load_dataset("mnist", root=args.root, split="train")
+    test = load_dataset("mnist", root=args.root, split="test")
+    start = time.perf_counter()
+    classifier = train_classifier(
+        train,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        width=args.width,
+        device=args.device,
+    )
+    train_s = time.perf_counter() - start
+    start = time.perf_counter()
+    accuracy = classifier_accuracy(classifier, test.images, test.labels, device=args.device)
+    eval_s = time.perf_counter() - start
+    print("| dataset | steps | batch | width | threads | train s | test acc | eval s |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print(
+        f"| mnist | {args.steps} | {args.batch_size} | {args.width} | {torch.get_num_threads()} "
+        f"| {train_s:.0f} | {accuracy:.4f} | {eval_s:.1f} |"
+    )
+    if args.save is not None:
+        save_classifier(classifier, args.save)
+
+
+if __name__ == "__main__":
+    main()
