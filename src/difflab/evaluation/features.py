@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
@@ -79,7 +80,10 @@ class InceptionFeatures:
             )
         self.fingerprint = file_sha256(path)[:16]
         try:
-            self.model = torch.jit.load(str(path), map_location=device).eval()
+            with warnings.catch_warnings():
+                # torch.jit is deprecated, but TorchScript is the format the FID tools publish.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                self.model = torch.jit.load(str(path), map_location=device).eval()
         except (RuntimeError, ValueError, OSError) as err:
             raise DataError(f"Inception-v3 weights {path} are no TorchScript file: {err}") from err
         self.batch_size = batch_size
