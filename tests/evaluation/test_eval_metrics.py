@@ -46,7 +46,9 @@ def test_fid_does_not_depend_on_batch_size(digits_split, digits_classifier):
         )["fid"]  # fmt: skip
         for b in (7, 50)
     ]
-    assert fids[0] == pytest.approx(fids[1], rel=1e-9)
+    # Statistics merge exactly (test_eval_frechet); float32 convolutions may round a batch of 7
+    # differently from one of 50, which moves FID by ~1e-9 relative here.
+    assert fids[0] == pytest.approx(fids[1], rel=1e-6)
 
 
 def test_evaluate_rejects_bad_requests(digits_split, digits_classifier):

@@ -1,5 +1,7 @@
 """Reference statistics: computed once, cached on disk, keyed by data and extractor."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -47,10 +49,10 @@ def test_key_changes_with_data_split_and_extractor(digits):
     changed = digits.images.clone()
     changed[0, 0, 0, 0] ^= 1
     variants = [
-        type(digits)(changed, digits.labels, 10, "digits", "train"),
-        type(digits)(digits.images[:-1], digits.labels[:-1], 10, "digits", "train"),
-        type(digits)(digits.images.flip(0), digits.labels, 10, "digits", "train"),
-        type(digits)(digits.images, digits.labels, 10, "digits", "test"),
+        replace(digits, images=changed),
+        replace(digits, images=digits.images[:-1], labels=digits.labels[:-1]),
+        replace(digits, images=digits.images.flip(0)),
+        replace(digits, split="test"),
     ]
     keys = {reference_key(v, extractor) for v in variants}
     keys |= {reference_key(digits, _CountingExtractor("toy", "w1"))}
