@@ -1,6 +1,6 @@
 """Train the evaluation classifier on MNIST and print its test accuracy and timings.
 
-python bench/classifier_mnist.py [--root ../shared/data] [--steps 1500] [--device cpu]
+python bench/classifier_mnist.py [--root ../shared/data/mnist] [--steps 1500] [--device cpu]
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import torch
 from difflab.data import load_dataset
 from difflab.evaluation import classifier_accuracy, save_classifier, train_classifier
 
-ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 
 
 def main() -> None:
@@ -25,8 +25,11 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--width", type=int, default=16)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--save", type=Path, default=None, help="folder to save the classifier")
     args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     train = load_dataset("mnist", root=args.root, split="train")
     test = load_dataset("mnist", root=args.root, split="test")
     start = time.perf_counter()

@@ -119,3 +119,10 @@ def test_wrong_image_shape_is_a_data_error(digits_classifier):
         predict(digits_classifier, torch.zeros(2, 1, 28, 28, dtype=torch.uint8))
     with pytest.raises(DataError, match="uint8"):
         predict(digits_classifier, torch.zeros(2, 1, 8, 8))
+
+
+def test_bad_training_requests_are_config_errors(digits_split):
+    with pytest.raises(ConfigError, match="steps"):
+        train_classifier(digits_split[0], steps=0)
+    with pytest.raises(ConfigError, match="multiple of 8"):
+        ClassifierConfig("digits", 1, 8, 10, width=12)

@@ -97,7 +97,7 @@ class InceptionFeatures:
                 f"{tuple(images.shape)}"
             )
         if images.shape[1] == 1:
-            images = images.expand(-1, 3, -1, -1)  # grey -> RGB, as StyleGAN3's metrics do
+            images = images.repeat(1, 3, 1, 1)  # grey -> RGB, as StyleGAN3's metrics do
         return _batched(
             lambda x: self.model(x.to(self.device), return_features=True), images, self.batch_size
         )
