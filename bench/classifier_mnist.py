@@ -1,6 +1,6 @@
 """Train the evaluation classifier on MNIST and print its test accuracy and timings.
 
-python bench/classifier_mnist.py [--root ../shared/data/mnist] [--steps 1500] [--device cpu]
+python bench/classifier_mnist.py [--root ../shared/data/mnist] [--steps N] [--device cpu]
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=ROOT)
-    parser.add_argument("--steps", type=int, default=1500)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--width", type=int, default=16)
+    parser.add_argument("--steps", type=int, help="default: train_classifier's")
+    parser.add_argument("--batch-size", type=int, help="default: train_classifier's")
+    parser.add_argument("--lr", type=float, help="default: train_classifier's")
+    parser.add_argument("--width", type=int, help="default: train_classifier's")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--save", type=Path, default=None, help="folder to save the classifier")
@@ -33,22 +33,24 @@ def main() -> None:
     train = load_dataset("mnist", root=args.root, split="train")
     test = load_dataset("mnist", root=args.root, split="test")
     start = time.perf_counter()
+    chosen = {
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "width": args.width,
+    }
     classifier = train_classifier(
-        train,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        width=args.width,
-        device=args.device,
+        train, device=args.device, **{k: v for k, v in chosen.items() if v is not None}
     )
     train_s = time.perf_counter() - start
     start = time.perf_counter()
     accuracy = classifier_accuracy(classifier, test.images, test.labels, device=args.device)
     eval_s = time.perf_counter() - start
-    print("| dataset | steps | batch | width | threads | train s | test acc | eval s |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| dataset | options | width | threads | train s | test acc | eval s |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    options = " ".join(f"{k}={v}" for k, v in chosen.items() if v is not None) or "defaults"
     print(
-        f"| mnist | {args.steps} | {args.batch_size} | {args.width} | {torch.get_num_threads()} "
+        f"| mnist | {options} | {classifier.config.width} | {torch.get_num_threads()} "
         f"| {train_s:.0f} | {accuracy:.4f} | {eval_s:.1f} |"
     )
     if args.save is not None:
