@@ -93,3 +93,14 @@ def test_download_from_mirrors(tmp_path, monkeypatch):
         ds = load_dataset("mnist", root=dest, split="test", download=True, mirrors=[dead, url])
     assert ds.labels.tolist() == [0, 1, 2, 3, 4]
     assert sorted(p.name for p in dest.iterdir()) == sorted(md5)
+
+
+def test_download_with_wrong_checksum_fails_and_leaves_no_file(tmp_path):
+    served = tmp_path / "server"
+    write_fake_mnist(served, n=5, prefix="t10k")  # not the official files: md5 differs
+    dest = tmp_path / "mnist"
+    with serve(served) as url, pytest.raises(DataError) as info:
+        load_dataset("mnist", root=dest, split="test", download=True, mirrors=[url])
+    official = mnist.MD5["t10k-images-idx3-ubyte.gz"]
+    assert f"t10k-images-idx3-ubyte.gz: expected md5 {official}, got " in str(info.value)
+    assert list(dest.iterdir()) == []

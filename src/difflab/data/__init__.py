@@ -1,6 +1,6 @@
 """Datasets held whole in memory (digits, MNIST, image folders) and batch transforms."""
 
-from difflab.data import digits, mnist  # noqa: F401  (register)
+from difflab.data import digits, image_folder, mnist  # noqa: F401  (register)
 from difflab.data.dataset import DATASETS, DatasetLoader, ImageDataset, Split, load_dataset
 from difflab.data.transforms import (
     BatchTransform,

@@ -8,10 +8,10 @@ a later run would mistake for data.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import logging
 import os
 import tempfile
-import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,7 +37,7 @@ def download(
         try:
             _fetch_verified(url, dest, md5, timeout)
             return dest
-        except (OSError, urllib.error.URLError, ValueError) as exc:
+        except (OSError, http.client.HTTPException, ValueError) as exc:  # URLError is an OSError
             failures.append(f"{url}: {exc}")
     raise DataError(f"could not download {dest.name} to {dest}: " + "; ".join(failures))
 

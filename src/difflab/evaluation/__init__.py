@@ -1,1 +1,68 @@
-"""evaluation"""
+"""Evaluation: FID, KID and classifier accuracy of generated images.
+
+`evaluate(images, labels, reference=..., metrics=[...], extractor=..., classifier=...)` is the
+entry point; the pieces (Frechet distance, KID, feature extractors, reference statistics
+cache, the difflab classifier and its training) are public for scripts and the CLI.
+"""
+
+from difflab.evaluation.classifier import (
+    Classifier,
+    ClassifierConfig,
+    load_classifier,
+    save_classifier,
+    weights_fingerprint,
+)
+from difflab.evaluation.classifier_training import classifier_accuracy, predict, train_classifier
+from difflab.evaluation.features import (
+    INCEPTION_FEATURES,
+    ClassifierFeatures,
+    FeatureExtractor,
+    InceptionFeatures,
+)
+from difflab.evaluation.frechet import (
+    FeatureStatistics,
+    RunningStatistics,
+    feature_statistics,
+    frechet_distance,
+)
+from difflab.evaluation.kid import KIDResult, kernel_inception_distance, mmd2_unbiased
+from difflab.evaluation.metrics import METRICS, EvalOptions, Metric, evaluate
+from difflab.evaluation.reference import (
+    ReferenceStatistics,
+    compute_statistics,
+    reference_key,
+    reference_statistics,
+)
+from difflab.evaluation.samples import load_samples_npz, save_samples_npz
+
+__all__ = [
+    "INCEPTION_FEATURES",
+    "METRICS",
+    "Classifier",
+    "ClassifierConfig",
+    "ClassifierFeatures",
+    "EvalOptions",
+    "FeatureExtractor",
+    "FeatureStatistics",
+    "InceptionFeatures",
+    "KIDResult",
+    "Metric",
+    "ReferenceStatistics",
+    "RunningStatistics",
+    "classifier_accuracy",
+    "compute_statistics",
+    "evaluate",
+    "feature_statistics",
+    "frechet_distance",
+    "kernel_inception_distance",
+    "load_classifier",
+    "load_samples_npz",
+    "mmd2_unbiased",
+    "predict",
+    "reference_key",
+    "reference_statistics",
+    "save_classifier",
+    "save_samples_npz",
+    "train_classifier",
+    "weights_fingerprint",
+]

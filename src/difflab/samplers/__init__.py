@@ -1,6 +1,6 @@
 """Samplers: pure functions over an explicit grid, registered by name."""
 
-from difflab.samplers import ddim, ddpm  # noqa: F401  (register)
+from difflab.samplers import ddim, ddpm, dpm_solver, euler_heun  # noqa: F401  (register)
 from difflab.samplers.base import (
     SAMPLERS,
     DenoiseFn,
@@ -9,5 +9,15 @@ from difflab.samplers.base import (
     StackedGenerator,
     randn_like,
 )
+from difflab.samplers.thresholding import ThresholdKind, thresholded
 
-__all__ = ["SAMPLERS", "DenoiseFn", "Sampler", "SamplingGrid", "StackedGenerator", "randn_like"]
+__all__ = [
+    "SAMPLERS",
+    "DenoiseFn",
+    "Sampler",
+    "SamplingGrid",
+    "StackedGenerator",
+    "ThresholdKind",
+    "randn_like",
+    "thresholded",
+]

@@ -18,6 +18,7 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
+from difflab.errors import ConfigError
 from difflab.parameterization.prediction import Prediction
 from difflab.registry import Registry
 from difflab.schedules.noise import NoiseSchedule
@@ -29,16 +30,22 @@ StepCallback = Callable[[int, Tensor, Tensor, Prediction], None]
 
 @dataclass(frozen=True)
 class SamplingGrid:
-    """Times t_0 > t_1 > ... > t_S (float64) with alpha and sigma at each."""
+    """Times t_0 > t_1 > ... > t_S (float64) with alpha and sigma at each, and the schedule
+    they come from, for samplers that visit times between grid points (DPM-Solver++(2S),
+    Euler/Heun churn): `at_logsnr` gives such a time."""
 
     t: Tensor
     alpha: Tensor
     sigma: Tensor
+    schedule: NoiseSchedule
 
     @classmethod
     def build(cls, schedule: NoiseSchedule, times: Tensor) -> SamplingGrid:
         times = torch.as_tensor(times, dtype=torch.float64)
-        return cls(t=times, alpha=schedule.alpha(times), sigma=schedule.sigma(times))
+        if times.ndim != 1 or len(times) < 2 or (times[1:] >= times[:-1]).any():
+            raise ConfigError(f"grid times must decrease, at least 2 of them; got {times.tolist()}")
+        alpha, sigma = schedule.alpha(times), schedule.sigma(times)
+        return cls(t=times, alpha=alpha, sigma=sigma, schedule=schedule)
 
     @property
     def steps(self) -> int:
@@ -57,6 +64,12 @@ class SamplingGrid:
     def coef(self, i: int) -> tuple[float, float]:
         """(alpha_i, sigma_i) as Python floats."""
         return float(self.alpha[i]), float(self.sigma[i])
+
+    def at_logsnr(self, logsnr: Tensor | float) -> tuple[Tensor, Tensor, Tensor]:
+        """(t, alpha, sigma) of the schedule's times with these log-SNRs (float64, vectorised).
+        alpha and sigma are those of the t found, consistent where the schedule clamps."""
+        t = self.schedule.t_from_logsnr(torch.as_tensor(logsnr, dtype=torch.float64))
+        return t, self.schedule.alpha(t), self.schedule.sigma(t)
 
 
 class StackedGenerator:

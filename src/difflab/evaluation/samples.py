@@ -1,0 +1,73 @@
+"""Sample files: .npz with arr_0 = uint8 images [N, H, W, C] and optional arr_1 = labels [N].
+
+This is the layout guided-diffusion and EDM write for their FID scripts, so samples made by
+either tool can be evaluated by difflab and the other way round.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from difflab.errors import DataError
+
+
+def save_samples_npz(path: str | Path, images: Tensor, labels: Tensor | None = None) -> None:
+    """Write uint8 images [N, C, H, W] (and labels [N]) as arr_0 [N, H, W, C] (and arr_1)."""
+    path = Path(path)
+    if images.dtype != torch.uint8 or images.ndim != 4:
+        raise DataError(
+            f"samples for {path} must be uint8 [N, C, H, W], got {images.dtype} "
+            f"{tuple(images.shape)}"
+        )
+    arrays = {"arr_0": images.permute(0, 2, 3, 1).cpu().numpy()}  # [N, C, H, W] -> [N, H, W, C]
+    if labels is not None:
+        arrays["arr_1"] = labels.cpu().numpy().astype(np.int64)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def load_samples_npz(path: str | Path) -> tuple[Tensor, Tensor | None]:
+    """uint8 images [N, C, H, W] and long labels [N] (or None) from a samples .npz file.
+
+    Raises DataError naming the file and the problem: missing, not a zip archive, no arr_0,
+    arr_0 not uint8 [N, H, W, C] with C in {1, 3}, or arr_1 not one integer label per image.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"samples file {path} not found")
+    if not zipfile.is_zipfile(path):
+        raise DataError(f"samples file {path} is not an .npz (zip) archive")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files if name in ("arr_0", "arr_1")}
+    except (OSError, ValueError, zipfile.BadZipFile) as err:
+        raise DataError(f"samples file {path} is unreadable: {err}") from err
+    images = _check_images(path, arrays.get("arr_0"))
+    labels = arrays.get("arr_1")
+    if labels is None:
+        return images, None
+    if labels.ndim != 1 or labels.dtype.kind not in "iu" or len(labels) != len(images):
+        raise DataError(
+            f"samples file {path}: arr_1 must hold one integer label per image ({len(images)}), "
+            f"got {labels.dtype} {labels.shape}"
+        )
+    return images, torch.from_numpy(labels.astype(np.int64))
+
+
+def _check_images(path: Path, arr: np.ndarray | None) -> Tensor:
+    if arr is None:
+        raise DataError(f"samples file {path} has no arr_0 (uint8 images [N, H, W, C])")
+    if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[3] not in (1, 3) or len(arr) == 0:
+        raise DataError(
+            f"samples file {path}: arr_0 must be uint8 [N, H, W, C] with N > 0 and C 1 or 3, "
+            f"got {arr.dtype} {arr.shape}"
+        )
+    return torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()  # [N, H, W, C] -> [N, C, H, W]

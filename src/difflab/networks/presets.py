@@ -1,0 +1,151 @@
+"""Named network presets and `build_network`, the one way recipes make a network.
+
+A preset is a function of the data's shape (channels, image size, number of classes) that
+returns a typed config; `options` then override config fields by name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+from difflab.errors import ConfigError
+from difflab.networks.dit import DiT, DiTConfig
+from difflab.networks.unet import UNet, UNetConfig
+from difflab.registry import Registry
+
+NetworkConfig = UNetConfig | DiTConfig
+Preset = Callable[[int, int, "int | None"], NetworkConfig]
+
+NETWORKS: Registry[Preset] = Registry("network")
+
+# Fields the builder sets from the data; options may not override them.
+DATA_FIELDS = ("in_channels", "image_size", "num_classes")
+
+
+def _unet(in_channels: int, image_size: int, num_classes: int | None, **fields: Any) -> UNetConfig:
+    """A UNet for this data, with attention at the second level (16x16 for 32x32 images)."""
+    return UNetConfig(
+        in_channels=in_channels,
+        out_channels=in_channels,
+        image_size=image_size,
+        num_classes=num_classes,
+        attention_resolutions=(image_size // 2,),
+        **fields,
+    )
+
+
+@NETWORKS.register("unet-tiny")
+def unet_tiny(in_channels: int, image_size: int, num_classes: int | None) -> UNetConfig:
+    """For tests and the CPU digits demo: two levels, attention at the lower one."""
+    return _unet(
+        in_channels,
+        image_size,
+        num_classes,
+        base_channels=32,
+        channel_mults=(1, 2),
+        blocks_per_level=1,
+        dropout=0.0,
+        norm_groups=8,
+    )
+
+
+@NETWORKS.register("unet-small")
+def unet_small(in_channels: int, image_size: int, num_classes: int | None) -> UNetConfig:
+    """MNIST-sized: three levels (28, 14, 7 for MNIST), attention at the middle one."""
+    return _unet(
+        in_channels,
+        image_size,
+        num_classes,
+        base_channels=64,
+        channel_mults=(1, 2, 2),
+        blocks_per_level=2,
+        dropout=0.1,
+        num_heads=4,
+    )
+
+
+@NETWORKS.register("unet-cifar10")
+def unet_cifar10(in_channels: int, image_size: int, num_classes: int | None) -> UNetConfig:
+    """The DDPM CIFAR-10 network (Ho et al. 2020; diffusers' google/ddpm-cifar10-32):
+    channels 128/256/256/256, 2 residual blocks per level, attention at 16x16, dropout 0.1."""
+    return _unet(
+        in_channels,
+        image_size,
+        num_classes,
+        base_channels=128,
+        channel_mults=(1, 2, 2, 2),
+        blocks_per_level=2,
+        dropout=0.1,
+        num_heads=1,
+    )
+
+
+def _dit(in_channels: int, image_size: int, num_classes: int | None, **fields: Any) -> DiTConfig:
+    return DiTConfig(
+        in_channels=in_channels,
+        out_channels=in_channels,
+        image_size=image_size,
+        num_classes=num_classes,
+        **fields,
+    )
+
+
+@NETWORKS.register("dit-tiny")
+def dit_tiny(in_channels: int, image_size: int, num_classes: int | None) -> DiTConfig:
+    """For tests: two blocks of width 64."""
+    return _dit(in_channels, image_size, num_classes, hidden_size=64, depth=2, num_heads=2)
+
+
+@NETWORKS.register("dit-s/2")
+def dit_s2(in_channels: int, image_size: int, num_classes: int | None) -> DiTConfig:
+    """DiT-S/2 (Peebles & Xie 2023, Table 1): width 384, 12 blocks, 6 heads, patch 2."""
+    return _dit(in_channels, image_size, num_classes, hidden_size=384, depth=12, num_heads=6)
+
+
+@NETWORKS.register("dit-b/2")
+def dit_b2(in_channels: int, image_size: int, num_classes: int | None) -> DiTConfig:
+    """DiT-B/2 (Peebles & Xie 2023, Table 1): width 768, 12 blocks, 12 heads, patch 2."""
+    return _dit(in_channels, image_size, num_classes, hidden_size=768, depth=12, num_heads=12)
+
+
+def _apply_options(config: NetworkConfig, options: dict[str, Any]) -> NetworkConfig:
+    """Override config fields; unknown keys, bad types and impossible values raise ConfigError."""
+    valid = [f.name for f in dataclasses.fields(config) if f.name not in DATA_FIELDS]
+    for key in options:
+        if key not in valid:
+            raise ConfigError(
+                f"unknown network option {key!r}; expected one of: {', '.join(sorted(valid))}"
+            )
+    # YAML gives lists where configs hold tuples.
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
+    return dataclasses.replace(config, **values)
+
+
+MODELS: dict[type, Callable[[Any], nn.Module]] = {UNetConfig: UNet, DiTConfig: DiT}
+
+
+def build_network(
+    name: str,
+    *,
+    in_channels: int,
+    image_size: int,
+    num_classes: int | None,
+    options: dict[str, Any] | None = None,
+) -> nn.Module:
+    """Build the preset `name` for data of this shape, with `options` overriding its fields.
+
+    >>> net = build_network("unet-tiny", in_channels=1, image_size=8, num_classes=10)
+    >>> net.config.base_channels
+    32
+    """
+    preset = NETWORKS.get(name)
+    for key, value in (("in_channels", in_channels), ("image_size", image_size)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"network {key}={value!r}: expected a positive integer")
+    config = preset(in_channels, image_size, num_classes)
+    config = _apply_options(config, dict(options or {}))
+    return MODELS[type(config)](config)

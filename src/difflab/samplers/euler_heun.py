@@ -1,0 +1,141 @@
+"""Euler and Heun samplers of Karras et al. 2022 ("Elucidating the Design Space of
+Diffusion-Based Generative Models", Algorithm 2), with optional churn.
+
+They integrate dx~/ds = (x~ - D(x~; s)) / s in the scaled variables x~ = x / alpha and
+s = sigma / alpha, where D is the x0 prediction, so the slope d = (x~ - D) / s is the eps
+prediction. The state stays unscaled (x = alpha x~), and an Euler step from (x, s) to s_next is
+written x_next = alpha_next (x0_hat + s_next eps_hat) = alpha_next x0_hat + sigma_next eps_hat,
+its form without s itself. So Euler is DDIM (eta = 0) in these variables, and a first step at
+alpha = 0 (zero terminal SNR, s = inf) is well defined; there churn is off and Heun takes the
+Euler step, as its correction would weight eps by s_next - s = -inf. Heun also skips its
+correction on a step into clean data (s_next = 0), as Algorithm 2 does.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from torch import Tensor
+
+from difflab.errors import ConfigError
+from difflab.parameterization.prediction import Prediction
+from difflab.samplers.base import (
+    SAMPLERS,
+    DenoiseFn,
+    Generator,
+    SamplingGrid,
+    StepCallback,
+    randn_like,
+)
+
+
+@dataclass(frozen=True)
+class Churn:
+    """Stochastic churn of Algorithm 2: raise s to s_hat = s (1 + gamma) by fresh noise,
+    gamma = min(s_churn / N, sqrt(2) - 1) where s_tmin <= s <= s_tmax (in s = sigma / alpha),
+    noise scaled by s_noise. s_churn = 0 (default) is the deterministic sampler."""
+
+    s_churn: float = 0.0
+    s_tmin: float = 0.0
+    s_tmax: float = math.inf
+    s_noise: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.s_churn < 0 or self.s_noise < 0 or self.s_tmin > self.s_tmax:
+            raise ConfigError(
+                f"churn needs s_churn >= 0, s_noise >= 0 and s_tmin <= s_tmax; got {self}"
+            )
+
+    def gamma(self, s: float, steps: int) -> float:
+        if self.s_churn == 0.0 or not self.s_tmin <= s <= self.s_tmax or math.isinf(s):
+            return 0.0
+        return min(self.s_churn / steps, math.sqrt(2) - 1)
+
+
+def scaled_sigma(alpha: float, sigma: float) -> float:
+    """s = sigma / alpha, +inf at alpha = 0."""
+    return sigma / alpha if alpha > 0 else math.inf
+
+
+def add_churn(
+    x: Tensor, grid: SamplingGrid, i: int, churn: Churn, generator: Generator | None
+) -> tuple[Tensor, Tensor, float, float]:
+    """(x_hat, t_hat, alpha_hat, sigma_hat) after raising the noise level of x at grid point i:
+    x~_hat = x~ + sqrt(s_hat^2 - s^2) s_noise z (Algorithm 2, lines 5-6), taken at the
+    schedule's time of s_hat (clamped to its range)."""
+    alpha, sigma = grid.coef(i)
+    s = scaled_sigma(alpha, sigma)
+    gamma = churn.gamma(s, grid.steps)
+    if gamma == 0.0:
+        return x, grid.t[i], alpha, sigma
+    t_hat, alpha_hat, sigma_hat = grid.at_logsnr(-2 * math.log(s * (1 + gamma)))
+    alpha_hat, sigma_hat = float(alpha_hat), float(sigma_hat)
+    std = math.sqrt(max(scaled_sigma(alpha_hat, sigma_hat) ** 2 - s**2, 0.0))
+    noise = std * churn.s_noise * randn_like(x, generator)
+    return alpha_hat * (x / alpha + noise), t_hat, alpha_hat, sigma_hat
+
+
+def euler_step(pred: Prediction, alpha_next: float, sigma_next: float) -> Tensor:
+    """x~_next = x~ + (s_next - s) d with d = eps_hat, i.e. x_next = alpha_next x0_hat +
+    sigma_next eps_hat (Algorithm 2, lines 7-8)."""
+    return alpha_next * pred.x0 + sigma_next * pred.eps
+
+
+def sample_karras(
+    denoise: DenoiseFn,
+    x: Tensor,
+    grid: SamplingGrid,
+    *,
+    heun: bool,
+    churn: Churn,
+    generator: Generator | None,
+    callback: StepCallback | None,
+) -> Tensor:
+    """Algorithm 2 of Karras et al. 2022, with the second-order correction when `heun`:
+    x~_next = x~_hat + (s_next - s_hat) (d + d') / 2 (lines 9-11)."""
+    x = x.float()
+    for i, t, t_next in grid.pairs():
+        x_hat, t_hat, alpha_hat, sigma_hat = add_churn(x, grid, i, churn, generator)
+        pred = denoise(x_hat, t_hat)
+        alpha_n, sigma_n = grid.coef(i + 1)
+        x = euler_step(pred, alpha_n, sigma_n)
+        if heun and sigma_n > 0 and alpha_hat > 0:
+            d_next = denoise(x, t_next).eps
+            step = sigma_n / alpha_n - sigma_hat / alpha_hat
+            x = x + alpha_n * step * (d_next - pred.eps) / 2
+        if callback is not None:
+            callback(i, t, x, pred)
+    return x
+
+
+def karras_sampler(heun: bool, doc: str):
+    """The registered function of Algorithm 2, with churn options as in `Churn`."""
+
+    def sample(
+        denoise: DenoiseFn,
+        x: Tensor,
+        grid: SamplingGrid,
+        *,
+        generator: Generator | None = None,
+        callback: StepCallback | None = None,
+        s_churn: float = 0.0,
+        s_tmin: float = 0.0,
+        s_tmax: float = math.inf,
+        s_noise: float = 1.0,
+    ) -> Tensor:
+        churn = Churn(s_churn, s_tmin, s_tmax, s_noise)
+        return sample_karras(
+            denoise, x, grid, heun=heun, churn=churn, generator=generator, callback=callback
+        )
+
+    sample.__doc__ = doc
+    return sample
+
+
+sample_euler = SAMPLERS.register("euler")(
+    karras_sampler(False, "Euler (first order); churn options as in `Churn`.")
+)
+sample_heun = SAMPLERS.register("heun")(
+    karras_sampler(True, "Heun (second order, two denoiser calls per step but the last).")
+)
