@@ -211,9 +211,3 @@ def write_png_folder(images: Tensor, labels: Tensor, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for i, (img, y) in enumerate(zip(images, labels.tolist(), strict=True)):
         _to_pil(img.permute(1, 2, 0).numpy()).save(folder / f"{i:06d}_label{y}.png")
-
-
-def write_npz(images: Tensor, labels: Tensor, path: Path) -> None:
-    """arr_0: uint8 [N, H, W, C] images; arr_1: int64 [N] labels."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, images.permute(0, 2, 3, 1).numpy(), labels.numpy())

@@ -60,7 +60,8 @@ def output_format(out: Path, given: str | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from difflab.generation import generate, load_run, write_npz, write_png_folder, write_png_grid
+    from difflab.evaluation.samples import save_samples_npz
+    from difflab.generation import generate, load_run, write_png_folder, write_png_grid
     from difflab.training.distributed import resolve_device
 
     labels = parse_labels(args.labels)
@@ -89,6 +90,6 @@ def run(args: argparse.Namespace) -> int:
     elif fmt == "folder":
         write_png_folder(images, y, out)
     else:
-        write_npz(images, y, out)
+        save_samples_npz(out, images, y)
     print(f"wrote {len(images)} images to {out}")
     return 0
