@@ -101,3 +101,27 @@ def test_mnist_recipe_runs_a_few_steps(shared_data, tmp_path):
     ]
     assert main(args) == 0
     assert (tmp_path / "mnist" / "checkpoints" / "step-000002" / "COMPLETE").is_file()
+
+
+def test_cifar10_recipe_on_a_small_image_folder(tmp_path):
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for name in ("cat", "dog"):
+            folder = tmp_path / "data" / split / name
+            folder.mkdir(parents=True)
+            for i in range(4):
+                pixels = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i}.png")
+    args = ["train", "cifar10", f"data.root={tmp_path / 'data'}", f"run.root={tmp_path}"]
+    args += [
+        "model.options={base_channels: 8, norm_groups: 4, attention_resolutions: [], dropout: 0}",
+        "train.steps=2",
+        "train.batch_size=4",
+        "train.progress=false",
+        "sample.steps=2",
+        "sample.num=2",
+    ]
+    assert main(args) == 0
+    run_dir = tmp_path / "cifar10"
+    assert (run_dir / "model.json").read_text().count('"cat"') == 1
+    assert (run_dir / "samples" / "step-000002-ema.png").is_file()
