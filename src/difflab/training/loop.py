@@ -26,13 +26,18 @@ def train(config: Config, *, tensorboard: bool = True, stop_at: int | None = Non
     """Train (or resume) the run described by config; return the run folder.
 
     stop_at interrupts the run after that many steps (with a checkpoint), as a kill would;
-    the schedule still spans train.steps."""
-    session = open_session(config)
-    log = MetricsLog(session.run_dir, tensorboard=tensorboard, enabled=is_main())
+    the schedule still spans train.steps. torch's CPU thread count (train.cpu_threads) is
+    restored on return."""
+    threads = torch.get_num_threads()
     try:
-        run_loop(session, log, stop_at)
+        session = open_session(config)
+        log = MetricsLog(session.run_dir, tensorboard=tensorboard, enabled=is_main())
+        try:
+            run_loop(session, log, stop_at)
+        finally:
+            log.close()
     finally:
-        log.close()
+        torch.set_num_threads(threads)
     return session.run_dir
 
 
