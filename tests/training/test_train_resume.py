@@ -16,10 +16,11 @@ def _losses(run_dir):
     return [r["loss"] for r in read_metrics(run_dir) if "loss" in r]
 
 
-def test_resume_with_accumulation_gives_bit_identical_losses(tmp_path):
+@pytest.mark.parametrize("grad_accum", [1, 2])
+def test_resume_gives_bit_identical_losses(tmp_path, grad_accum):
     common = [
         f"run.root={tmp_path}",
-        "train.grad_accum=2",
+        f"train.grad_accum={grad_accum}",
         "train.batch_size=4",
         "train.lr_schedule=cosine",
         "train.ema_start=1",
