@@ -3,8 +3,10 @@
 from pathlib import Path
 
 import pytest
+import torch
 
 from difflab.errors import CheckpointError
+from difflab.training.checkpoint import latest_checkpoint, load_checkpoint
 from difflab.training.loop import train
 from difflab.training.recipes import load_config
 from difflab.training.reporting import read_metrics
@@ -40,6 +42,10 @@ def test_resume_gives_bit_identical_losses(tmp_path, grad_accum):
     assert train(resumed, tensorboard=False) == first
     assert len(_losses(straight)) == 6
     assert _losses(first) == _losses(straight)  # bit for bit, JSON floats round-trip
+    a, b = (load_checkpoint(latest_checkpoint(run)) for run in (straight, first))
+    assert a.step == b.step == 6
+    for name in a.model:
+        assert torch.equal(a.model[name], b.model[name]) and torch.equal(a.ema[name], b.ema[name])
     records = read_metrics(first)
     assert [r["step"] for r in records if "loss" in r] == [1, 2, 3, 4, 5, 6]
 
