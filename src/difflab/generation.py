@@ -6,25 +6,36 @@ so an image depends only on its seed and label, not on the batch it was drawn in
 
 from __future__ import annotations
 
-import inspect
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
 
-from difflab.conditioning import NULL_LABEL, Condition, classifier_free_guidance, conditioned
+if TYPE_CHECKING:
+    from difflab.evaluation.classifier import Classifier
+
+from difflab.conditioning import (
+    NULL_LABEL,
+    Condition,
+    DenoiseFn,
+    classifier_free_guidance,
+    classifier_guidance,
+    conditioned,
+)
 from difflab.data import to_uint8
 from difflab.errors import CheckpointError, ConfigError, TrainingError
 from difflab.networks import build_network
 from difflab.parameterization import Denoiser
-from difflab.samplers import SAMPLERS, SamplingGrid, StackedGenerator
-from difflab.schedules import GRIDS, make_schedule
+from difflab.samplers import SAMPLERS, SamplingGrid, StackedGenerator, thresholded
+from difflab.samplers.options import grid_times, sampler_kwargs
+from difflab.schedules import NoiseSchedule, make_schedule
 from difflab.training.checkpoint import latest_checkpoint, load_checkpoint
-from difflab.training.config import Config, SampleConfig, build_config
+from difflab.training.config import Config, SampleConfig, build_config, check_sample
 from difflab.training.recipes import read_yaml
 
 MODEL_INFO = "model.json"  # in_channels, image_size, num_classes, class_names of a run
@@ -90,12 +101,6 @@ def load_run(
     )
 
 
-def _sampler_options(sampler: str, eta: float) -> dict[str, float]:
-    """eta goes to samplers that take it (ddim)."""
-    params = inspect.signature(SAMPLERS.get(sampler)).parameters
-    return {"eta": eta} if "eta" in params else {}
-
-
 @torch.no_grad()
 def sample_images(
     denoiser: Denoiser,
@@ -105,20 +110,84 @@ def sample_images(
     seeds: list[int],
     sample: SampleConfig,
     device: torch.device | str,
+    classifier: Classifier | None = None,
+    classifier_labels: Tensor | None = None,
 ) -> Tensor:
-    """Samples in [-1, 1], [N, C, H, W] float32, one seed per image; labels [N] or None."""
+    """Samples in [-1, 1], [N, C, H, W] float32, one seed per image; labels [N] (the model's
+    condition) or None. With a noisy classifier, guided toward classifier_labels [N]."""
     schedule = denoiser.schedule
     generator = StackedGenerator(seeds, device)
     x = generator.randn((len(seeds), *image_shape), device=device)
-    grid = SamplingGrid.build(schedule, GRIDS.get(sample.grid)(schedule, sample.steps))
-    if labels is None:
-        denoise = conditioned(denoiser, None)
-    else:
-        cond = Condition(labels=labels.to(device))
-        denoise = classifier_free_guidance(denoiser, cond, cond.null(), sample.guidance)
+    grid = SamplingGrid.build(schedule, grid_times(schedule, sample))
+    denoise = guided_denoise(denoiser, labels, sample, device)
+    if classifier is not None:
+        denoise = with_classifier_guidance(
+            denoise, classifier, classifier_labels, sample, schedule, device
+        )
+    if sample.threshold is not None:
+        denoise = thresholded(
+            denoise,
+            schedule=schedule,
+            percentile=sample.threshold_percentile,
+            kind=sample.threshold,
+        )
     sampler = SAMPLERS.get(sample.sampler)
-    options = _sampler_options(sample.sampler, sample.eta)
-    return sampler(denoise, x, grid, generator=generator, **options)
+    return sampler(denoise, x, grid, generator=generator, **sampler_kwargs(sample))
+
+
+def guided_denoise(
+    denoiser: Denoiser, labels: Tensor | None, sample: SampleConfig, device: torch.device | str
+) -> DenoiseFn:
+    """The denoiser with classifier-free guidance sample.guidance on labels (none if None)."""
+    if labels is None:
+        return conditioned(denoiser, None)
+    cond = Condition(labels=labels.to(device))
+    return classifier_free_guidance(denoiser, cond, cond.null(), sample.guidance)
+
+
+# ----------------------------------------------------------------------------------------
+# Classifier guidance
+
+
+def with_classifier_guidance(
+    denoise: DenoiseFn,
+    classifier: Classifier,
+    labels: Tensor | None,
+    sample: SampleConfig,
+    schedule: NoiseSchedule,
+    device: torch.device | str,
+) -> DenoiseFn:
+    """denoise guided by a noisy classifier toward labels [N] at sample.classifier_scale (the
+    wrapper runs at scale 0 too, where it changes nothing)."""
+    if labels is None:
+        raise ConfigError("classifier guidance needs the labels to guide toward")
+    return classifier_guidance(
+        denoise, classifier, labels.to(device), scale=sample.classifier_scale, schedule=schedule
+    )
+
+
+def load_guidance_classifier(path: str, run: LoadedRun, device: torch.device | str) -> Classifier:
+    """A noisy classifier saved by evaluation.save_classifier that fits the run's images and
+    classes; ConfigError naming the folder otherwise."""
+    from difflab.evaluation.classifier import load_classifier
+
+    classifier = load_classifier(path, device)
+    c = classifier.config
+    if not c.noisy:
+        raise ConfigError(
+            f"classifier {path} is not time-conditioned (noisy=False); classifier guidance "
+            "needs one trained with train_classifier(..., noisy=True)"
+        )
+    if (c.in_channels, c.image_size, c.image_size) != run.image_shape:
+        raise ConfigError(
+            f"classifier {path} takes images {(c.in_channels, c.image_size, c.image_size)}, "
+            f"the model makes {run.image_shape}"
+        )
+    if run.num_classes and c.num_classes != run.num_classes:
+        raise ConfigError(
+            f"classifier {path} has {c.num_classes} classes, the model {run.num_classes}"
+        )
+    return classifier
 
 
 def resolve_labels(labels: list[int] | None, num: int, num_classes: int) -> Tensor | None:
@@ -139,38 +208,38 @@ def generate(
     *,
     num: int,
     labels: list[int] | None = None,
-    guidance: float | None = None,
-    sampler: str | None = None,
-    steps: int | None = None,
-    grid: str | None = None,
-    eta: float | None = None,
+    sample: SampleConfig | None = None,
     seed: int = 0,
     batch_size: int = 64,
     device: torch.device | str = "cpu",
 ) -> tuple[Tensor, Tensor]:
     """(uint8 images [N, C, H, W], labels [N] with NULL_LABEL when unconditional).
 
-    Sampling settings left None come from the run's config (the recipe's recommendation);
-    image i uses seed + i."""
-    given = {"guidance": guidance, "sampler": sampler, "steps": steps, "grid": grid, "eta": eta}
-    sample = replace(run.config.sample, **{k: v for k, v in given.items() if v is not None})
-    if sample.steps < 1 or sample.guidance < 0:
-        raise ConfigError(
-            f"steps must be >= 1 and guidance >= 0, got {sample.steps} and {sample.guidance}"
-        )
+    `sample` defaults to the run's config section (the recipe's recommendation); image i uses
+    seed + i. With sample.classifier, images are guided toward their labels by that noisy
+    classifier (for an unconditional model, labels cycle over the classifier's classes)."""
+    sample = run.config.sample if sample is None else sample
+    check_sample(sample)
     if num < 1:
         raise ConfigError(f"--num must be at least 1, got {num}")
-    y = resolve_labels(labels, num, run.num_classes)
+    classifier = None
+    if sample.classifier is not None:
+        classifier = load_guidance_classifier(sample.classifier, run, device)
+    num_classes = run.num_classes or (classifier.config.num_classes if classifier else 0)
+    y = resolve_labels(labels, num, num_classes)
     chunks = []
     for start in range(0, num, batch_size):
         stop = min(num, start + batch_size)
+        y_batch = None if y is None else y[start:stop]
         x0 = sample_images(
             run.denoiser,
             image_shape=run.image_shape,
-            labels=None if y is None else y[start:stop],
+            labels=y_batch if run.num_classes else None,
             seeds=list(range(seed + start, seed + stop)),
             sample=sample,
             device=device,
+            classifier=classifier,
+            classifier_labels=y_batch,
         )
         if not torch.isfinite(x0).all():
             raise TrainingError("generated images contain non-finite values")

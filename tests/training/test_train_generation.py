@@ -1,5 +1,6 @@
 """generate(): per-sample seeds, labels, guidance and an unconditional model."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -29,7 +30,7 @@ def test_unconditional_run_trains_and_samples(tmp_path):
     config = load_config(TINY, [*FAST, f"run.root={tmp_path}", "model.class_conditional=false"])
     run = load_run(train(config, tensorboard=False), weights="raw")
     assert run.num_classes == 0 and run.image_shape == (1, 8, 8)
-    images, labels = generate(run, num=3, steps=2, seed=5)
+    images, labels = generate(run, num=3, sample=replace(run.config.sample, steps=2), seed=5)
     assert images.shape == (3, 1, 8, 8) and images.dtype == torch.uint8
     assert labels.tolist() == [NULL_LABEL] * 3
 
@@ -40,9 +41,10 @@ def test_guidance_and_weights_change_the_images(tmp_path):
         load_config(TINY, [*FAST, f"run.root={tmp_path}", *overrides]), tensorboard=False
     )
     ema, raw = load_run(run_dir, weights="ema"), load_run(run_dir, weights="raw")
-    a, _ = generate(raw, num=2, labels=[1], guidance=1.0, steps=2)
-    b, _ = generate(raw, num=2, labels=[1], guidance=4.0, steps=2)
-    c, _ = generate(ema, num=2, labels=[1], guidance=1.0, steps=2)
-    again, _ = generate(raw, num=2, labels=[1], guidance=1.0, steps=2)
+    one, four = (replace(raw.config.sample, guidance=w, steps=2) for w in (1.0, 4.0))
+    a, _ = generate(raw, num=2, labels=[1], sample=one)
+    b, _ = generate(raw, num=2, labels=[1], sample=four)
+    c, _ = generate(ema, num=2, labels=[1], sample=one)
+    again, _ = generate(raw, num=2, labels=[1], sample=one)
     assert torch.equal(a, again)
     assert not torch.equal(a, b) and not torch.equal(a, c)

@@ -1,11 +1,15 @@
-"""`difflab sample RUN --num N --labels 0-9 --guidance W --out PATH [--format png|folder|npz]`."""
+"""`difflab sample RUN --num N --labels 0-9 --guidance W --out PATH [--format png|folder|npz]`
+with sampler, grid, thresholding and classifier-guidance flags (`--sampler dpmpp-2m --steps 20
+--grid karras --threshold static --classifier PATH --classifier-scale 2`)."""
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 from difflab.errors import ConfigError
+from difflab.training.config import SampleConfig
 
 FORMATS = ("png", "folder", "npz")
 
@@ -16,10 +20,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--num", type=int, default=64, help="number of images")
     p.add_argument("--labels", help="class labels, cycled: 3, 0-9 or 1,4,7 (default: all)")
     p.add_argument("--guidance", type=float, help="CFG scale (default: the recipe's)")
-    p.add_argument("--sampler", help="sampler name (default: the recipe's)")
-    p.add_argument("--steps", type=int, help="sampling steps (default: the recipe's)")
-    p.add_argument("--grid", help="sampling grid name (default: the recipe's)")
-    p.add_argument("--eta", type=float, help="DDIM eta (default: the recipe's)")
+    add_sampling_arguments(p)
     p.add_argument("--seed", type=int, default=0, help="image i uses seed + i")
     p.add_argument("--out", required=True, help="output .png grid, .npz file, or folder")
     p.add_argument("--format", choices=FORMATS, help="default: from the --out suffix")
@@ -27,6 +28,67 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     return p
+
+
+def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
+    """Sampler, grid, thresholding and classifier guidance; unset flags keep the run's config
+    (its `sample` section)."""
+    from difflab.samplers import SAMPLERS
+    from difflab.schedules import GRIDS
+
+    p.add_argument("--sampler", choices=SAMPLERS.names(), help="default: the recipe's")
+    p.add_argument("--steps", type=int, help="sampling steps (default: the recipe's)")
+    p.add_argument("--grid", choices=GRIDS.names(), help="sampling grid (default: the recipe's)")
+    p.add_argument("--eta", type=float, help="DDIM eta (default: the recipe's)")
+    p.add_argument("--churn", type=float, help="Euler/Heun stochastic churn s_churn")
+    p.add_argument(
+        "--sampler-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a sampler keyword option, e.g. s_noise=1.003 (repeatable)",
+    )
+    p.add_argument("--spacing", choices=("leading", "trailing", "linspace"), help="uniform grid")
+    p.add_argument("--rho", type=float, help="karras grid exponent")
+    p.add_argument(
+        "--threshold", choices=("dynamic", "static", "off"), help="x0 thresholding (default off)"
+    )
+    p.add_argument("--classifier", metavar="PATH", help="noisy classifier for classifier guidance")
+    p.add_argument("--classifier-scale", type=float, help="classifier guidance scale (default 1)")
+
+
+def sample_config(args: argparse.Namespace, base: SampleConfig) -> SampleConfig:
+    """The run's `sample` section with the flags given on the command line."""
+    options = dict(base.sampler_options)
+    if args.churn is not None:
+        options["s_churn"] = args.churn
+    for item in args.sampler_option:
+        key, _, value = item.partition("=")
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+        if not key.strip() or number is None:
+            raise ConfigError(f"bad --sampler-option {item!r}; expected KEY=NUMBER, e.g. eta=0.5")
+        options[key.strip()] = number
+    given = {
+        "guidance": args.guidance,
+        "sampler": args.sampler,
+        "steps": args.steps,
+        "grid": args.grid,
+        "eta": args.eta,
+        "spacing": args.spacing,
+        "rho": args.rho,
+        "classifier": args.classifier,
+        "classifier_scale": args.classifier_scale,
+    }
+    sample = replace(base, sampler_options=options)
+    sample = replace(sample, **{k: v for k, v in given.items() if v is not None})
+    if args.threshold is not None:
+        sample = replace(sample, threshold=None if args.threshold == "off" else args.threshold)
+    if args.classifier_scale is not None and sample.classifier is None:
+        raise ConfigError("--classifier-scale needs --classifier PATH (a noisy classifier)")
+    return sample
 
 
 def parse_labels(text: str | None) -> list[int] | None:
@@ -75,11 +137,7 @@ def run(args: argparse.Namespace) -> int:
         loaded,
         num=args.num,
         labels=labels,
-        guidance=args.guidance,
-        sampler=args.sampler,
-        steps=args.steps,
-        grid=args.grid,
-        eta=args.eta,
+        sample=sample_config(args, loaded.config.sample),
         seed=args.seed,
         batch_size=args.batch_size,
         device=device,

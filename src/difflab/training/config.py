@@ -15,6 +15,7 @@ import yaml
 from difflab.errors import ConfigError
 from difflab.networks import NETWORKS
 from difflab.samplers import SAMPLERS
+from difflab.samplers.options import sampler_kwargs
 from difflab.schedules import GRIDS
 from difflab.training.config_types import from_dict, set_override
 
@@ -76,11 +77,20 @@ class TrainConfig:
 
 @dataclass
 class SampleConfig:
+    """How to sample: the defaults of `difflab sample`, generation.generate and training grids."""
+
     sampler: str = "ddim"
     steps: int = 50
     grid: str = "uniform"
     guidance: float = 1.0  # the recipe's recommended classifier-free guidance scale
-    eta: float = 0.0
+    eta: float = 0.0  # DDIM's noise; samplers without an eta option ignore it
+    sampler_options: dict[str, float] = field(default_factory=dict)  # e.g. {s_churn: 5}
+    spacing: Literal["leading", "trailing", "linspace"] = "trailing"  # uniform grid, discrete
+    rho: float = 7.0  # karras grid
+    threshold: Literal["dynamic", "static"] | None = None  # x0 thresholding; None is off
+    threshold_percentile: float = 0.995  # dynamic thresholding's quantile
+    classifier: str | None = None  # folder of a noisy classifier for classifier guidance
+    classifier_scale: float = 1.0  # classifier guidance scale (with `classifier`)
     num: int = 40  # images in each periodic sample grid
 
 
@@ -130,7 +140,7 @@ def _check_values(c: Config) -> None:
     """Impossible values, each named by its key and the constraint it breaks."""
     t, m, s = c.train, c.model, c.sample
     positive = [("train.steps", t.steps), ("train.batch_size", t.batch_size)]
-    positive += [("train.lr", t.lr), ("train.adam_eps", t.adam_eps), ("sample.steps", s.steps)]
+    positive += [("train.lr", t.lr), ("train.adam_eps", t.adam_eps)]
     positive += [("train.log_every", t.log_every), ("train.keep_checkpoints", t.keep_checkpoints)]
     positive += [("train.min_snr_gamma", t.min_snr_gamma), ("sample.num", s.num)]
     for key, value in positive:
@@ -142,7 +152,6 @@ def _check_values(c: Config) -> None:
         ("train.warmup_steps", t.warmup_steps),
         ("train.ema_start", t.ema_start),
         ("train.weight_decay", t.weight_decay),
-        ("sample.guidance", s.guidance),
     ]:
         _require(value >= 0, key, ">= 0", value)
     threads = t.cpu_threads
@@ -150,7 +159,6 @@ def _check_values(c: Config) -> None:
     _require(t.grad_accum >= 1, "train.grad_accum", ">= 1", t.grad_accum)
     _require(0 <= t.ema_decay < 1, "train.ema_decay", "in [0, 1)", t.ema_decay)
     _require(0 <= t.cond_dropout <= 1, "train.cond_dropout", "in [0, 1]", t.cond_dropout)
-    _require(0 <= s.eta <= 1, "sample.eta", "in [0, 1]", s.eta)
     for i, b in enumerate(t.betas):
         _require(0 <= b < 1, f"train.betas[{i}]", "in [0, 1)", b)
     _require(t.grad_clip is None or t.grad_clip > 0, "train.grad_clip", "> 0 or null", t.grad_clip)
@@ -170,7 +178,20 @@ def _check_values(c: Config) -> None:
         c.data.image_size,
     )
     _require(m.network in NETWORKS, "model.network", f"one of {NETWORKS.names()}", m.network)
-    _require(s.sampler in SAMPLERS, "sample.sampler", f"one of {SAMPLERS.names()}", s.sampler)
-    _require(s.grid in GRIDS, "sample.grid", f"one of {GRIDS.names()}", s.grid)
+    check_sample(s)
     frac = c.data.max_bad_fraction
     _require(0 <= frac <= 1, "data.max_bad_fraction", "in [0, 1]", frac)
+
+
+def check_sample(s: SampleConfig) -> None:
+    """Impossible sampling settings (also run on settings given to generation.generate)."""
+    _require(s.steps > 0, "sample.steps", "> 0", s.steps)
+    _require(s.guidance >= 0, "sample.guidance", ">= 0", s.guidance)
+    _require(0 <= s.eta <= 1, "sample.eta", "in [0, 1]", s.eta)
+    _require(s.rho > 0, "sample.rho", "> 0", s.rho)
+    pct = s.threshold_percentile
+    _require(0 < pct <= 1, "sample.threshold_percentile", "in (0, 1]", pct)
+    _require(s.classifier_scale >= 0, "sample.classifier_scale", ">= 0", s.classifier_scale)
+    _require(s.sampler in SAMPLERS, "sample.sampler", f"one of {SAMPLERS.names()}", s.sampler)
+    _require(s.grid in GRIDS, "sample.grid", f"one of {GRIDS.names()}", s.grid)
+    sampler_kwargs(s)

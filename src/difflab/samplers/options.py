@@ -1,0 +1,56 @@
+"""From the `sample` config section to a sampler call: the sampler's keyword options and the
+grid's times.
+
+Each sampler declares its own options as keyword-only parameters (eta, s_churn, ...), so the
+valid names are read from its signature and an unknown one is an error naming the sampler and
+listing its options. `eta` is the one shared setting: it goes to samplers that take it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from typing import TYPE_CHECKING
+
+from torch import Tensor
+
+from difflab.errors import ConfigError
+from difflab.samplers.base import SAMPLERS
+from difflab.schedules import GRIDS
+from difflab.schedules.noise import NoiseSchedule
+
+if TYPE_CHECKING:
+    from difflab.training.config import SampleConfig
+
+NOT_OPTIONS = ("generator", "callback")  # keywords every sampler takes, set by the caller
+
+
+def keyword_options(fn) -> list[str]:
+    """Names of a sampler's or grid's keyword-only options."""
+    params = inspect.signature(fn).parameters.values()
+    return [p.name for p in params if p.kind is p.KEYWORD_ONLY and p.name not in NOT_OPTIONS]
+
+
+def sampler_kwargs(sample: SampleConfig) -> dict[str, float]:
+    """The keyword options of sample.sampler: eta where it takes one, then sampler_options."""
+    known = keyword_options(SAMPLERS.get(sample.sampler))
+    out = {"eta": sample.eta} if "eta" in known else {}
+    for key, value in sample.sampler_options.items():
+        if key not in known:
+            listed = ", ".join(known) if known else "none"
+            raise ConfigError(
+                f"sampler {sample.sampler!r} has no option {key!r}; its options: {listed}"
+            )
+        if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+            raise ConfigError(f"sampler option {key!r} must be a number, got {value!r}")
+        out[key] = float(value)
+    return out
+
+
+def grid_times(schedule: NoiseSchedule, sample: SampleConfig) -> Tensor:
+    """The grid sample.grid with sample.steps steps; `spacing` goes to grids that take it
+    (uniform) and `rho` to those that take it (karras)."""
+    make = GRIDS.get(sample.grid)
+    known = keyword_options(make)
+    given = {"spacing": sample.spacing, "rho": sample.rho}
+    return make(schedule, sample.steps, **{k: v for k, v in given.items() if k in known})
