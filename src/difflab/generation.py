@@ -33,7 +33,7 @@ from difflab.networks import build_network
 from difflab.parameterization import Denoiser
 from difflab.samplers import SAMPLERS, SamplingGrid, StackedGenerator, thresholded
 from difflab.samplers.options import grid_times, sampler_kwargs
-from difflab.schedules import NoiseSchedule, make_schedule
+from difflab.schedules import make_schedule
 from difflab.training.checkpoint import latest_checkpoint, load_checkpoint
 from difflab.training.config import Config, SampleConfig, build_config, check_sample
 from difflab.training.recipes import read_yaml
@@ -119,51 +119,43 @@ def sample_images(
     generator = StackedGenerator(seeds, device)
     x = generator.randn((len(seeds), *image_shape), device=device)
     grid = SamplingGrid.build(schedule, grid_times(schedule, sample))
-    denoise = guided_denoise(denoiser, labels, sample, device)
-    if classifier is not None:
-        denoise = with_classifier_guidance(
-            denoise, classifier, classifier_labels, sample, schedule, device
-        )
-    if sample.threshold is not None:
-        denoise = thresholded(
-            denoise,
-            schedule=schedule,
-            percentile=sample.threshold_percentile,
-            kind=sample.threshold,
-        )
+    denoise = guided_denoise(denoiser, labels, sample, device, classifier, classifier_labels)
     sampler = SAMPLERS.get(sample.sampler)
     return sampler(denoise, x, grid, generator=generator, **sampler_kwargs(sample))
 
 
 def guided_denoise(
-    denoiser: Denoiser, labels: Tensor | None, sample: SampleConfig, device: torch.device | str
+    denoiser: Denoiser,
+    labels: Tensor | None,
+    sample: SampleConfig,
+    device: torch.device | str,
+    classifier: Classifier | None = None,
+    classifier_labels: Tensor | None = None,
 ) -> DenoiseFn:
-    """The denoiser with classifier-free guidance sample.guidance on labels (none if None)."""
+    """The function a sampler calls: classifier-free guidance at sample.guidance on labels
+    (none if None), then classifier guidance toward classifier_labels at
+    sample.classifier_scale (with a classifier; at scale 0 it changes nothing), then
+    thresholding of x0 (sample.threshold)."""
     if labels is None:
-        return conditioned(denoiser, None)
-    cond = Condition(labels=labels.to(device))
-    return classifier_free_guidance(denoiser, cond, cond.null(), sample.guidance)
+        denoise = conditioned(denoiser, None)
+    else:
+        cond = Condition(labels=labels.to(device))
+        denoise = classifier_free_guidance(denoiser, cond, cond.null(), sample.guidance)
+    schedule = denoiser.schedule
+    if classifier is not None:
+        if classifier_labels is None:
+            raise ConfigError("classifier guidance needs the labels to guide toward")
+        target = classifier_labels.to(device)
+        scale = sample.classifier_scale
+        denoise = classifier_guidance(denoise, classifier, target, scale=scale, schedule=schedule)
+    if sample.threshold is None:
+        return denoise
+    pct = sample.threshold_percentile
+    return thresholded(denoise, schedule=schedule, percentile=pct, kind=sample.threshold)
 
 
 # ----------------------------------------------------------------------------------------
 # Classifier guidance
-
-
-def with_classifier_guidance(
-    denoise: DenoiseFn,
-    classifier: Classifier,
-    labels: Tensor | None,
-    sample: SampleConfig,
-    schedule: NoiseSchedule,
-    device: torch.device | str,
-) -> DenoiseFn:
-    """denoise guided by a noisy classifier toward labels [N] at sample.classifier_scale (the
-    wrapper runs at scale 0 too, where it changes nothing)."""
-    if labels is None:
-        raise ConfigError("classifier guidance needs the labels to guide toward")
-    return classifier_guidance(
-        denoise, classifier, labels.to(device), scale=sample.classifier_scale, schedule=schedule
-    )
 
 
 def load_guidance_classifier(path: str, run: LoadedRun, device: torch.device | str) -> Classifier:

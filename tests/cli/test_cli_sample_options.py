@@ -8,14 +8,16 @@ import pytest
 import torch
 
 from difflab.cli.main import main
+from difflab.conditioning import NULL_LABEL
 from difflab.errors import ConfigError
 from difflab.evaluation import Classifier, ClassifierConfig, save_classifier
-from difflab.generation import load_run, sample_images
+from difflab.generation import generate, load_run, sample_images
 from difflab.samplers import SAMPLERS
 from difflab.samplers.options import grid_times, sampler_kwargs
 from difflab.schedules import GRIDS, make_schedule
 from difflab.schedules.grids import karras_grid, uniform_grid
 from difflab.training.config import SampleConfig
+from difflab.training.loop import train
 from difflab.training.recipes import load_config
 
 TINY = str(Path(__file__).parents[1] / "training" / "tiny.yaml")
@@ -149,3 +151,17 @@ def test_classifier_guidance_errors(run_dir, tmp_path, capsys):
     _fails(capsys, ["sample", str(run_dir), "--classifier-scale", "2", *out], "--classifier")
     missing = str(tmp_path / "none")
     _fails(capsys, ["sample", str(run_dir), "--classifier", missing, *out], missing)
+
+
+def test_classifier_guidance_of_an_unconditional_model(tmp_path):
+    """Labels cycle over the classifier's classes; scale 0 is the unguided model."""
+    overrides = [f"run.root={tmp_path}", "train.steps=1", "train.sample_every=0"]
+    config = load_config(TINY, [*overrides, "train.val_every=0", "model.class_conditional=false"])
+    run = load_run(train(config, tensorboard=False))
+    folder = _noisy_classifier(tmp_path / "clf")
+    plain, none = generate(run, num=3, sample=replace(run.config.sample, steps=2))
+    zero = replace(run.config.sample, steps=2, classifier=str(folder), classifier_scale=0.0)
+    images, labels = generate(run, num=12, sample=zero)
+    assert labels.tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
+    assert none.tolist() == [NULL_LABEL] * 3
+    torch.testing.assert_close(images[:3], plain, rtol=0, atol=0)

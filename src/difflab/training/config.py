@@ -89,7 +89,9 @@ class SampleConfig:
     rho: float = 7.0  # karras grid
     threshold: Literal["dynamic", "static"] | None = None  # x0 thresholding; None is off
     threshold_percentile: float = 0.995  # dynamic thresholding's quantile
-    classifier: str | None = None  # folder of a noisy classifier for classifier guidance
+    # folder of a noisy classifier for classifier guidance (generate, `difflab sample`; the
+    # periodic training grids leave it out)
+    classifier: str | None = None
     classifier_scale: float = 1.0  # classifier guidance scale (with `classifier`)
     num: int = 40  # images in each periodic sample grid
 
