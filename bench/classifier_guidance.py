@@ -30,7 +30,7 @@ def main() -> None:
     parser.add_argument("--sampler", default="ddim")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--cache", type=Path, default=Path("/tmp/difflab-bench"))
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     setup.set_threads(args.threads)
     data, test = setup.digits()

@@ -44,7 +44,7 @@ def main() -> None:
     parser.add_argument("--samplers", nargs="+", default=SAMPLERS.names())
     parser.add_argument("--calls", type=int, nargs="+", default=list(CALLS))
     parser.add_argument("--cache", type=Path, default=Path("/tmp/difflab-bench"))
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     setup.set_threads(args.threads)
     data, test = setup.digits()

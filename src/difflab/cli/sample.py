@@ -15,7 +15,13 @@ FORMATS = ("png", "folder", "npz")
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("sample", help="generate images from a trained run")
+    p = subparsers.add_parser(
+        "sample",
+        help="generate images from a trained run",
+        description="Generate images from a trained run. A sampling flag left out keeps the "
+        "run's `sample` config section (sampler, steps, grid, eta, sampler_options, spacing, "
+        "rho, threshold, classifier, classifier_scale).",
+    )
     p.add_argument("run", metavar="RUN", help="run folder")
     p.add_argument("--num", type=int, default=64, help="number of images")
     p.add_argument("--labels", help="class labels, cycled: 3, 0-9 or 1,4,7 (default: all)")
@@ -31,8 +37,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
-    """Sampler, grid, thresholding and classifier guidance; unset flags keep the run's config
-    (its `sample` section)."""
+    """Sampler, grid, thresholding and classifier guidance. A flag left out keeps the run's
+    `sample` config section (defaults in training.config.SampleConfig)."""
     from difflab.samplers import SAMPLERS
     from difflab.schedules import GRIDS
 
@@ -48,13 +54,13 @@ def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="a sampler keyword option, e.g. s_noise=1.003 (repeatable)",
     )
-    p.add_argument("--spacing", choices=("leading", "trailing", "linspace"), help="uniform grid")
-    p.add_argument("--rho", type=float, help="karras grid exponent")
     p.add_argument(
-        "--threshold", choices=("dynamic", "static", "off"), help="x0 thresholding (default off)"
+        "--spacing", choices=("leading", "trailing", "linspace"), help="uniform grid spacing"
     )
+    p.add_argument("--rho", type=float, help="karras grid's exponent")
+    p.add_argument("--threshold", choices=("dynamic", "static", "off"), help="x0 thresholding")
     p.add_argument("--classifier", metavar="PATH", help="noisy classifier for classifier guidance")
-    p.add_argument("--classifier-scale", type=float, help="classifier guidance scale (default 1)")
+    p.add_argument("--classifier-scale", type=float, help="classifier guidance scale")
 
 
 def sample_config(args: argparse.Namespace, base: SampleConfig) -> SampleConfig:
