@@ -1,10 +1,12 @@
 """Classifier guidance on the digits model: class accuracy of samples with and without it.
 
-python bench/classifier_guidance.py [--run RUN] [--num 1000] [--cache /tmp/difflab-bench]
+python bench/classifier_guidance.py [--run RUN] [--num 1000] [--threshold static]
+    [--cache /tmp/difflab-bench]
 
 Samples are drawn unconditionally (CFG scale 0: the null label) or with a weak CFG scale, and
 guided toward labels 0..9 (cycled) by a noisy classifier (`difflab sample --classifier`);
-accuracy is measured by an independent classifier trained on clean digits.
+accuracy is measured by an independent classifier trained on clean digits. `--threshold
+static` clips the guided x0 (recommended: see bench/README.md).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ def main() -> None:
     parser.add_argument("--scales", type=float, nargs="+", default=list(SCALES))
     parser.add_argument("--sampler", default="ddim")
     parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--threshold", choices=("static", "dynamic"), help="x0 thresholding")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/difflab-bench"))
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
@@ -37,8 +40,10 @@ def main() -> None:
     run = setup.trained_run(args.run, args.cache)
     noisy = setup.noisy_classifier_dir(run, data, args.cache)
     evaluator = setup.evaluation_classifier(data, test, args.cache)
-    base = replace(run.config.sample, sampler=args.sampler, steps=args.steps)
-    print(f"{args.num} samples, {args.sampler} {args.steps} steps, labels 0-9 cycled")
+    base = replace(
+        run.config.sample, sampler=args.sampler, steps=args.steps, threshold=args.threshold
+    )
+    print(f"{args.num} samples, {args.sampler} {args.steps} steps, threshold {args.threshold}")
     print("| CFG scale | classifier scale | accuracy | seconds |")
     print("| --- | --- | --- | --- |")
     for cfg in args.cfg:
