@@ -41,6 +41,7 @@ def main() -> None:
     parser.add_argument("--run", type=Path, help="trained run (default: train digits once)")
     parser.add_argument("--num", type=int, default=1000)
     parser.add_argument("--grid", default="uniform")
+    parser.add_argument("--sigma-max", type=float, help="karras grid's largest sigma / alpha")
     parser.add_argument("--samplers", nargs="+", default=SAMPLERS.names())
     parser.add_argument("--calls", type=int, nargs="+", default=list(CALLS))
     parser.add_argument("--cache", type=Path, default=Path("/tmp/difflab-bench"))
@@ -55,8 +56,9 @@ def main() -> None:
     floor = evaluate(test.images, test.labels, metrics=["fid"], **metrics)["fid"]
     print(f"FID of the digits test split ({len(test)} images) vs train: {floor:.2f}")
     counter = CallCounter(run.denoiser.network)
-    base = replace(run.config.sample, grid=args.grid)
-    print(f"{args.num} samples, grid {args.grid}, CFG scale {base.guidance:g}, labels 0-9 cycled")
+    base = replace(run.config.sample, grid=args.grid, sigma_max=args.sigma_max)
+    grid = f"{args.grid} (sigma_max {args.sigma_max})"
+    print(f"{args.num} samples, grid {grid}, CFG scale {base.guidance:g}, labels 0-9 cycled")
     print("| sampler | calls | steps | FID | accuracy | seconds |")
     print("| --- | --- | --- | --- | --- | --- |")
     for name in args.samplers:

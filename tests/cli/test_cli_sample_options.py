@@ -56,6 +56,13 @@ def test_every_grid(run_dir, tmp_path, name):
     assert _images(run_dir, tmp_path / "s.npz", "--grid", name).shape == (3, 8, 8, 1)
 
 
+def test_sigma_max_reaches_the_karras_grid(run_dir, tmp_path):
+    out = tmp_path / "s.npz"
+    full = _images(run_dir, out, "--grid", "karras", "--sampler", "heun")
+    capped = _images(run_dir, out, "--grid", "karras", "--sampler", "heun", "--sigma-max", "80")
+    assert not np.array_equal(full, capped)
+
+
 @pytest.mark.parametrize("flag,kind", [("--sampler", SAMPLERS), ("--grid", GRIDS)])
 def test_bad_name_lists_the_valid_ones(run_dir, tmp_path, capsys, flag, kind):
     argv = ["sample", str(run_dir), flag, "nope", "--out", str(tmp_path / "s.npz")]
@@ -86,6 +93,10 @@ def test_grid_options_reach_the_grid():
     schedule = make_schedule("cosine")
     karras = SampleConfig(grid="karras", steps=5, rho=3.0)
     torch.testing.assert_close(grid_times(schedule, karras), karras_grid(schedule, 5, rho=3.0))
+    capped = replace(karras, sigma_max=80.0)
+    expected = karras_grid(schedule, 5, rho=3.0, sigma_max=80.0)
+    torch.testing.assert_close(grid_times(schedule, capped), expected)
+    assert not torch.equal(expected, grid_times(schedule, karras))
     leading = SampleConfig(grid="uniform", steps=5, spacing="leading")
     expected = uniform_grid(schedule, 5, spacing="leading")
     torch.testing.assert_close(grid_times(schedule, leading), expected)

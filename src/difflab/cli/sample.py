@@ -20,7 +20,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="generate images from a trained run",
         description="Generate images from a trained run. A sampling flag left out keeps the "
         "run's `sample` config section (sampler, steps, grid, eta, sampler_options, spacing, "
-        "rho, threshold, classifier, classifier_scale).",
+        "rho, sigma_max, threshold, classifier, classifier_scale).",
     )
     p.add_argument("run", metavar="RUN", help="run folder")
     p.add_argument("--num", type=int, default=64, help="number of images")
@@ -58,6 +58,7 @@ def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
         "--spacing", choices=("leading", "trailing", "linspace"), help="uniform grid spacing"
     )
     p.add_argument("--rho", type=float, help="karras grid's exponent")
+    p.add_argument("--sigma-max", type=float, help="karras grid's largest sigma / alpha, e.g. 80")
     p.add_argument("--threshold", choices=("dynamic", "static", "off"), help="x0 thresholding")
     p.add_argument("--classifier", metavar="PATH", help="noisy classifier for classifier guidance")
     p.add_argument("--classifier-scale", type=float, help="classifier guidance scale")
@@ -85,6 +86,7 @@ def sample_config(args: argparse.Namespace, base: SampleConfig) -> SampleConfig:
         "eta": args.eta,
         "spacing": args.spacing,
         "rho": args.rho,
+        "sigma_max": args.sigma_max,
         "classifier": args.classifier,
         "classifier_scale": args.classifier_scale,
     }

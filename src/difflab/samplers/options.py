@@ -49,8 +49,8 @@ def sampler_kwargs(sample: SampleConfig) -> dict[str, float]:
 
 def grid_times(schedule: NoiseSchedule, sample: SampleConfig) -> Tensor:
     """The grid sample.grid with sample.steps steps; `spacing` goes to grids that take it
-    (uniform) and `rho` to those that take it (karras)."""
+    (uniform), `rho` and `sigma_max` to those that take them (karras)."""
     make = GRIDS.get(sample.grid)
     known = keyword_options(make)
-    given = {"spacing": sample.spacing, "rho": sample.rho}
+    given = {"spacing": sample.spacing, "rho": sample.rho, "sigma_max": sample.sigma_max}
     return make(schedule, sample.steps, **{k: v for k, v in given.items() if k in known})

@@ -87,6 +87,7 @@ class SampleConfig:
     sampler_options: dict[str, float] = field(default_factory=dict)  # e.g. {s_churn: 5}
     spacing: Literal["leading", "trailing", "linspace"] = "trailing"  # uniform grid, discrete
     rho: float = 7.0  # karras grid
+    sigma_max: float | None = None  # karras grid's largest s = sigma / alpha (EDM: 80); None: t_max
     threshold: Literal["dynamic", "static"] | None = None  # x0 thresholding; None is off
     threshold_percentile: float = 0.995  # dynamic thresholding's quantile
     # folder of a noisy classifier for classifier guidance (generate, `difflab sample`; the
@@ -191,6 +192,7 @@ def check_sample(s: SampleConfig) -> None:
     _require(s.guidance >= 0, "sample.guidance", ">= 0", s.guidance)
     _require(0 <= s.eta <= 1, "sample.eta", "in [0, 1]", s.eta)
     _require(s.rho > 0, "sample.rho", "> 0", s.rho)
+    _require(s.sigma_max is None or s.sigma_max > 0, "sample.sigma_max", "> 0 or null", s.sigma_max)
     pct = s.threshold_percentile
     _require(0 < pct <= 1, "sample.threshold_percentile", "in (0, 1]", pct)
     _require(s.classifier_scale >= 0, "sample.classifier_scale", ">= 0", s.classifier_scale)
