@@ -6,7 +6,7 @@ import pytest
 from dist_runs import DIT, train_one_process, train_two_processes
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def unet_runs(tmp_path_factory) -> dict[str, Path]:
     """The tiny UNet trained 4 steps by 1 process and by 2 (DDP)."""
     root = tmp_path_factory.mktemp("unet")
@@ -16,7 +16,7 @@ def unet_runs(tmp_path_factory) -> dict[str, Path]:
     }
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def dit_runs(tmp_path_factory) -> dict[str, Path]:
     """A tiny DiT trained 4 steps by 1 process and by 2 with sharded weights (FSDP2)."""
     root = tmp_path_factory.mktemp("dit")

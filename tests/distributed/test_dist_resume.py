@@ -1,6 +1,8 @@
 """Checkpoints hold full tensors whatever wrote them: a run checkpointed at step 2 by 2
-processes continues under 1 process or under 2 with the losses and weights of never stopping."""
+processes (DDP, or FSDP2 with sharded weights) continues under 1 process or under 2 with the
+losses and weights of never stopping."""
 
+import pytest
 from dist_runs import (
     copy_at_step,
     loss_difference,
@@ -14,26 +16,10 @@ from dist_runs import (
 TOLERANCE = 1e-5
 
 
-def _check_resumed(resumed, uninterrupted) -> None:
+@pytest.mark.parametrize("resume", [resume_one_process, resume_two_processes])
+@pytest.mark.parametrize("runs, written_by", [("unet_runs", "ddp"), ("dit_runs", "fsdp")])
+def test_two_process_checkpoint_resumes(request, runs, written_by, resume, tmp_path):
+    uninterrupted = request.getfixturevalue(runs)[written_by]
+    resumed = resume(copy_at_step(uninterrupted, 2, tmp_path / "run"))
     assert loss_difference(losses(uninterrupted), losses(resumed)) < TOLERANCE
     assert max_relative_difference(weights(uninterrupted, 4), weights(resumed, 4)) < TOLERANCE
-
-
-def test_ddp_checkpoint_resumes_under_one_process(unet_runs, tmp_path):
-    resumed = resume_one_process(copy_at_step(unet_runs["ddp"], 2, tmp_path / "run"))
-    _check_resumed(resumed, unet_runs["ddp"])
-
-
-def test_ddp_checkpoint_resumes_under_two_processes(unet_runs, tmp_path):
-    resumed = resume_two_processes(copy_at_step(unet_runs["ddp"], 2, tmp_path / "run"))
-    _check_resumed(resumed, unet_runs["ddp"])
-
-
-def test_fsdp_checkpoint_resumes_under_one_process(dit_runs, tmp_path):
-    resumed = resume_one_process(copy_at_step(dit_runs["fsdp"], 2, tmp_path / "run"))
-    _check_resumed(resumed, dit_runs["fsdp"])
-
-
-def test_fsdp_checkpoint_resumes_sharded_under_two_processes(dit_runs, tmp_path):
-    resumed = resume_two_processes(copy_at_step(dit_runs["fsdp"], 2, tmp_path / "run"))
-    _check_resumed(resumed, dit_runs["fsdp"])
