@@ -50,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
     from difflab.training.loop import train
 
     run_dir = train(config)
+    main = is_main()  # before leaving the process group, after which every rank is "rank 0"
     shutdown()
-    if is_main():
+    if main:
         print(f"run folder: {run_dir}")
     return 0
