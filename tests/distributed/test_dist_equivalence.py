@@ -5,7 +5,14 @@ of 2 accumulated micro-batches."""
 
 import numpy as np
 import pytest
-from dist_runs import loss_difference, losses, max_relative_difference, weights
+from dist_runs import (
+    DIT,
+    loss_difference,
+    losses,
+    max_relative_difference,
+    train_two_processes,
+    weights,
+)
 from PIL import Image
 
 from difflab.training.reporting import read_metrics
@@ -26,6 +33,17 @@ def test_fsdp_two_processes_train_the_weights_of_one(dit_runs):
     assert loss_difference(losses(one), losses(fsdp)) < TOLERANCE
     for step in (2, 4):
         assert max_relative_difference(weights(one, step), weights(fsdp, step)) < TOLERANCE
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "runs, overrides", [("unet_runs", ["train.parallel=fsdp"]), ("dit_runs", DIT)]
+)
+def test_the_other_network_in_each_mode(request, runs, overrides, tmp_path):
+    """UNet under FSDP2 (its levels are containers, not sharded units), DiT under DDP."""
+    one, two = request.getfixturevalue(runs)["one"], train_two_processes(tmp_path, overrides)
+    assert loss_difference(losses(one), losses(two)) < TOLERANCE
+    assert max_relative_difference(weights(one, 4), weights(two, 4)) < TOLERANCE
 
 
 def test_the_weights_moved(unet_runs):

@@ -14,11 +14,12 @@ from torch.nn.parallel import DistributedDataParallel
 
 from difflab.data import load_dataset
 from difflab.errors import ConfigError
+from difflab.networks import build_network
 from difflab.schedules import make_schedule
 from difflab.training import batches, distributed
 from difflab.training.config import DataConfig
 from difflab.training.rng import seeded_generator
-from difflab.training.sharding import gradient_sync
+from difflab.training.sharding import gradient_sync, repeated_blocks
 from difflab.training.step import micro_batch_loss
 
 CPU = torch.device("cpu")
@@ -92,3 +93,15 @@ def test_ddp_accumulation_all_reduces_once_per_step():
         assert len(calls) == 2
     finally:
         dist.destroy_process_group()
+
+
+def test_fsdp_units_are_the_blocks_a_network_calls():
+    """UNet blocks and DiT blocks are sharded units; a UNet level (a container whose forward
+    is never called, so FSDP2 would never gather its weights) is not."""
+    unet = build_network("unet-tiny", in_channels=1, image_size=8, num_classes=None)
+    blocks = repeated_blocks(unet)
+    assert [type(b).__name__ for b in blocks] == ["UNetBlock"] * len(blocks)
+    expected = sum(len(level.blocks) for level in [*unet.down, *unet.up]) + len(unet.mid)
+    assert len(blocks) == expected
+    dit = build_network("dit-tiny", in_channels=1, image_size=8, num_classes=None)
+    assert repeated_blocks(dit) == list(dit.blocks)

@@ -1,9 +1,9 @@
 """Data parallelism for training: DDP (replicated weights) or FSDP2 (sharded weights), and the
 full, single-file state dicts that checkpoints hold in either case.
 
-`train.parallel: fsdp` shards every block of a network's repeated stacks (the children of its
-nn.ModuleLists: UNet levels and blocks, DiT blocks) and then the root with
-torch.distributed.fsdp.fully_shard; parameters become DTensors holding 1/world of each weight.
+`train.parallel: fsdp` shards every innermost block of a network's repeated stacks (UNet
+blocks, DiT blocks) and then the root with torch.distributed.fsdp.fully_shard; parameters
+become DTensors holding 1/world of each weight.
 Saving gathers the full weights and optimizer state to rank 0 on the CPU
 (torch.distributed.checkpoint.state_dict with full_state_dict=True), so a checkpoint is the
 same file whatever the world size or parallel mode, and loading scatters it back.
@@ -37,14 +37,27 @@ _SCATTER = StateDictOptions(full_state_dict=True)
 
 
 def shard(model: nn.Module, device: torch.device) -> nn.Module:
-    """model sharded in place over all ranks with FSDP2 (blocks first, then the root)."""
+    """model sharded in place over all ranks with FSDP2: each innermost repeated block (see
+    repeated_blocks), then the root, which keeps the remaining weights."""
     mesh = init_device_mesh(device.type, (world_size(),))
-    for stack in [m for m in model.modules() if isinstance(m, nn.ModuleList)]:
-        for block in stack:
-            if any(p.requires_grad for p in block.parameters()):
-                fully_shard(block, mesh=mesh)
+    for block in repeated_blocks(model):
+        fully_shard(block, mesh=mesh)
     fully_shard(model, mesh=mesh)
     return model
+
+
+def repeated_blocks(model: nn.Module) -> list[nn.Module]:
+    """The trainable entries of model's nn.ModuleLists that hold no ModuleList themselves (UNet
+    blocks, DiT blocks). Containers such as a UNet level are left out: the network calls their
+    parts, never their forward, and FSDP2 gathers a unit's weights in its forward."""
+    return [
+        block
+        for stack in model.modules()
+        if isinstance(stack, nn.ModuleList)
+        for block in stack
+        if not any(isinstance(m, nn.ModuleList) for m in block.modules())
+        and any(p.requires_grad for p in block.parameters())
+    ]
 
 
 def is_sharded(model: nn.Module) -> bool:
