@@ -1,0 +1,55 @@
+"""`difflab train [RECIPE | FILE.yaml] [key.sub=value ...] [--dry-run] [--resume RUN]`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from difflab.errors import ConfigError
+from difflab.training.config import Config, build_config
+from difflab.training.recipes import load_config, read_yaml
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "train",
+        help="train a model from a recipe or YAML file",
+        description="Train from a recipe (default: digits) or a YAML file, with key.sub=value "
+        "overrides, e.g. `difflab train mnist data.root=/data/mnist train.steps=20000`.",
+    )
+    p.add_argument("items", nargs="*", metavar="RECIPE|FILE.yaml|key.sub=value")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--resume", metavar="RUN", help="continue the run in this folder")
+    return p
+
+
+def resolve(args: argparse.Namespace) -> Config:
+    """The config of a train command: recipe/file (or the resumed run's config) + overrides."""
+    sources = [item for item in args.items if "=" not in item]
+    overrides = [item for item in args.items if "=" in item]
+    if len(sources) > 1:
+        raise ConfigError(f"expected one recipe or config file, got {', '.join(sources)}")
+    if args.resume is None:
+        return load_config(sources[0] if sources else None, overrides)
+    if sources:
+        raise ConfigError(f"--resume continues {args.resume}'s own config; drop {sources[0]!r}")
+    run_dir = Path(args.resume)
+    if not (run_dir / "config.yaml").is_file():
+        raise ConfigError(f"--resume {run_dir}: no config.yaml there (not a difflab run folder)")
+    config = build_config(read_yaml(run_dir / "config.yaml"), overrides)
+    config.train.resume = str(run_dir)
+    return config
+
+
+def run(args: argparse.Namespace) -> int:
+    config = resolve(args)
+    if args.dry_run:
+        print(config.to_yaml(), end="")
+        return 0
+    from difflab.training.distributed import is_main
+    from difflab.training.loop import train
+
+    run_dir = train(config)
+    if is_main():
+        print(f"run folder: {run_dir}")
+    return 0

@@ -1,0 +1,94 @@
+"""Batches by index from a dataset held on the device; no DataLoader, no host work per step.
+
+Micro-batch m (= step * grad_accum + k) is slice m % B of the permutation of epoch
+m // B (B = batches per epoch, the last partial batch dropped), the permutation drawn from a
+generator seeded by (seed, epoch). The data position is thus a function of the step alone.
+With several processes, train.batch_size is the global batch and rank r takes the r-th equal
+part of each slice.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from difflab.conditioning import Condition
+from difflab.data import Compose, ImageDataset, RandomHorizontalFlip, Resize, ToSymmetric
+from difflab.errors import ConfigError
+from difflab.training.config import DataConfig
+from difflab.training.distributed import rank, world_size
+from difflab.training.rng import seeded_generator
+from difflab.training.step import MicroBatch
+
+
+def make_transform(data: DataConfig, *, train: bool) -> Compose:
+    """uint8 -> [-1, 1], optional resize, optional flips (training only)."""
+    transforms = [ToSymmetric()]
+    if data.image_size is not None:
+        transforms.append(Resize(data.image_size))
+    if train and data.flip:
+        transforms.append(RandomHorizontalFlip(0.5))
+    return Compose(transforms)
+
+
+class DeviceData:
+    """A dataset split on the device, cut into micro-batches of `batch_size` by index."""
+
+    def __init__(
+        self,
+        dataset: ImageDataset,
+        *,
+        data: DataConfig,
+        batch_size: int,
+        seed: int,
+        class_conditional: bool,
+        device: torch.device,
+        train: bool = True,
+    ) -> None:
+        if batch_size > len(dataset):
+            raise ConfigError(
+                f"config key 'train.batch_size' ({batch_size}) exceeds the {len(dataset)} images "
+                f"of {dataset.name}/{dataset.split}"
+            )
+        self.images = dataset.images.to(device)  # [N, C, H, W] uint8
+        self.labels = dataset.labels.to(device)  # [N] long
+        self.batch_size = batch_size
+        self.rank, self.world = rank(), world_size()
+        if train and batch_size % self.world:
+            raise ConfigError(
+                f"config key 'train.batch_size' ({batch_size}) must divide by the world size "
+                f"({self.world})"
+            )
+        self.seed = seed
+        self.class_conditional = class_conditional
+        self.transform = make_transform(data, train=train)
+        self.batches_per_epoch = len(dataset) // batch_size
+        self._epoch, self._perm = -1, torch.empty(0)
+
+    def position(self, micro_index: int) -> tuple[int, int]:
+        """(epoch, batch within the epoch) of micro-batch number micro_index."""
+        return divmod(micro_index, self.batches_per_epoch)
+
+    def _permutation(self, epoch: int) -> Tensor:
+        if epoch != self._epoch:
+            g = seeded_generator(self.seed, "epoch", epoch, self.images.device)
+            n = self.images.shape[0]
+            self._perm = torch.randperm(n, generator=g, device=self.images.device)
+            self._epoch = epoch
+        return self._perm
+
+    def indices(self, micro_index: int) -> Tensor:
+        """This rank's part of micro-batch micro_index."""
+        epoch, j = self.position(micro_index)
+        part = self.batch_size // self.world
+        start = j * self.batch_size + self.rank * part
+        return self._permutation(epoch)[start : start + part]
+
+    def take(self, index: Tensor, generator: torch.Generator | None) -> MicroBatch:
+        """The images at `index`, transformed with randomness from generator."""
+        out = self.transform({"image": self.images[index]}, generator=generator)
+        cond = Condition(labels=self.labels[index]) if self.class_conditional else None
+        return MicroBatch(x0=out["image"], cond=cond)
+
+    def micro_batch(self, micro_index: int, generator: torch.Generator) -> MicroBatch:
+        return self.take(self.indices(micro_index), generator)

@@ -1,0 +1,176 @@
+"""Typed run configuration: the one place for defaults, validated before anything runs.
+
+A config is built from a recipe (YAML shipped in difflab/recipes), a user YAML file, and
+`key.sub=value` overrides, in that order. Unknown keys, wrong types and impossible values
+raise ConfigError naming the key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import yaml
+
+from difflab.errors import ConfigError
+from difflab.networks import NETWORKS
+from difflab.samplers import SAMPLERS
+from difflab.schedules import GRIDS
+from difflab.training.config_types import from_dict, set_override
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "digits"
+    root: str | None = None
+    split: str = "train"
+    val_split: str | None = "test"  # held-out split for validation loss; None turns it off
+    image_size: int | None = None  # resize to this side; None keeps the dataset's size
+    flip: bool = False  # random horizontal flips
+    download: bool = False
+    max_bad_fraction: float = 0.01
+    options: dict[str, Any] = field(default_factory=dict)  # the dataset loader's own keywords
+
+
+@dataclass
+class ModelConfig:
+    network: str = "unet-tiny"
+    options: dict[str, Any] = field(default_factory=dict)  # passed to build_network
+    parameterization: Literal["eps", "x0", "v"] = "eps"
+    schedule: Literal["linear", "scaled-linear", "cosine", "sigmoid"] = "cosine"
+    num_steps: int | None = 1000  # None: continuous time
+    zero_terminal_snr: bool = False
+    class_conditional: bool = True
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 2000
+    batch_size: int = 64
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    adam_eps: float = 1e-8
+    lr_schedule: Literal["constant", "cosine", "one-cycle"] = "constant"
+    warmup_steps: int = 0
+    grad_clip: float | None = 1.0
+    grad_accum: int = 1
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    ema_decay: float = 0.999
+    ema_start: int = 0
+    cond_dropout: float = 0.1
+    loss_weighting: Literal["uniform", "min-snr"] = "uniform"
+    min_snr_gamma: float = 5.0
+    seed: int = 0
+    compile: Literal["auto", "on", "off"] = "auto"
+    log_every: int = 50
+    sample_every: int = 500  # 0 turns periodic sample grids off
+    val_every: int = 500  # 0 turns validation off
+    checkpoint_every: int = 1000  # a checkpoint is always written at the end
+    keep_checkpoints: int = 2
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    cpu_threads: int | None = None  # torch intra-op threads on CPU; None keeps torch's choice
+    resume: str | None = None  # run folder to continue
+    progress: bool = True  # tqdm bar (shown only on a terminal)
+
+
+@dataclass
+class SampleConfig:
+    sampler: str = "ddim"
+    steps: int = 50
+    grid: str = "uniform"
+    guidance: float = 1.0  # the recipe's recommended classifier-free guidance scale
+    eta: float = 0.0
+    num: int = 40  # images in each periodic sample grid
+
+
+@dataclass
+class RunConfig:
+    root: str = "runs"
+    name: str | None = None  # defaults to the recipe's (or file's) name
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["train"]["betas"] = list(self.train.betas)
+        return out
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def build_config(data: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """A validated Config from a nested dict (recipe or file) plus `key.sub=value` overrides."""
+    merged = _deep_copy(data)
+    for item in overrides:
+        set_override(merged, item)
+    config = from_dict(Config, merged, prefix="")
+    _check_values(config)
+    return config
+
+
+def _deep_copy(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: _deep_copy(v) if isinstance(v, dict) else v for k, v in data.items()}
+
+
+def _require(ok: bool, key: str, constraint: str, value: Any) -> None:
+    if not ok:
+        raise ConfigError(f"config key '{key}' must be {constraint}, got {value!r}")
+
+
+def _check_values(c: Config) -> None:
+    """Impossible values, each named by its key and the constraint it breaks."""
+    t, m, s = c.train, c.model, c.sample
+    positive = [("train.steps", t.steps), ("train.batch_size", t.batch_size)]
+    positive += [("train.lr", t.lr), ("train.adam_eps", t.adam_eps), ("sample.steps", s.steps)]
+    positive += [("train.log_every", t.log_every), ("train.keep_checkpoints", t.keep_checkpoints)]
+    positive += [("train.min_snr_gamma", t.min_snr_gamma), ("sample.num", s.num)]
+    for key, value in positive:
+        _require(value > 0, key, "> 0", value)
+    for key, value in [
+        ("train.sample_every", t.sample_every),
+        ("train.val_every", t.val_every),
+        ("train.checkpoint_every", t.checkpoint_every),
+        ("train.warmup_steps", t.warmup_steps),
+        ("train.ema_start", t.ema_start),
+        ("train.weight_decay", t.weight_decay),
+        ("sample.guidance", s.guidance),
+    ]:
+        _require(value >= 0, key, ">= 0", value)
+    threads = t.cpu_threads
+    _require(threads is None or threads >= 1, "train.cpu_threads", ">= 1 or null", threads)
+    _require(t.grad_accum >= 1, "train.grad_accum", ">= 1", t.grad_accum)
+    _require(0 <= t.ema_decay < 1, "train.ema_decay", "in [0, 1)", t.ema_decay)
+    _require(0 <= t.cond_dropout <= 1, "train.cond_dropout", "in [0, 1]", t.cond_dropout)
+    _require(0 <= s.eta <= 1, "sample.eta", "in [0, 1]", s.eta)
+    for i, b in enumerate(t.betas):
+        _require(0 <= b < 1, f"train.betas[{i}]", "in [0, 1)", b)
+    _require(t.grad_clip is None or t.grad_clip > 0, "train.grad_clip", "> 0 or null", t.grad_clip)
+    _require(
+        m.num_steps is None or m.num_steps >= 2, "model.num_steps", ">= 2 or null", m.num_steps
+    )
+    _require(
+        not (m.parameterization == "eps" and m.zero_terminal_snr),
+        "model.zero_terminal_snr",
+        "false with model.parameterization 'eps' (eps cannot be predicted at zero SNR; use v)",
+        m.zero_terminal_snr,
+    )
+    _require(
+        c.data.image_size is None or c.data.image_size > 0,
+        "data.image_size",
+        "> 0 or null",
+        c.data.image_size,
+    )
+    _require(m.network in NETWORKS, "model.network", f"one of {NETWORKS.names()}", m.network)
+    _require(s.sampler in SAMPLERS, "sample.sampler", f"one of {SAMPLERS.names()}", s.sampler)
+    _require(s.grid in GRIDS, "sample.grid", f"one of {GRIDS.names()}", s.grid)
+    frac = c.data.max_bad_fraction
+    _require(0 <= frac <= 1, "data.max_bad_fraction", "in [0, 1]", frac)

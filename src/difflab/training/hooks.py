@@ -1,0 +1,89 @@
+"""Periodic work of the loop: sample grids, validation loss, checkpoints."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import replace
+
+import torch
+
+from difflab.data import to_uint8
+from difflab.generation import resolve_labels, sample_images, write_png_grid
+from difflab.parameterization import Denoiser
+from difflab.training.checkpoint import save_checkpoint
+from difflab.training.rng import capture_rng_state, seeded_generator
+from difflab.training.session import Session
+from difflab.training.step import micro_batch_loss
+
+
+def save_samples(s: Session, done: int) -> None:
+    """Grids from the EMA and the raw weights, fixed seeds 0..num-1, labels cycled over the
+    classes, in run/samples/step-000500-{ema,raw}.png."""
+    num = s.config.sample.num
+    labels = resolve_labels(None, num, s.num_classes)
+    for tag, denoiser in (("ema", s.ema_denoiser), ("raw", s.denoiser)):
+        x0 = _sample_eval(s, denoiser, labels, num)
+        if not torch.isfinite(x0).all():
+            warnings.warn(f"non-finite {tag} samples at step {done}; grid not saved", stacklevel=2)
+            continue
+        ncol = s.num_classes if 0 < s.num_classes <= 16 else None
+        write_png_grid(
+            to_uint8(x0).cpu(), s.run_dir / "samples" / f"step-{done:06d}-{tag}.png", ncol
+        )
+
+
+def _sample_eval(s: Session, denoiser: Denoiser, labels, num: int) -> torch.Tensor:
+    was_training = denoiser.training
+    denoiser.eval()
+    try:
+        return sample_images(
+            denoiser,
+            image_shape=s.image_shape,
+            labels=labels,
+            seeds=list(range(num)),
+            sample=s.config.sample,
+            device=s.device,
+        )
+    finally:
+        denoiser.train(was_training)
+
+
+@torch.no_grad()
+def validation_loss(s: Session) -> float:
+    """Mean denoising loss of the raw weights over the held-out split, with the same t and eps
+    every time (a generator seeded by (seed, "validation")), no condition dropout."""
+    assert s.val is not None
+    # The bare model, not its DDP wrapper: only rank 0 validates, so no collectives.
+    val, state = s.val, replace(s.state, forward=s.state.model)
+    generator = seeded_generator(s.config.train.seed, "validation", 0, s.device)
+    n = val.images.shape[0]
+    total = torch.zeros((), device=s.device)
+    state.model.eval()
+    for start in range(0, n, val.batch_size):
+        index = torch.arange(start, min(n, start + val.batch_size), device=s.device)
+        batch = val.take(index, generator)
+        total += micro_batch_loss(state, batch, generator, 0.0) * len(index)
+    state.model.train()
+    return float(total) / n
+
+
+def save_state(s: Session, done: int) -> None:
+    """Checkpoint after `done` steps: weights, EMA, optimizer, scaler, RNG states."""
+    t = s.config.train
+    epoch, batch = s.data.position(done * t.grad_accum)
+    state = {
+        "optimizer": s.state.optimizer.state_dict(),
+        "scaler": s.state.precision.scaler.state_dict(),
+        "lr_schedule": {"name": t.lr_schedule, "step": done},
+        "ema_step": done,
+        "rng": capture_rng_state(),
+        "data_position": {"epoch": epoch, "batch": batch},
+    }
+    save_checkpoint(
+        s.run_dir / "checkpoints",
+        done,
+        model=s.state.model.state_dict(),
+        ema=s.state.ema.module.state_dict(),
+        state=state,
+        keep=t.keep_checkpoints,
+    )

@@ -1,0 +1,178 @@
+"""Everything a training run holds, built from a Config: run folder, data, model, optimizer,
+EMA, precision, and (when resuming) the state of the newest complete checkpoint."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from difflab.data import ImageDataset, load_dataset
+from difflab.errors import CheckpointError
+from difflab.generation import MODEL_INFO, build_denoiser
+from difflab.losses import DenoisingLoss
+from difflab.parameterization import Denoiser
+from difflab.training.batches import DeviceData
+from difflab.training.checkpoint import latest_checkpoint, load_checkpoint
+from difflab.training.config import Config
+from difflab.training.distributed import (
+    barrier,
+    broadcast_from_main,
+    is_distributed,
+    is_main,
+    setup_device,
+)
+from difflab.training.ema import EMA
+from difflab.training.optim import build_optimizer
+from difflab.training.precision import resolve_precision
+from difflab.training.rng import restore_rng_state
+from difflab.training.step import TrainState
+
+
+@dataclass
+class Session:
+    config: Config
+    run_dir: Path
+    device: torch.device
+    data: DeviceData
+    val: DeviceData | None
+    state: TrainState
+    denoiser: Denoiser  # raw weights
+    ema_denoiser: Denoiser
+    image_shape: tuple[int, int, int]  # (C, H, W)
+    num_classes: int  # 0 when unconditional
+    start_step: int
+
+
+def new_run_dir(config: Config) -> Path:
+    """runs/NAME, or runs/NAME-2, -3... when that folder is already used."""
+    base = Path(config.run.root) / str(config.run.name)
+    path, k = base, 1
+    while path.exists() and any(path.iterdir()):
+        k += 1
+        path = base.with_name(f"{base.name}-{k}")
+    return path
+
+
+def _load(config: Config, split: str) -> ImageDataset:
+    d = config.data
+    root = Path(d.root) if d.root is not None else None
+    return load_dataset(
+        d.dataset,
+        root=root,
+        split=split,
+        download=d.download,
+        max_bad_fraction=d.max_bad_fraction,
+        **d.options,
+    )
+
+
+VAL_BATCH = 256  # validation runs without gradients, so in larger batches
+
+
+def _device_data(config: Config, dataset: ImageDataset, device, *, train: bool) -> DeviceData:
+    return DeviceData(
+        dataset,
+        data=config.data,
+        batch_size=config.train.batch_size if train else min(VAL_BATCH, len(dataset)),
+        seed=config.train.seed,
+        class_conditional=config.model.class_conditional,
+        device=device,
+        train=train,
+    )
+
+
+def _write_run_files(run_dir: Path, config: Config, info: dict) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(config.to_yaml())
+    (run_dir / MODEL_INFO).write_text(json.dumps(info, indent=1))
+
+
+def _wrap(model: nn.Module, device: torch.device, compile_on: bool) -> nn.Module:
+    """The module the loss calls: DDP with a process group, compiled when asked."""
+    forward = model
+    if is_distributed():
+        forward = DistributedDataParallel(
+            model, device_ids=[device] if device.type == "cuda" else None
+        )
+    return torch.compile(forward) if compile_on else forward
+
+
+def _train_state(config: Config, denoiser: Denoiser, device: torch.device) -> TrainState:
+    t, m = config.train, config.model
+    model = denoiser.network
+    compile_on = t.compile == "on" or (t.compile == "auto" and device.type == "cuda")
+    loss_fn = DenoisingLoss(
+        denoiser.schedule, m.parameterization, t.loss_weighting, t.min_snr_gamma
+    )
+    return TrainState(
+        model=model,
+        forward=_wrap(model, device, compile_on),
+        optimizer=build_optimizer(model, t, device),
+        ema=EMA(model, t.ema_decay, t.ema_start),
+        precision=resolve_precision(t.precision, device),
+        loss_fn=loss_fn,
+        grad_clip=t.grad_clip,
+        cond_dropout=t.cond_dropout if m.class_conditional else 0.0,
+    )
+
+
+def _resume_from(run_dir: Path) -> Path:
+    path = latest_checkpoint(run_dir)
+    if path is None:
+        raise CheckpointError(f"run folder {run_dir} has no complete checkpoint to resume from")
+    return path
+
+
+def _resume(state: TrainState, path: Path) -> int:
+    """Load a checkpoint into state; return its step."""
+    ckpt = load_checkpoint(path)
+    state.model.load_state_dict(ckpt.model)
+    state.ema.module.load_state_dict(ckpt.ema)
+    state.optimizer.load_state_dict(ckpt.state["optimizer"])
+    state.precision.scaler.load_state_dict(ckpt.state["scaler"])
+    restore_rng_state(ckpt.state["rng"])
+    return ckpt.step
+
+
+def open_session(config: Config) -> Session:
+    """Build a run from config, resuming from config.train.resume when set."""
+    t = config.train
+    device = setup_device(t.device)
+    if device.type == "cpu" and t.cpu_threads is not None:
+        # Small models run faster on one thread: the ops are too small to split.
+        torch.set_num_threads(t.cpu_threads)
+    dataset = _load(config, config.data.split)
+    use_val = config.data.val_split is not None and t.val_every > 0
+    val = _load(config, config.data.val_split) if use_val else None
+    num_classes = dataset.num_classes if config.model.class_conditional else 0
+    c, h, _ = dataset.image_shape
+    size = config.data.image_size or h
+    run_dir = Path(t.resume) if t.resume else broadcast_from_main(new_run_dir(config))
+    checkpoint = _resume_from(run_dir) if t.resume else None
+    info = {"in_channels": c, "image_size": size, "num_classes": num_classes}
+    torch.manual_seed(t.seed)
+    denoiser = build_denoiser(config, **info).to(device)
+    if is_main():
+        _write_run_files(run_dir, config, {**info, "class_names": dataset.class_names})
+    barrier()
+    state = _train_state(config, denoiser, device)
+    start = _resume(state, checkpoint) if checkpoint is not None else 0
+    ema_denoiser = Denoiser(state.ema.module, denoiser.schedule, denoiser.parameterization)
+    return Session(
+        config=config,
+        run_dir=run_dir,
+        device=device,
+        data=_device_data(config, dataset, device, train=True),
+        val=_device_data(config, val, device, train=False) if val is not None else None,
+        state=state,
+        denoiser=denoiser,
+        ema_denoiser=ema_denoiser,
+        image_shape=(c, size, size),
+        num_classes=num_classes,
+        start_step=start,
+    )

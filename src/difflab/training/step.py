@@ -1,0 +1,81 @@
+"""One optimizer step: grad_accum micro-batches, mixed precision, clipping, the NaN guard, EMA."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from difflab.conditioning import Condition, drop_condition
+from difflab.losses import DenoisingLoss
+from difflab.training.distributed import all_reduce_sum
+from difflab.training.ema import EMA
+from difflab.training.precision import Precision
+
+
+@dataclass
+class TrainState:
+    """What a step changes or reads; `forward` is `model`, or its compiled version."""
+
+    model: nn.Module
+    forward: nn.Module
+    optimizer: torch.optim.Optimizer
+    ema: EMA
+    precision: Precision
+    loss_fn: DenoisingLoss
+    grad_clip: float | None
+    cond_dropout: float
+
+
+@dataclass(frozen=True)
+class MicroBatch:
+    x0: Tensor  # [N, C, H, W] in [-1, 1]
+    cond: Condition | None
+
+
+def micro_batch_loss(
+    state: TrainState, batch: MicroBatch, generator: torch.Generator, cond_dropout: float
+) -> Tensor:
+    """The denoising loss of one micro-batch: t, eps and condition dropout drawn from generator."""
+    x0, cond = batch.x0, batch.cond
+    n, device = x0.shape[0], x0.device
+    t = state.loss_fn.schedule.sample_training_t(n, generator=generator, device=device)
+    eps = torch.randn(x0.shape, generator=generator, device=device, dtype=x0.dtype)
+    if cond is not None and cond_dropout > 0:
+        drop = torch.rand(n, generator=generator, device=device) < cond_dropout
+        cond = drop_condition(cond, drop)
+    with state.precision.autocast():
+        return state.loss_fn(state.forward, x0, t, eps, cond)
+
+
+def train_step(
+    state: TrainState, batches: Sequence[MicroBatch], generator: torch.Generator, step: int
+) -> tuple[Tensor, bool]:
+    """Optimizer step number `step` (0-based) on the mean loss of the micro-batches.
+
+    Returns (mean loss, detached, on the device; whether the step was applied). A non-finite
+    loss skips the step: no optimizer, scaler or EMA update.
+    """
+    state.optimizer.zero_grad(set_to_none=True)
+    scaler = state.precision.scaler
+    total = torch.zeros((), device=batches[0].x0.device)
+    for batch in batches:
+        loss = micro_batch_loss(state, batch, generator, state.cond_dropout) / len(batches)
+        scaler.scale(loss).backward()
+        total += loss.detach()
+    # One host sync per step: skipping must be decided before the optimizer touches its state,
+    # and by every rank alike (a non-finite loss anywhere reaches all gradients).
+    if bool(all_reduce_sum((~torch.isfinite(total)).float()) > 0):
+        warnings.warn(f"non-finite loss at step {step}; step skipped", stacklevel=2)
+        state.optimizer.zero_grad(set_to_none=True)
+        return total, False
+    if state.grad_clip is not None:
+        scaler.unscale_(state.optimizer)
+        nn.utils.clip_grad_norm_(state.model.parameters(), state.grad_clip)
+    scaler.step(state.optimizer)
+    scaler.update()
+    state.ema.update(state.model, step)
+    return total, True

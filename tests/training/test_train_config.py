@@ -1,0 +1,98 @@
+import pytest
+
+from difflab.errors import ConfigError
+from difflab.training.config import Config, build_config
+from difflab.training.recipes import load_config, recipe_names
+
+
+def test_defaults_and_overrides_parse_yaml_values():
+    c = build_config({}, ["train.lr=1e-3", "train.betas=[0.8, 0.95]", "model.num_steps=null"])
+    assert c.train.lr == 1e-3 and isinstance(c.train.lr, float)
+    assert c.train.betas == (0.8, 0.95)
+    assert c.model.num_steps is None
+    assert c.train.cond_dropout == Config().train.cond_dropout == 0.1
+
+
+def test_override_beats_file_value():
+    c = build_config({"train": {"steps": 10}}, ["train.steps=7", "model.options.base_channels=8"])
+    assert c.train.steps == 7
+    assert c.model.options == {"base_channels": 8}
+
+
+def test_unknown_key_suggests_the_nearest():
+    with pytest.raises(
+        ConfigError,
+        match=r"unknown config key 'train.stpes' \(did you mean "
+        r"'train.steps'\?\)",
+    ):
+        build_config({}, ["train.stpes=5"])
+    with pytest.raises(ConfigError, match="unknown config key 'trian'"):
+        build_config({"trian": {"steps": 5}})
+
+
+@pytest.mark.parametrize(
+    ("override", "words"),
+    [
+        ("train.steps=ten", ["train.steps", "an integer", "'ten'"]),
+        ("train.steps=1.5", ["train.steps", "an integer", "1.5"]),
+        ("train.flip=1", ["train.flip", "unknown"]),
+        ("data.flip=yes please", ["data.flip", "a boolean", "'yes please'"]),
+        ("train.precision=fp8", ["train.precision", "'bf16'", "'fp8'"]),
+        ("train.betas=[0.9]", ["train.betas", "a list of 2 numbers"]),
+    ],
+)
+def test_wrong_type_names_key_expected_type_and_value(override, words):
+    with pytest.raises(ConfigError) as err:
+        build_config({}, [override])
+    for word in words:
+        assert word in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("override", "key", "constraint"),
+    [
+        ("train.lr=0", "train.lr", "> 0"),
+        ("train.lr=-1e-4", "train.lr", "> 0"),
+        ("train.batch_size=0", "train.batch_size", "> 0"),
+        ("train.ema_decay=1.0", "train.ema_decay", "in [0, 1)"),
+        ("train.ema_decay=-0.1", "train.ema_decay", "in [0, 1)"),
+        ("train.grad_accum=0", "train.grad_accum", ">= 1"),
+        ("train.cond_dropout=1.5", "train.cond_dropout", "in [0, 1]"),
+        ("model.zero_terminal_snr=true", "model.zero_terminal_snr", "parameterization 'eps'"),
+        ("sample.sampler=nope", "sample.sampler", "ddim"),
+    ],
+)
+def test_impossible_values_name_key_and_constraint(override, key, constraint):
+    with pytest.raises(ConfigError) as err:
+        build_config({"model": {"parameterization": "eps"}}, [override])
+    assert key in str(err.value) and constraint in str(err.value)
+
+
+def test_zero_terminal_snr_is_fine_with_v():
+    c = build_config({}, ["model.parameterization=v", "model.zero_terminal_snr=true"])
+    assert c.model.zero_terminal_snr
+
+
+def test_bad_override_syntax():
+    with pytest.raises(ConfigError, match="key.sub=value"):
+        build_config({}, ["steps=5"])
+
+
+def test_recipes_load_and_name_the_run(tmp_path):
+    assert recipe_names() == ["cifar10", "digits", "mnist"]
+    for name in recipe_names():
+        assert load_config(name).run.name == name
+    assert load_config(None).data.dataset == "digits"
+    path = tmp_path / "mine.yaml"
+    path.write_text("train:\n  steps: 3\n")
+    c = load_config(str(path), ["train.batch_size=4"])
+    assert (c.run.name, c.train.steps, c.train.batch_size) == ("mine", 3, 4)
+    with pytest.raises(ConfigError, match="unknown recipe 'nope'"):
+        load_config("nope")
+
+
+def test_config_round_trips_through_yaml():
+    import yaml
+
+    c = load_config("mnist", ["train.steps=5"])
+    assert build_config(yaml.safe_load(c.to_yaml())) == c

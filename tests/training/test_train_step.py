@@ -1,0 +1,111 @@
+import pytest
+import torch
+from torch import nn
+
+from difflab.conditioning import Condition
+from difflab.losses import DenoisingLoss
+from difflab.schedules import make_schedule
+from difflab.training.config import TrainConfig
+from difflab.training.ema import EMA
+from difflab.training.optim import build_optimizer
+from difflab.training.precision import resolve_precision
+from difflab.training.step import MicroBatch, TrainState, train_step
+
+
+class TinyNet(nn.Module):
+    """A small conditional conv net; records the autocast state of each call."""
+
+    def __init__(self, channels: int = 16) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(11, channels)
+        self.inp = nn.Conv2d(1, channels, 3, padding=1)
+        self.out = nn.Conv2d(channels, 1, 3, padding=1)
+        self.seen: list[tuple[bool, torch.dtype]] = []
+
+    def forward(self, x, t_net, cond):
+        self.seen.append((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")))
+        h = self.inp(x) + (t_net / 1000).view(-1, 1, 1, 1)
+        if cond is not None:
+            h = h + self.embed(cond.labels + 1)[:, :, None, None]
+        return self.out(torch.nn.functional.silu(h))
+
+
+def make_state(net, *, precision="fp32", lr=1e-2, cond_dropout=0.0, nan=False) -> TrainState:
+    cfg = TrainConfig(lr=lr, precision=precision, ema_decay=0.5)
+    schedule = make_schedule("cosine", num_steps=100)
+    device = torch.device("cpu")
+    return TrainState(
+        model=net,
+        forward=net,
+        optimizer=build_optimizer(net, cfg, device),
+        ema=EMA(net, cfg.ema_decay),
+        precision=resolve_precision(precision, device),
+        loss_fn=DenoisingLoss(schedule, "eps"),
+        grad_clip=1.0,
+        cond_dropout=cond_dropout,
+    )
+
+
+def batch(n=8) -> MicroBatch:
+    g = torch.Generator().manual_seed(1)
+    x0 = torch.rand(n, 1, 4, 4, generator=g) * 2 - 1
+    return MicroBatch(x0=x0, cond=Condition(labels=torch.arange(n) % 3))
+
+
+def test_autocast_is_really_entered_in_the_step():
+    net = TinyNet()
+    state = make_state(net, precision="bf16")
+    loss, ok = train_step(state, [batch()], torch.Generator().manual_seed(0), 0)
+    assert ok and torch.isfinite(loss)
+    assert net.seen == [(True, torch.bfloat16)]
+    net.seen.clear()
+    train_step(make_state(net, precision="fp32"), [batch()], torch.Generator().manual_seed(0), 0)
+    assert net.seen[0][0] is False
+
+
+def test_tiny_model_overfits_one_batch():
+    torch.manual_seed(0)
+    net = TinyNet(32)
+    state = make_state(net, lr=3e-3)
+    b = batch(4)
+    losses = []
+    for step in range(150):
+        g = torch.Generator().manual_seed(0)  # the same t and eps every step
+        loss, _ = train_step(state, [b], g, step)
+        losses.append(float(loss))
+    assert losses[-1] < 0.1 * losses[0]
+
+
+def test_non_finite_loss_skips_the_step():
+    net = TinyNet()
+    state = make_state(net)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    bad = MicroBatch(x0=torch.full((2, 1, 4, 4), float("nan")), cond=None)
+    with pytest.warns(UserWarning, match="non-finite loss at step 3"):
+        loss, ok = train_step(state, [bad], torch.Generator().manual_seed(0), 3)
+    assert not ok and not torch.isfinite(loss)
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, before[k])
+    assert state.optimizer.state == {} or all(
+        "step" not in s for s in state.optimizer.state.values()
+    )
+
+
+def test_condition_dropout_uses_the_null_label():
+    net = TinyNet()
+    seen = []
+    net.embed.register_forward_hook(lambda m, args, out: seen.append(args[0].clone()))
+    state = make_state(net, cond_dropout=1.0)
+    train_step(state, [batch()], torch.Generator().manual_seed(0), 0)
+    assert torch.equal(seen[0], torch.zeros(8, dtype=torch.long))  # NULL_LABEL + 1
+
+
+def test_precision_policy():
+    cpu = torch.device("cpu")
+    auto = resolve_precision("auto", cpu)
+    assert auto.name == "fp32" and not auto.scaler.is_enabled()
+    assert resolve_precision("bf16", cpu).dtype == torch.bfloat16
+    from difflab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="fp16"):
+        resolve_precision("fp16", cpu)
