@@ -17,11 +17,16 @@ class EMA:
         self.decay = decay
         self.start = start
         self.module = copy.deepcopy(model).eval().requires_grad_(False)
+        self._params: tuple[nn.Module, list[torch.Tensor], list[torch.Tensor]] | None = None
 
     def _pairs(self, model: nn.Module) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        ema = list(self.module.state_dict().values())
-        src = list(model.state_dict().values())
-        return ema, src
+        """(EMA tensors, model tensors), paired. The parameters are listed once per model (a
+        Parameter outlives .to() and load_state_dict): walking the module tree for them on
+        every step costs milliseconds of Python per step on a 35M-parameter UNet."""
+        if self._params is None or self._params[0] is not model:
+            self._params = (model, list(self.module.parameters()), list(model.parameters()))
+        _, ema, src = self._params
+        return ema + list(self.module.buffers()), src + list(model.buffers())
 
     @torch.no_grad()
     def update(self, model: nn.Module, step: int) -> None:
