@@ -5,11 +5,13 @@ python bench/throughput.py [--device cuda|cpu] [--quick] [--part train|sample|al
 
 Both libraries run in this one process on the same device: difflab's "unet-cifar10" and
 diffusers' UNet2DModel in the google/ddpm-cifar10-32 layout (35.7M parameters each).
-difflab trains through `difflab.training.step.train_step`, the function the trainer calls;
+difflab trains through `difflab.training.step.train_step`, the function the trainer calls, on
+the TrainState the trainer builds;
 diffusers through the step of its unconditional training example (noise, random timesteps,
 add_noise, forward, MSE, backward, clip, fused AdamW). Warm-up steps (and with them the
 compilation) are timed separately; the timed steps end with a device synchronisation.
 FLOPs are counted once per network with FlopCounterMode, outside the timed loops.
+See bench/README.md ("Throughput") for the settings, the GPU commands and measured tables.
 """
 
 from __future__ import annotations
@@ -272,7 +274,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--part", choices=("train", "sample", "all"), default="all")
     p.add_argument("--batches", type=int, nargs="+", help="training batches (128 512)")
     p.add_argument("--sample-batches", type=int, nargs="+", help="sampling batches (512 1)")
-    p.add_argument("--steps", type=int, help="timed training steps (50; quick 5)")
+    p.add_argument("--steps", type=int, help="timed training steps per window (20; quick 5)")
     p.add_argument("--warmup", type=int, help="untimed warm-up steps (5; quick 1)")
     p.add_argument("--repeats", type=int, default=3, help="timed windows of --steps each")
     p.add_argument("--sample-steps", type=int, help="DDIM steps (50; quick 5)")
@@ -334,7 +336,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
         device=device,
         shape=QUICK if args.quick else FULL,
         warmup=args.warmup or (1 if args.quick else 5),
-        steps=args.steps or (5 if args.quick else 50),
+        steps=args.steps or (5 if args.quick else 20),
         sample_steps=args.sample_steps or (5 if args.quick else 50),
         peak_flops=peak_flops(device, args.peak_tflops),
         repeats=args.repeats,
