@@ -31,6 +31,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from difflab.networks import build_network
+from difflab.training.flops import peak_flops
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -256,15 +257,9 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines).replace("n/a GiB", "n/a")
 
 
-def peak_flops(device: torch.device, given: float | None) -> float | None:
-    """Dense bf16 peak in FLOP/s: --peak-tflops, else 989 TFLOP/s on an H100/H200."""
-    if given is not None:
-        return given * 1e12
-    if device.type == "cuda" and any(
-        name in torch.cuda.get_device_name(device) for name in ("H100", "H200")
-    ):
-        return 989e12
-    return None
+def peak(device: torch.device, given_tflops: float | None) -> float | None:
+    """FLOP/s for MFU: --peak-tflops, else the trainer's dense bf16 figure for the device."""
+    return given_tflops * 1e12 if given_tflops is not None else peak_flops(device)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -338,7 +333,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
         warmup=args.warmup or (1 if args.quick else 5),
         steps=args.steps or (5 if args.quick else 20),
         sample_steps=args.sample_steps or (5 if args.quick else 50),
-        peak_flops=peak_flops(device, args.peak_tflops),
+        peak_flops=peak(device, args.peak_tflops),
         repeats=args.repeats,
         batches=2 if not args.quick else 1,
         interleave=device.type == "cpu" if args.interleave is None else args.interleave,
