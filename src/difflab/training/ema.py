@@ -25,6 +25,7 @@ class EMA:
         for models that cannot be deep-copied (FSDP2); its weights are set to model's."""
         self.decay = decay
         self.start = start
+        self._tensors: tuple[nn.Module, list[torch.Tensor], list[torch.Tensor]] | None = None
         copied = module is None
         self.module = (copy.deepcopy(model) if copied else module).eval().requires_grad_(False)
         if not copied:
@@ -33,10 +34,14 @@ class EMA:
                     e.copy_(s)
 
     def _pairs(self, model: nn.Module) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """(average, weights): this rank's shards, in state-dict order."""
-        ema = [local(v) for v in self.module.state_dict().values()]
-        src = [local(v) for v in model.state_dict().values()]
-        return ema, src
+        """(average, weights), paired: this rank's shards. The tensors are listed once per model
+        (a Parameter outlives .to() and load_state_dict): walking the module tree on every step
+        costs milliseconds of Python per step on a 35M-parameter UNet."""
+        if self._tensors is None or self._tensors[0] is not model:
+            ema = [*self.module.parameters(), *self.module.buffers()]
+            self._tensors = (model, ema, [*model.parameters(), *model.buffers()])
+        _, ema, src = self._tensors
+        return [local(v) for v in ema], [local(v) for v in src]
 
     @torch.no_grad()
     def update(self, model: nn.Module, step: int) -> None:

@@ -12,6 +12,7 @@ import torch
 from difflab.errors import TrainingError
 from difflab.training.config import Config
 from difflab.training.distributed import all_reduce_sum, barrier, is_main, world_size
+from difflab.training.flops import mfu, peak_flops, train_flops_per_image
 from difflab.training.hooks import save_samples, save_state, validation_loss
 from difflab.training.optim import set_lr
 from difflab.training.reporting import MetricsLog, progress_bar
@@ -63,6 +64,8 @@ def run_loop(s: Session, log: MetricsLog, stop_at: int | None = None) -> None:
     window = Window(torch.zeros((), device=s.device))
     skipped_in_a_row = 0
     bar = progress_bar(t.steps, s.start_step, enabled=t.progress)
+    peak = peak_flops(s.device)  # counted once, never inside the loop
+    flops = train_flops_per_image(s.state.model, s.image_shape) if peak is not None else None
     for step in range(s.start_step, end):
         started = time.perf_counter()
         lr = set_lr(s.state.optimizer, t, step)
@@ -79,13 +82,23 @@ def run_loop(s: Session, log: MetricsLog, stop_at: int | None = None) -> None:
         bar.update(1)
         if _every(t.log_every, done) or done == t.steps:
             record = _log_record(window, done, lr, s.data.position(done * t.grad_accum)[0])
+            if flops is not None:
+                record["mfu"] = mfu(flops, record["images_per_s"], peak, world_size())
             log.write(record)
-            bar.set_postfix(loss=f"{record['loss']:.4f}", img_s=f"{record['images_per_s']:.0f}")
+            bar.set_postfix(_postfix(record))
             window = Window(window.loss_sum.zero_())
         _periodic(s, log, done)
     if end < t.steps and not _every(t.checkpoint_every, end):
         save_state(s, end)
     bar.close()
+
+
+def _postfix(record: dict) -> dict[str, str]:
+    """The progress bar's loss, images/s and, where the device's peak is known, MFU."""
+    postfix = {"loss": f"{record['loss']:.4f}", "img_s": f"{record['images_per_s']:.0f}"}
+    if "mfu" in record:
+        postfix["mfu"] = f"{record['mfu']:.1%}"
+    return postfix
 
 
 def _add(window: Window, loss: torch.Tensor, ok: bool, images: int, seconds: float) -> None:

@@ -3,6 +3,7 @@ EMA, precision, and (when resuming) the state of the newest complete checkpoint.
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,25 +97,32 @@ def _sharded(config: Config) -> bool:
     return is_distributed() and config.train.parallel == "fsdp"
 
 
-def _ema(config: Config, model: nn.Module, info: dict, device: torch.device) -> EMA:
-    """The EMA of model; sharded like model under FSDP (which cannot be deep-copied)."""
+def _ema(config: Config, model: nn.Module, device: torch.device) -> EMA:
+    """The EMA of model. Under FSDP, which cannot deep-copy a sharded model, the average is a
+    copy taken before sharding, sharded the same way."""
     t = config.train
     if not _sharded(config):
         return EMA(model, t.ema_decay, t.ema_start)
-    with torch.random.fork_rng(devices=[]):  # its initial weights are overwritten anyway
-        twin = shard(build_denoiser(config, **info).network.to(device), device)
+    twin = shard(copy.deepcopy(model), device)
+    shard(model, device)
     return EMA(model, t.ema_decay, t.ema_start, module=twin)
 
 
-def _train_state(
-    config: Config, denoiser: Denoiser, info: dict, device: torch.device
-) -> TrainState:
+def _compiled(forward: nn.Module, device: torch.device) -> nn.Module:
+    """torch.compile of the module the loss calls. A single CUDA process replays forward and
+    backward as CUDA graphs ("reduce-overhead"): launching each kernel from Python leaves the
+    GPU waiting at small batches (diffusers' UNet2DModel at batch 128 on an H100: 2,167 img/s
+    compiled, 4,341 with CUDA graphs)."""
+    graphs = device.type == "cuda" and not is_distributed()
+    return torch.compile(forward, mode="reduce-overhead" if graphs else None)
+
+
+def build_train_state(config: Config, denoiser: Denoiser, device: torch.device) -> TrainState:
     """Optimizer, EMA and the (DDP-wrapped, compiled) forward of denoiser's network, which is
-    sharded in place first under train.parallel 'fsdp'."""
+    sharded in place under train.parallel 'fsdp'. Also what bench/throughput.py times."""
     t, m = config.train, config.model
     model = denoiser.network
-    if _sharded(config):
-        shard(model, device)
+    ema = _ema(config, model, device)
     forward = data_parallel(model, device, t.parallel)
     compile_on = t.compile == "on" or (t.compile == "auto" and device.type == "cuda")
     loss_fn = DenoisingLoss(
@@ -122,9 +130,9 @@ def _train_state(
     )
     return TrainState(
         model=model,
-        forward=torch.compile(forward) if compile_on else forward,
+        forward=_compiled(forward, device) if compile_on else forward,
         optimizer=build_optimizer(model, t, device),
-        ema=_ema(config, model, info, device),
+        ema=ema,
         precision=resolve_precision(t.precision, device),
         loss_fn=loss_fn,
         grad_clip=t.grad_clip,
@@ -170,7 +178,7 @@ def open_session(config: Config) -> Session:
     if is_main():
         _write_run_files(run_dir, config, {**info, "class_names": dataset.class_names})
     barrier()
-    state = _train_state(config, denoiser, info, device)
+    state = build_train_state(config, denoiser, device)
     start = _resume(state, checkpoint) if checkpoint is not None else 0
     ema_denoiser = Denoiser(state.ema.module, denoiser.schedule, denoiser.parameterization)
     return Session(
