@@ -123,13 +123,15 @@ def at_step(run_dir: Path, target: int):
     return ready
 
 
-def kill_when(proc: subprocess.Popen, ready, timeout: float = 120.0) -> bool:
-    """SIGKILL proc once ready() holds; False when proc ended first."""
+def kill_when(
+    proc: subprocess.Popen, ready, sig: int = signal.SIGKILL, timeout: float = 120.0
+) -> bool:
+    """Send sig to proc once ready() holds and wait for it to end; False when it ended first."""
     deadline = time.monotonic() + timeout
     while proc.poll() is None and time.monotonic() < deadline:
         if ready():
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
+            proc.send_signal(sig)
+            proc.wait(timeout)
             return True
         time.sleep(0.005)
     proc.wait()
