@@ -128,7 +128,7 @@ def run_loop(
         if _every(t.log_every, done) or done == t.steps:
             record = _log_record(window, done, lr, s.data.position(done * t.grad_accum)[0])
             log.write(record)
-            bar.set_postfix(loss=f"{record['loss']:.4f}", img_s=f"{record['images_per_s']:.0f}")
+            bar.set_postfix(loss=record["loss"], img_s=f"{record['images_per_s']:.0f}")
             window = Window(window.loss_sum.zero_())
         _periodic(s, log, done)
         if _stop_requested(stop, s.device):
@@ -151,12 +151,14 @@ def _add(window: Window, loss: torch.Tensor, ok: bool, images: int, seconds: flo
 
 
 def _log_record(window: Window, done: int, lr: float, epoch: int) -> dict:
-    """images/s counts training steps only, not sample grids, validation or checkpoints."""
+    """images/s counts training steps only, not sample grids, validation or checkpoints.
+    The loss is the mean over applied steps: null when every step of the window was skipped."""
     world = world_size()
+    # The one read of the loss: the sum over steps and ranks.
+    loss_sum = float(all_reduce_sum(window.loss_sum.clone()))
     return {
         "step": done,
-        # The one read of the loss: the mean over steps and ranks.
-        "loss": float(all_reduce_sum(window.loss_sum.clone())) / max(window.applied, 1) / world,
+        "loss": loss_sum / window.applied / world if window.applied else None,
         "lr": lr,
         "images_per_s": window.images / max(window.seconds, 1e-9),  # all ranks together
         "epoch": epoch,
