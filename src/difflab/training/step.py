@@ -70,7 +70,9 @@ def train_step(
     scaler.unscale_(state.optimizer)
     params = [p for p in state.model.parameters() if p.grad is not None]
     grad_norm = nn.utils.get_total_norm([p.grad for p in params])
-    what = _non_finite(total, grad_norm)
+    # Sharded (FSDP2) gradients give a DTensor norm; the check needs its global value.
+    full_norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
+    what = _non_finite(total, full_norm)
     if what:
         warnings.warn(f"non-finite {what} at step {step}; step skipped", stacklevel=2)
         scaler.update()  # fp16: inf/NaN gradients lower the scale; a no-op otherwise
