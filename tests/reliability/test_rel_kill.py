@@ -92,3 +92,18 @@ def test_repeated_random_kills_never_diverge(tmp_path):
     """Six SIGKILLs, at random steps or in the middle of a save, each followed by a resume."""
     cycles, divergences = faults.run_cycles(tmp_path, cycles=6, steps=16, seed=1)
     assert (cycles, divergences) == (6, 0)
+
+
+def test_signal_during_the_last_step_ends_normally(tmp_path, monkeypatch):
+    real_step = step_module.train_step
+
+    def step_then_signal(state, batches, generator, step):
+        out = real_step(state, batches, generator, step)
+        if step == STEPS - 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return out
+
+    monkeypatch.setattr("difflab.training.loop.train_step", step_then_signal)
+    config = load_config(str(faults.TINY), faults.overrides(tmp_path, STEPS))
+    run_dir = train(config, tensorboard=False)  # the run is complete: nothing to resume
+    assert latest_checkpoint(run_dir).name == f"step-{STEPS:06d}"

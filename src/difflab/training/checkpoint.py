@@ -139,6 +139,7 @@ def save_checkpoint(
 def _prune(folder: Path, keep: int) -> None:
     complete = _complete_steps(folder)
     for path in complete[:-keep]:
+        (path / MARKER).unlink()  # first, so a prune cut short leaves no "complete" remains
         shutil.rmtree(path)
 
 

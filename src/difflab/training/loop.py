@@ -58,7 +58,7 @@ def train(
             _log_skipped_data(session, log)
             with StopRequest() as stop:
                 done = run_loop(session, log, stop_at, stop)
-            if stop.signum is not None:
+            if stop.signum is not None and done < config.train.steps:
                 raise Interrupted(stop.signum, done, session.run_dir)
         finally:
             log.close()
