@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
 import re
 import shutil
 import warnings
@@ -188,19 +187,32 @@ def _load_tensors(file: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"cannot read checkpoint file {file}: {err}") from None
 
 
+def _unsafe_reason(err: Exception) -> str | None:
+    """What torch's weights_only loader refused (e.g. "Unsupported global: GLOBAL io.open"),
+    or None when the error is damage, not an unsafe pickle."""
+    text = str(err)
+    if "Weights only load failed" not in text:
+        return None
+    for line in text.splitlines():
+        _, found, reason = line.partition("WeightsUnpickler error:")
+        if found:
+            return reason.strip().split(" was not", 1)[0].split(". ", 1)[0]
+    return "objects other than tensors and plain containers"
+
+
 def _load_state(file: Path, trust: bool) -> dict[str, Any]:
     """state.pt with weights_only=True; full pickle only when trusted."""
     try:
         return torch.load(file, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        if not trust:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else "refused"
-            raise CheckpointError(
-                f"checkpoint file {file} needs full pickle to load, which can run arbitrary "
-                f"code, and was refused ({first}); {TRUST_HINT}"
-            ) from None
     except Exception as err:  # torch raises many types for a damaged file
-        raise CheckpointError(f"cannot read checkpoint file {file}: {err}") from None
+        reason = _unsafe_reason(err)
+        if reason is None:
+            raise CheckpointError(f"cannot read checkpoint file {file}: {err}") from None
+        if not trust:
+            raise CheckpointError(
+                f"checkpoint file {file} needs full pickle to load ({reason}), which can run "
+                f"arbitrary code, so it was refused; {TRUST_HINT}"
+            ) from None
     try:
         return torch.load(file, map_location="cpu", weights_only=False)
     except Exception as err:

@@ -4,7 +4,7 @@ EMA, precision, and (when resuming) the state of the newest complete checkpoint.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -45,7 +45,8 @@ class Session:
     image_shape: tuple[int, int, int]  # (C, H, W)
     num_classes: int  # 0 when unconditional
     start_step: int
-    data_skipped: list[tuple[str, str]]  # (path, reason) of unreadable training images
+    # (path, reason) of the unreadable training images the loader skipped
+    data_skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
 def new_run_dir(config: Config) -> Path:
