@@ -51,7 +51,7 @@ def _poison(run_dir: Path, tmp_path: Path) -> tuple[Path, Path]:
 def test_malicious_pickle_is_refused_and_never_runs(clean_run, tmp_path):
     run, target = _poison(clean_run, tmp_path)
     ckpt = run / "checkpoints" / "step-000002"
-    refused = r"needs full pickle \(Unsupported global: .*open\).*--trust-checkpoint"
+    refused = r"needs full pickle to load \(Unsupported global: .*open\).*--trust-checkpoint"
     with pytest.raises(CheckpointError, match=refused) as err:
         load_checkpoint(ckpt)
     assert str(ckpt / "state.pt") in str(err.value)
