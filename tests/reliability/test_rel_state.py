@@ -13,6 +13,7 @@ from difflab.training.checkpoint import load_latest_checkpoint
 from difflab.training.loop import train
 from difflab.training.recipes import load_config
 from difflab.training.session import open_session
+from difflab.training.sharding import full_optimizer_state
 
 TINY = str(Path(__file__).parents[1] / "training" / "tiny.yaml")
 
@@ -44,6 +45,6 @@ def test_checkpoint_state_is_complete_and_restored(tmp_path):
     for name, value in session.state.model.state_dict().items():
         assert torch.equal(value, ckpt.model[name])
         assert torch.equal(session.state.ema.module.state_dict()[name], ckpt.ema[name])
-    restored = session.state.optimizer.state_dict()["state"]
+    restored = full_optimizer_state(session.state.model, session.state.optimizer)["state"]
     for index, saved in state["optimizer"]["state"].items():
         assert all(torch.equal(restored[index][k], v) for k, v in saved.items())

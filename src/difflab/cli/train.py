@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(config.to_yaml(), end="")
         return 0
-    from difflab.training.distributed import is_main
+    from difflab.training.distributed import is_main, shutdown
     from difflab.training.loop import train
     from difflab.training.signals import Interrupted
 
@@ -62,6 +62,9 @@ def run(args: argparse.Namespace) -> int:
         if is_main():
             print(f"difflab: {stopped}", file=sys.stderr)
         return stopped.exit_status
-    if is_main():
+    finally:
+        main = is_main()  # before leaving the process group, after which every rank is "rank 0"
+        shutdown()
+    if main:
         print(f"run folder: {run_dir}")
     return 0

@@ -23,7 +23,6 @@ from difflab.training.distributed import (
     barrier,
     is_distributed,
     is_main,
-    rank,
     world_size,
 )
 from difflab.training.hooks import save_samples, save_state, validation_loss
@@ -31,6 +30,7 @@ from difflab.training.optim import set_lr
 from difflab.training.reporting import MetricsLog, progress_bar, trim_metrics
 from difflab.training.rng import seeded_generator
 from difflab.training.session import Session, open_session
+from difflab.training.sharding import is_sharded
 from difflab.training.signals import Interrupted, StopRequest
 from difflab.training.step import train_step
 
@@ -110,7 +110,7 @@ def run_loop(
     for step in range(s.start_step, end):
         started = time.perf_counter()
         lr = set_lr(s.state.optimizer, t, step)
-        generator = seeded_generator(t.seed, "step", step * world_size() + rank(), s.device)
+        generator = seeded_generator(t.seed, "step", step, s.device)
         batches = [
             s.data.micro_batch(step * t.grad_accum + k, generator) for k in range(t.grad_accum)
         ]
@@ -134,8 +134,7 @@ def run_loop(
         if _stop_requested(stop, s.device):
             break
     if done < t.steps and done > s.start_step and not _every(t.checkpoint_every, done):
-        if is_main():
-            save_state(s, done)
+        save_state(s, done)  # gathers on every rank, writes on rank 0
         barrier()
     bar.close()
     return done
@@ -172,13 +171,13 @@ def _periodic(s: Session, log: MetricsLog, done: int) -> None:
     due_samples = _every(t.sample_every, done) or (t.sample_every > 0 and last)
     due_val = s.val is not None and (_every(t.val_every, done) or last)
     due_checkpoint = _every(t.checkpoint_every, done) or last
-    if is_main():
-        if due_samples:
-            save_samples(s, done)
-        if due_val:
-            val_loss = validation_loss(s)
-            log.write({"step": done, "val_loss": val_loss, "val_split": s.config.data.val_split})
-        if due_checkpoint:
-            save_state(s, done)
+    if due_samples:
+        save_samples(s, done)  # every rank samples a shard of the seeds
+    if due_val and (is_main() or is_sharded(s.state.model)):
+        # Sharded weights need every rank in each forward, so all compute the same loss.
+        val_loss = validation_loss(s)
+        log.write({"step": done, "val_loss": val_loss, "val_split": s.config.data.val_split})
+    if due_checkpoint:
+        save_state(s, done)  # gathers on every rank, writes on rank 0
     if due_samples or due_val or due_checkpoint:
         barrier()
