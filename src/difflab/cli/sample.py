@@ -27,6 +27,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--weights", choices=("ema", "raw"), default="ema")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="load a checkpoint whose state.pt needs full pickle (runs code: trusted files only)",
+    )
     return p
 
 
@@ -72,7 +77,9 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
     device = setup_device(args.device)  # joins torchrun's process group, if any
-    loaded = load_run(args.run, weights=args.weights, device=device)
+    loaded = load_run(
+        args.run, weights=args.weights, device=device, trust_checkpoint=args.trust_checkpoint
+    )
     result = generate_sharded(
         loaded,
         num=args.num,

@@ -54,6 +54,7 @@ class TrainConfig:
     lr_schedule: Literal["constant", "cosine", "one-cycle"] = "constant"
     warmup_steps: int = 0
     grad_clip: float | None = 1.0
+    max_nonfinite_steps: int = 20  # this many skipped (NaN/Inf) steps in a row stop training
     grad_accum: int = 1
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     ema_decay: float = 0.999
@@ -149,6 +150,8 @@ def _check_values(c: Config) -> None:
     threads = t.cpu_threads
     _require(threads is None or threads >= 1, "train.cpu_threads", ">= 1 or null", threads)
     _require(t.grad_accum >= 1, "train.grad_accum", ">= 1", t.grad_accum)
+    nonfinite = t.max_nonfinite_steps
+    _require(nonfinite >= 1, "train.max_nonfinite_steps", ">= 1", nonfinite)
     _require(0 <= t.ema_decay < 1, "train.ema_decay", "in [0, 1)", t.ema_decay)
     _require(0 <= t.cond_dropout <= 1, "train.cond_dropout", "in [0, 1]", t.cond_dropout)
     _require(0 <= s.eta <= 1, "sample.eta", "in [0, 1]", s.eta)

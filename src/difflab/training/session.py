@@ -5,19 +5,18 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from difflab.data import ImageDataset, load_dataset
-from difflab.errors import CheckpointError
 from difflab.generation import MODEL_INFO, build_denoiser
 from difflab.losses import DenoisingLoss
 from difflab.parameterization import Denoiser
 from difflab.training.batches import DeviceData
-from difflab.training.checkpoint import latest_checkpoint, load_checkpoint
+from difflab.training.checkpoint import Checkpoint, load_latest_checkpoint
 from difflab.training.config import Config
 from difflab.training.distributed import (
     barrier,
@@ -47,6 +46,8 @@ class Session:
     image_shape: tuple[int, int, int]  # (C, H, W)
     num_classes: int  # 0 when unconditional
     start_step: int
+    # (path, reason) of the unreadable training images the loader skipped
+    data_skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
 def new_run_dir(config: Config) -> Path:
@@ -140,16 +141,8 @@ def build_train_state(config: Config, denoiser: Denoiser, device: torch.device) 
     )
 
 
-def _resume_from(run_dir: Path) -> Path:
-    path = latest_checkpoint(run_dir)
-    if path is None:
-        raise CheckpointError(f"run folder {run_dir} has no complete checkpoint to resume from")
-    return path
-
-
-def _resume(state: TrainState, path: Path) -> int:
+def _resume(state: TrainState, ckpt: Checkpoint) -> int:
     """Load a checkpoint (full tensors, read by every rank) into state; return its step."""
-    ckpt = load_checkpoint(path)
     load_full_state(state.model, ckpt.model, state.optimizer, ckpt.state["optimizer"])
     load_full_state(state.ema.module, ckpt.ema)
     state.precision.scaler.load_state_dict(ckpt.state["scaler"])
@@ -157,8 +150,9 @@ def _resume(state: TrainState, path: Path) -> int:
     return ckpt.step
 
 
-def open_session(config: Config) -> Session:
-    """Build a run from config, resuming from config.train.resume when set."""
+def open_session(config: Config, *, trust_checkpoint: bool = False) -> Session:
+    """Build a run from config, resuming from config.train.resume when set (from its newest
+    checkpoint that loads; trust_checkpoint allows a state.pt that needs full pickle)."""
     t = config.train
     device = setup_device(t.device)
     if device.type == "cpu" and t.cpu_threads is not None:
@@ -171,7 +165,7 @@ def open_session(config: Config) -> Session:
     c, h, _ = dataset.image_shape
     size = config.data.image_size or h
     run_dir = Path(t.resume) if t.resume else broadcast_from_main(new_run_dir(config))
-    checkpoint = _resume_from(run_dir) if t.resume else None
+    checkpoint = load_latest_checkpoint(run_dir, trust=trust_checkpoint) if t.resume else None
     info = {"in_channels": c, "image_size": size, "num_classes": num_classes}
     torch.manual_seed(t.seed)
     denoiser = build_denoiser(config, **info).to(device)
@@ -193,4 +187,5 @@ def open_session(config: Config) -> Session:
         image_shape=(c, size, size),
         num_classes=num_classes,
         start_step=start,
+        data_skipped=list(dataset.skipped),
     )

@@ -75,7 +75,8 @@ def train_step(
     """Optimizer step number `step` (0-based) on the mean loss of the micro-batches.
 
     Returns (mean loss, detached, on the device; whether the step was applied). A non-finite
-    loss skips the step: no optimizer, scaler or EMA update.
+    loss or gradient norm skips the step with a warning: no optimizer or EMA update, so no NaN
+    reaches the weights (the fp16 grad scaler still lowers its scale).
     """
     state.optimizer.zero_grad(set_to_none=True)
     scaler = state.precision.scaler
@@ -85,16 +86,30 @@ def train_step(
             loss = micro_batch_loss(state, batch, generator, state.cond_dropout) / len(batches)
             scaler.scale(loss).backward()
         total += loss.detach()
-    # One host sync per step: skipping must be decided before the optimizer touches its state,
-    # and by every rank alike (a non-finite loss anywhere reaches all gradients).
-    if bool(all_reduce_sum((~torch.isfinite(total)).float()) > 0):
-        warnings.warn(f"non-finite loss at step {step}; step skipped", stacklevel=2)
+    scaler.unscale_(state.optimizer)
+    params = [p for p in state.model.parameters() if p.grad is not None]
+    grad_norm = nn.utils.get_total_norm([p.grad for p in params])
+    # Sharded (FSDP2) gradients give a DTensor norm; the check needs its global value.
+    full_norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
+    what = _non_finite(total, full_norm)
+    if what:
+        warnings.warn(f"non-finite {what} at step {step}; step skipped", stacklevel=2)
+        scaler.update()  # fp16: inf/NaN gradients lower the scale; a no-op otherwise
         state.optimizer.zero_grad(set_to_none=True)
         return total, False
     if state.grad_clip is not None:
-        scaler.unscale_(state.optimizer)
-        nn.utils.clip_grad_norm_(state.model.parameters(), state.grad_clip)
+        nn.utils.clip_grads_with_norm_(params, state.grad_clip, grad_norm)
     scaler.step(state.optimizer)
     scaler.update()
     state.ema.update(state.model, step)
     return total, True
+
+
+def _non_finite(loss: Tensor, grad_norm: Tensor) -> str:
+    """'' when loss and gradient norm are finite on every rank, else which one is not.
+
+    The one host sync per step: skipping must be decided before the optimizer touches its
+    state, and by every rank alike (a non-finite value anywhere reaches all gradients)."""
+    bad = torch.stack([~torch.isfinite(loss), ~torch.isfinite(grad_norm)]).float()
+    bad_loss, bad_grad = all_reduce_sum(bad).tolist()
+    return "loss" if bad_loss else "gradient norm" if bad_grad else ""
