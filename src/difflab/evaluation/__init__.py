@@ -12,7 +12,12 @@ from difflab.evaluation.classifier import (
     save_classifier,
     weights_fingerprint,
 )
-from difflab.evaluation.classifier_training import classifier_accuracy, predict, train_classifier
+from difflab.evaluation.classifier_training import (
+    classifier_accuracy,
+    noisy_accuracy,
+    predict,
+    train_classifier,
+)
 from difflab.evaluation.features import (
     INCEPTION_FEATURES,
     ClassifierFeatures,
@@ -58,6 +63,7 @@ __all__ = [
     "load_classifier",
     "load_samples_npz",
     "mmd2_unbiased",
+    "noisy_accuracy",
     "predict",
     "reference_key",
     "reference_statistics",

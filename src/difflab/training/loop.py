@@ -16,6 +16,7 @@ from difflab.training.hooks import save_samples, save_state, validation_loss
 from difflab.training.optim import set_lr
 from difflab.training.reporting import MetricsLog, progress_bar
 from difflab.training.rng import seeded_generator
+from difflab.training.sample_eval import SampleEvaluator
 from difflab.training.session import Session, open_session
 from difflab.training.step import train_step
 
@@ -62,6 +63,7 @@ def run_loop(s: Session, log: MetricsLog, stop_at: int | None = None) -> None:
     window = Window(torch.zeros((), device=s.device))
     skipped_in_a_row = 0
     bar = progress_bar(t.steps, s.start_step, enabled=t.progress)
+    evaluator = SampleEvaluator(s) if t.eval_every > 0 and is_main() else None
     for step in range(s.start_step, end):
         started = time.perf_counter()
         lr = set_lr(s.state.optimizer, t, step)
@@ -81,7 +83,7 @@ def run_loop(s: Session, log: MetricsLog, stop_at: int | None = None) -> None:
             log.write(record)
             bar.set_postfix(loss=f"{record['loss']:.4f}", img_s=f"{record['images_per_s']:.0f}")
             window = Window(window.loss_sum.zero_())
-        _periodic(s, log, done)
+        _periodic(s, log, done, evaluator)
     if end < t.steps and not _every(t.checkpoint_every, end) and is_main():
         save_state(s, end)
     bar.close()
@@ -110,11 +112,12 @@ def _log_record(window: Window, done: int, lr: float, epoch: int) -> dict:
     }
 
 
-def _periodic(s: Session, log: MetricsLog, done: int) -> None:
-    """Sample grids, validation and checkpoints due after `done` steps."""
+def _periodic(s: Session, log: MetricsLog, done: int, evaluator: SampleEvaluator | None) -> None:
+    """Sample grids, validation, sample metrics and checkpoints due after `done` steps."""
     t, last = s.config.train, done == s.config.train.steps
     due_samples = _every(t.sample_every, done) or (t.sample_every > 0 and last)
     due_val = s.val is not None and (_every(t.val_every, done) or last)
+    due_eval = _every(t.eval_every, done) or (t.eval_every > 0 and last)
     due_checkpoint = _every(t.checkpoint_every, done) or last
     if is_main():
         if due_samples:
@@ -122,7 +125,9 @@ def _periodic(s: Session, log: MetricsLog, done: int) -> None:
         if due_val:
             val_loss = validation_loss(s)
             log.write({"step": done, "val_loss": val_loss, "val_split": s.config.data.val_split})
+        if due_eval and evaluator is not None:
+            log.write(evaluator(s, done))
         if due_checkpoint:
             save_state(s, done)
-    if due_samples or due_val or due_checkpoint:
+    if due_samples or due_val or due_eval or due_checkpoint:
         barrier()
