@@ -179,6 +179,8 @@ def train_diffusers(config: Config, budget_s: float) -> Trained:
         optimizer.step()
         ema.step(model.parameters())
         step += 1
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)  # nothing here reads the loss: wait for the queue
     seconds = time.perf_counter() - started
     sampling_model = copy.deepcopy(model).eval()
     ema.copy_to(sampling_model.parameters())

@@ -181,3 +181,17 @@ def test_accuracy_needs_labels(tmp_path, capsys):
     save_samples_npz(path, torch.zeros(2, 1, 8, 8, dtype=torch.uint8))
     assert main(["eval", str(path), "--reference", "digits", "--metric", "accuracy"]) == 2
     assert "needs labelled samples" in capsys.readouterr().err
+
+
+def test_eval_of_an_unconditional_run_scores_fid_only(tmp_path, classifier_dir, capsys):
+    args = ["train", TINY, f"run.root={tmp_path}", *QUIET, "train.steps=1"]
+    assert main([*args, "model.class_conditional=false"]) == 0
+    run = tmp_path / "tiny"
+    common = ["--num", "4", "--classifier", str(classifier_dir), "--cache-dir", str(tmp_path)]
+    assert main(["eval", str(run), *common, "--guidance", "3", "--seed", "7"]) == 0
+    result = json.loads((run / "eval" / "eval-step-000001.json").read_text())
+    assert result["metrics"] == ["fid"] and "accuracy" not in result
+    assert (result["guidance"], result["seed"]) == (3.0, 7)
+    capsys.readouterr()
+    assert main(["eval", str(run), *common, "--metric", "accuracy"]) == 2
+    assert "needs labelled samples" in capsys.readouterr().err
