@@ -143,7 +143,8 @@ def train_diffusers(config: Config, budget_s: float) -> Trained:
     from diffusers.training_utils import EMAModel
 
     t, device = config.train, resolve_device(config.train.device)
-    dataset = load_dataset(config.data.dataset, root=config.data.root, split="train")
+    d = config.data
+    dataset = load_dataset(d.dataset, root=d.root, split=d.split, **d.options)
     data = DeviceData(dataset, data=config.data, batch_size=t.batch_size, seed=t.seed,
                       class_conditional=True, device=device)  # fmt: skip
     c, size = dataset.image_shape[0], dataset.image_shape[1]
