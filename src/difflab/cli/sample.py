@@ -13,7 +13,8 @@ FORMATS = ("png", "folder", "npz")
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("sample", help="generate images from a trained run")
     p.add_argument("run", metavar="RUN", help="run folder")
-    p.add_argument("--num", type=int, default=64, help="number of images")
+    # -n as well: under torchrun, --num is taken for an abbreviation of its --numa-binding.
+    p.add_argument("-n", "--num", type=int, default=64, help="number of images")
     p.add_argument("--labels", help="class labels, cycled: 3, 0-9 or 1,4,7 (default: all)")
     p.add_argument("--guidance", type=float, help="CFG scale (default: the recipe's)")
     p.add_argument("--sampler", help="sampler name (default: the recipe's)")
@@ -61,17 +62,18 @@ def output_format(out: Path, given: str | None) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from difflab.evaluation.samples import save_samples_npz
-    from difflab.generation import generate, load_run, write_png_folder, write_png_grid
-    from difflab.training.distributed import resolve_device
+    from difflab.generation import load_run, write_png_folder, write_png_grid
+    from difflab.sharded_generation import generate_sharded
+    from difflab.training.distributed import setup_device, shutdown
 
     labels = parse_labels(args.labels)
     out = Path(args.out)
     fmt = output_format(out, args.format)
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
-    device = resolve_device(args.device)
+    device = setup_device(args.device)  # joins torchrun's process group, if any
     loaded = load_run(args.run, weights=args.weights, device=device)
-    images, y = generate(
+    result = generate_sharded(
         loaded,
         num=args.num,
         labels=labels,
@@ -84,6 +86,10 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         device=device,
     )
+    shutdown()
+    if result is None:  # not rank 0: rank 0 writes
+        return 0
+    images, y = result
     if fmt == "png":
         by_class = labels is None and 0 < loaded.num_classes <= 16
         write_png_grid(images, out, ncol=loaded.num_classes if by_class else None)

@@ -46,10 +46,12 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(config.to_yaml(), end="")
         return 0
-    from difflab.training.distributed import is_main
+    from difflab.training.distributed import is_main, shutdown
     from difflab.training.loop import train
 
     run_dir = train(config)
-    if is_main():
+    main = is_main()  # before leaving the process group, after which every rank is "rank 0"
+    shutdown()
+    if main:
         print(f"run folder: {run_dir}")
     return 0

@@ -72,6 +72,7 @@ class TrainConfig:
     eval_classifier: str | None = None  # classifier folder; None: trained (and cached) at start
     keep_checkpoints: int = 2
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    parallel: Literal["ddp", "fsdp"] = "ddp"  # under torchrun: replicate or shard the weights
     cpu_threads: int | None = None  # torch intra-op threads on CPU; None keeps torch's choice
     resume: str | None = None  # run folder to continue
     progress: bool = True  # tqdm bar (shown only on a terminal)
@@ -177,5 +178,11 @@ def _check_values(c: Config) -> None:
     _require(m.network in NETWORKS, "model.network", f"one of {NETWORKS.names()}", m.network)
     _require(s.sampler in SAMPLERS, "sample.sampler", f"one of {SAMPLERS.names()}", s.sampler)
     _require(s.grid in GRIDS, "sample.grid", f"one of {GRIDS.names()}", s.grid)
+    _require(
+        not (t.parallel == "fsdp" and t.precision == "fp16"),
+        "train.precision",
+        "'fp32', 'bf16' or 'auto' with train.parallel 'fsdp' (no sharded fp16 grad scaler)",
+        t.precision,
+    )
     frac = c.data.max_bad_fraction
     _require(0 <= frac <= 1, "data.max_bad_fraction", "in [0, 1]", frac)

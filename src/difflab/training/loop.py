@@ -11,13 +11,14 @@ import torch
 
 from difflab.errors import TrainingError
 from difflab.training.config import Config
-from difflab.training.distributed import all_reduce_sum, barrier, is_main, rank, world_size
+from difflab.training.distributed import all_reduce_sum, barrier, is_main, world_size
 from difflab.training.hooks import save_samples, save_state, validation_loss
 from difflab.training.optim import set_lr
 from difflab.training.reporting import MetricsLog, progress_bar
 from difflab.training.rng import seeded_generator
 from difflab.training.sample_eval import SampleEvaluator
 from difflab.training.session import Session, open_session
+from difflab.training.sharding import is_sharded
 from difflab.training.step import train_step
 
 MAX_SKIPPED_IN_A_ROW = 20
@@ -67,7 +68,7 @@ def run_loop(s: Session, log: MetricsLog, stop_at: int | None = None) -> None:
     for step in range(s.start_step, end):
         started = time.perf_counter()
         lr = set_lr(s.state.optimizer, t, step)
-        generator = seeded_generator(t.seed, "step", step * world_size() + rank(), s.device)
+        generator = seeded_generator(t.seed, "step", step, s.device)
         batches = [
             s.data.micro_batch(step * t.grad_accum + k, generator) for k in range(t.grad_accum)
         ]
@@ -84,7 +85,7 @@ def run_loop(s: Session, log: MetricsLog, stop_at: int | None = None) -> None:
             bar.set_postfix(loss=f"{record['loss']:.4f}", img_s=f"{record['images_per_s']:.0f}")
             window = Window(window.loss_sum.zero_())
         _periodic(s, log, done, evaluator)
-    if end < t.steps and not _every(t.checkpoint_every, end) and is_main():
+    if end < t.steps and not _every(t.checkpoint_every, end):
         save_state(s, end)
     bar.close()
 
@@ -119,15 +120,15 @@ def _periodic(s: Session, log: MetricsLog, done: int, evaluator: SampleEvaluator
     due_val = s.val is not None and (_every(t.val_every, done) or last)
     due_eval = _every(t.eval_every, done) or (t.eval_every > 0 and last)
     due_checkpoint = _every(t.checkpoint_every, done) or last
-    if is_main():
-        if due_samples:
-            save_samples(s, done)
-        if due_val:
-            val_loss = validation_loss(s)
-            log.write({"step": done, "val_loss": val_loss, "val_split": s.config.data.val_split})
-        if due_eval and evaluator is not None:
-            log.write(evaluator(s, done))
-        if due_checkpoint:
-            save_state(s, done)
+    if due_samples:
+        save_samples(s, done)  # every rank samples a shard of the seeds
+    if due_val and (is_main() or is_sharded(s.state.model)):
+        # Sharded weights need every rank in each forward, so all compute the same loss.
+        val_loss = validation_loss(s)
+        log.write({"step": done, "val_loss": val_loss, "val_split": s.config.data.val_split})
+    if due_eval and evaluator is not None:
+        log.write(evaluator(s, done))  # rank 0 only
+    if due_checkpoint:
+        save_state(s, done)  # gathers on every rank, writes on rank 0
     if due_samples or due_val or due_eval or due_checkpoint:
         barrier()

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 
 from difflab.data import ImageDataset, load_dataset
 from difflab.errors import CheckpointError
@@ -30,6 +29,7 @@ from difflab.training.ema import EMA
 from difflab.training.optim import build_optimizer
 from difflab.training.precision import resolve_precision
 from difflab.training.rng import restore_rng_state
+from difflab.training.sharding import data_parallel, load_full_state, shard
 from difflab.training.step import TrainState
 
 
@@ -92,28 +92,39 @@ def _write_run_files(run_dir: Path, config: Config, info: dict) -> None:
     (run_dir / MODEL_INFO).write_text(json.dumps(info, indent=1))
 
 
-def _wrap(model: nn.Module, device: torch.device, compile_on: bool) -> nn.Module:
-    """The module the loss calls: DDP with a process group, compiled when asked."""
-    forward = model
-    if is_distributed():
-        forward = DistributedDataParallel(
-            model, device_ids=[device] if device.type == "cuda" else None
-        )
-    return torch.compile(forward) if compile_on else forward
+def _sharded(config: Config) -> bool:
+    return is_distributed() and config.train.parallel == "fsdp"
 
 
-def _train_state(config: Config, denoiser: Denoiser, device: torch.device) -> TrainState:
+def _ema(config: Config, model: nn.Module, info: dict, device: torch.device) -> EMA:
+    """The EMA of model; sharded like model under FSDP (which cannot be deep-copied)."""
+    t = config.train
+    if not _sharded(config):
+        return EMA(model, t.ema_decay, t.ema_start)
+    with torch.random.fork_rng(devices=[]):  # its initial weights are overwritten anyway
+        twin = shard(build_denoiser(config, **info).network.to(device), device)
+    return EMA(model, t.ema_decay, t.ema_start, module=twin)
+
+
+def _train_state(
+    config: Config, denoiser: Denoiser, info: dict, device: torch.device
+) -> TrainState:
+    """Optimizer, EMA and the (DDP-wrapped, compiled) forward of denoiser's network, which is
+    sharded in place first under train.parallel 'fsdp'."""
     t, m = config.train, config.model
     model = denoiser.network
+    if _sharded(config):
+        shard(model, device)
+    forward = data_parallel(model, device, t.parallel)
     compile_on = t.compile == "on" or (t.compile == "auto" and device.type == "cuda")
     loss_fn = DenoisingLoss(
         denoiser.schedule, m.parameterization, t.loss_weighting, t.min_snr_gamma
     )
     return TrainState(
         model=model,
-        forward=_wrap(model, device, compile_on),
+        forward=torch.compile(forward) if compile_on else forward,
         optimizer=build_optimizer(model, t, device),
-        ema=EMA(model, t.ema_decay, t.ema_start),
+        ema=_ema(config, model, info, device),
         precision=resolve_precision(t.precision, device),
         loss_fn=loss_fn,
         grad_clip=t.grad_clip,
@@ -129,11 +140,10 @@ def _resume_from(run_dir: Path) -> Path:
 
 
 def _resume(state: TrainState, path: Path) -> int:
-    """Load a checkpoint into state; return its step."""
+    """Load a checkpoint (full tensors, read by every rank) into state; return its step."""
     ckpt = load_checkpoint(path)
-    state.model.load_state_dict(ckpt.model)
-    state.ema.module.load_state_dict(ckpt.ema)
-    state.optimizer.load_state_dict(ckpt.state["optimizer"])
+    load_full_state(state.model, ckpt.model, state.optimizer, ckpt.state["optimizer"])
+    load_full_state(state.ema.module, ckpt.ema)
     state.precision.scaler.load_state_dict(ckpt.state["scaler"])
     restore_rng_state(ckpt.state["rng"])
     return ckpt.step
@@ -160,7 +170,7 @@ def open_session(config: Config) -> Session:
     if is_main():
         _write_run_files(run_dir, config, {**info, "class_names": dataset.class_names})
     barrier()
-    state = _train_state(config, denoiser, device)
+    state = _train_state(config, denoiser, info, device)
     start = _resume(state, checkpoint) if checkpoint is not None else 0
     ema_denoiser = Denoiser(state.ema.module, denoiser.schedule, denoiser.parameterization)
     return Session(
