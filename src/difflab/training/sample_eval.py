@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from difflab.data import ImageDataset, load_dataset
-from difflab.errors import TrainingError
+from difflab.errors import ConfigError, TrainingError
 from difflab.evaluation import (
     ClassifierFeatures,
     classifier_accuracy,
@@ -29,6 +29,7 @@ from difflab.evaluation.reference import compute_statistics
 from difflab.generation import LoadedRun, generate
 from difflab.training.config import Config
 from difflab.training.session import Session
+from difflab.training.sharding import is_sharded
 
 EVAL_BATCH = 256  # images per sampler call
 
@@ -46,6 +47,11 @@ class SampleEvaluator:
 
     def __init__(self, s: Session) -> None:
         config, size = s.config, s.image_shape[1]
+        if is_sharded(s.state.model):
+            raise ConfigError(
+                "train.eval_every runs on rank 0 and needs whole weights; with "
+                "train.parallel fsdp set it to 0 and run `difflab eval` on the checkpoints"
+            )
         path = config.train.eval_classifier
         if path is not None:
             self.classifier = load_classifier(path, s.device)
