@@ -68,6 +68,9 @@ class TrainConfig:
     sample_every: int = 500  # 0 turns periodic sample grids off
     val_every: int = 500  # 0 turns validation off
     checkpoint_every: int = 1000  # a checkpoint is always written at the end
+    eval_every: int = 0  # FID and accuracy of EMA samples every N steps; 0 turns it off
+    eval_samples: int = 1000  # samples per in-training evaluation
+    eval_classifier: str | None = None  # classifier folder; None: trained (and cached) at start
     keep_checkpoints: int = 2
     device: Literal["auto", "cpu", "cuda"] = "auto"
     parallel: Literal["ddp", "fsdp"] = "ddp"  # under torchrun: replicate or shard the weights
@@ -141,6 +144,7 @@ def _check_values(c: Config) -> None:
         ("train.sample_every", t.sample_every),
         ("train.val_every", t.val_every),
         ("train.checkpoint_every", t.checkpoint_every),
+        ("train.eval_every", t.eval_every),
         ("train.warmup_steps", t.warmup_steps),
         ("train.ema_start", t.ema_start),
         ("train.weight_decay", t.weight_decay),
@@ -149,6 +153,7 @@ def _check_values(c: Config) -> None:
         _require(value >= 0, key, ">= 0", value)
     threads = t.cpu_threads
     _require(threads is None or threads >= 1, "train.cpu_threads", ">= 1 or null", threads)
+    _require(t.eval_samples >= 2, "train.eval_samples", ">= 2", t.eval_samples)
     _require(t.grad_accum >= 1, "train.grad_accum", ">= 1", t.grad_accum)
     nonfinite = t.max_nonfinite_steps
     _require(nonfinite >= 1, "train.max_nonfinite_steps", ">= 1", nonfinite)

@@ -30,6 +30,7 @@ from difflab.training.hooks import save_samples, save_state, validation_loss
 from difflab.training.optim import set_lr
 from difflab.training.reporting import MetricsLog, progress_bar, trim_metrics
 from difflab.training.rng import seeded_generator
+from difflab.training.sample_eval import SampleEvaluator
 from difflab.training.session import Session, open_session
 from difflab.training.sharding import is_sharded
 from difflab.training.signals import Interrupted, StopRequest
@@ -110,6 +111,7 @@ def run_loop(
     bar = progress_bar(t.steps, s.start_step, enabled=t.progress)
     peak = peak_flops(s.device)  # counted once, never inside the loop
     flops = train_flops_per_image(s.state.model, s.image_shape) if peak is not None else None
+    evaluator = SampleEvaluator(s) if t.eval_every > 0 and is_main() else None
     for step in range(s.start_step, end):
         started = time.perf_counter()
         lr = set_lr(s.state.optimizer, t, step)
@@ -135,7 +137,7 @@ def run_loop(
             log.write(record)
             bar.set_postfix(_postfix(record))
             window = Window(window.loss_sum.zero_())
-        _periodic(s, log, done)
+        _periodic(s, log, done, evaluator)
         if _stop_requested(stop, s.device):
             break
     if done < t.steps and done > s.start_step and not _every(t.checkpoint_every, done):
@@ -182,11 +184,12 @@ def _log_record(window: Window, done: int, lr: float, epoch: int) -> dict:
     }
 
 
-def _periodic(s: Session, log: MetricsLog, done: int) -> None:
-    """Sample grids, validation and checkpoints due after `done` steps."""
+def _periodic(s: Session, log: MetricsLog, done: int, evaluator: SampleEvaluator | None) -> None:
+    """Sample grids, validation, sample metrics and checkpoints due after `done` steps."""
     t, last = s.config.train, done == s.config.train.steps
     due_samples = _every(t.sample_every, done) or (t.sample_every > 0 and last)
     due_val = s.val is not None and (_every(t.val_every, done) or last)
+    due_eval = _every(t.eval_every, done) or (t.eval_every > 0 and last)
     due_checkpoint = _every(t.checkpoint_every, done) or last
     if due_samples:
         save_samples(s, done)  # every rank samples a shard of the seeds
@@ -194,7 +197,9 @@ def _periodic(s: Session, log: MetricsLog, done: int) -> None:
         # Sharded weights need every rank in each forward, so all compute the same loss.
         val_loss = validation_loss(s)
         log.write({"step": done, "val_loss": val_loss, "val_split": s.config.data.val_split})
+    if due_eval and evaluator is not None:
+        log.write(evaluator(s, done))  # rank 0 only
     if due_checkpoint:
         save_state(s, done)  # gathers on every rank, writes on rank 0
-    if due_samples or due_val or due_checkpoint:
+    if due_samples or due_val or due_eval or due_checkpoint:
         barrier()
