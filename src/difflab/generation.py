@@ -34,7 +34,7 @@ from difflab.parameterization import Denoiser
 from difflab.samplers import SAMPLERS, SamplingGrid, StackedGenerator, thresholded
 from difflab.samplers.options import grid_times, sampler_kwargs
 from difflab.schedules import make_schedule
-from difflab.training.checkpoint import latest_checkpoint, load_checkpoint
+from difflab.training.checkpoint import load_latest_checkpoint
 from difflab.training.config import Config, SampleConfig, build_config, check_sample
 from difflab.training.recipes import read_yaml
 
@@ -69,9 +69,14 @@ def build_denoiser(
 
 
 def load_run(
-    run_dir: Path | str, *, weights: str = "ema", device: torch.device | str = "cpu"
+    run_dir: Path | str,
+    *,
+    weights: str = "ema",
+    device: torch.device | str = "cpu",
+    trust_checkpoint: bool = False,
 ) -> LoadedRun:
-    """The denoiser of a run's newest complete checkpoint, with EMA or raw weights."""
+    """The denoiser of a run's newest checkpoint that loads, with EMA or raw weights
+    (trust_checkpoint: see load_checkpoint)."""
     run_dir = Path(run_dir)
     if weights not in ("ema", "raw"):
         raise ConfigError(f"weights must be 'ema' or 'raw', got {weights!r}")
@@ -79,10 +84,7 @@ def load_run(
         raise CheckpointError(f"{run_dir} is not a difflab run folder (no config.yaml/model.json)")
     config = build_config(read_yaml(run_dir / "config.yaml"))
     info = json.loads((run_dir / MODEL_INFO).read_text())
-    path = latest_checkpoint(run_dir)
-    if path is None:
-        raise CheckpointError(f"run folder {run_dir} has no complete checkpoint")
-    ckpt = load_checkpoint(path)
+    ckpt = load_latest_checkpoint(run_dir, trust=trust_checkpoint)
     denoiser = build_denoiser(
         config,
         in_channels=info["in_channels"],

@@ -19,7 +19,14 @@ def test_rank_helpers_without_a_process_group():
 
 def test_torchrun_two_processes_share_one_run_folder(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2"]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+    ]
     command += ["-m", "difflab", "train", str(REPO / "tests" / "training" / "tiny.yaml")]
     command += [f"run.root={tmp_path}", "train.steps=3", "train.sample_every=0"]
     proc = subprocess.run(command, capture_output=True, text=True, env=env, check=False)

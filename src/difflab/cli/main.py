@@ -13,7 +13,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run(sys.argv[1:] if argv is None else argv)
     except DifflabError as err:
-        print(f"difflab: error: {err}", file=sys.stderr)
+        one_line = " ".join(str(err).splitlines())  # a YAML error or a key may hold newlines
+        print(f"difflab: error: {one_line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("difflab: interrupted", file=sys.stderr)

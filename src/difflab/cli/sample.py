@@ -23,7 +23,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "rho, sigma_max, threshold, classifier, classifier_scale).",
     )
     p.add_argument("run", metavar="RUN", help="run folder")
-    p.add_argument("--num", type=int, default=64, help="number of images")
+    # -n as well: under torchrun, --num is taken for an abbreviation of its --numa-binding.
+    p.add_argument("-n", "--num", type=int, default=64, help="number of images")
     p.add_argument("--labels", help="class labels, cycled: 3, 0-9 or 1,4,7 (default: all)")
     p.add_argument("--guidance", type=float, help="CFG scale (default: the recipe's)")
     add_sampling_arguments(p)
@@ -33,6 +34,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--weights", choices=("ema", "raw"), default="ema")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="load a checkpoint whose state.pt needs full pickle (runs code: trusted files only)",
+    )
     return p
 
 
@@ -131,17 +137,20 @@ def output_format(out: Path, given: str | None) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from difflab.evaluation.samples import save_samples_npz
-    from difflab.generation import generate, load_run, write_png_folder, write_png_grid
-    from difflab.training.distributed import resolve_device
+    from difflab.generation import load_run, write_png_folder, write_png_grid
+    from difflab.sharded_generation import generate_sharded
+    from difflab.training.distributed import setup_device, shutdown
 
     labels = parse_labels(args.labels)
     out = Path(args.out)
     fmt = output_format(out, args.format)
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
-    device = resolve_device(args.device)
-    loaded = load_run(args.run, weights=args.weights, device=device)
-    images, y = generate(
+    device = setup_device(args.device)  # joins torchrun's process group, if any
+    loaded = load_run(
+        args.run, weights=args.weights, device=device, trust_checkpoint=args.trust_checkpoint
+    )
+    result = generate_sharded(
         loaded,
         num=args.num,
         labels=labels,
@@ -150,6 +159,10 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         device=device,
     )
+    shutdown()
+    if result is None:  # not rank 0: rank 0 writes
+        return 0
+    images, y = result
     if fmt == "png":
         by_class = labels is None and 0 < loaded.num_classes <= 16
         write_png_grid(images, out, ncol=loaded.num_classes if by_class else None)

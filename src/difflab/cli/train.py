@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from difflab.errors import ConfigError
@@ -20,6 +21,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("items", nargs="*", metavar="RECIPE|FILE.yaml|key.sub=value")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     p.add_argument("--resume", metavar="RUN", help="continue the run in this folder")
+    p.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="let --resume load a state.pt that needs full pickle (runs code: trusted files only)",
+    )
     return p
 
 
@@ -46,10 +52,19 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(config.to_yaml(), end="")
         return 0
-    from difflab.training.distributed import is_main
+    from difflab.training.distributed import is_main, shutdown
     from difflab.training.loop import train
+    from difflab.training.signals import Interrupted
 
-    run_dir = train(config)
-    if is_main():
+    try:
+        run_dir = train(config, trust_checkpoint=args.trust_checkpoint)
+    except Interrupted as stopped:
+        if is_main():
+            print(f"difflab: {stopped}", file=sys.stderr)
+        return stopped.exit_status
+    finally:
+        main = is_main()  # before leaving the process group, after which every rank is "rank 0"
+        shutdown()
+    if main:
         print(f"run folder: {run_dir}")
     return 0

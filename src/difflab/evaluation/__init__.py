@@ -12,7 +12,13 @@ from difflab.evaluation.classifier import (
     save_classifier,
     weights_fingerprint,
 )
-from difflab.evaluation.classifier_training import classifier_accuracy, predict, train_classifier
+from difflab.evaluation.classifier_cache import cache_root, cached_classifier
+from difflab.evaluation.classifier_training import (
+    classifier_accuracy,
+    noisy_accuracy,
+    predict,
+    train_classifier,
+)
 from difflab.evaluation.features import (
     INCEPTION_FEATURES,
     ClassifierFeatures,
@@ -33,7 +39,7 @@ from difflab.evaluation.reference import (
     reference_key,
     reference_statistics,
 )
-from difflab.evaluation.samples import load_samples_npz, save_samples_npz
+from difflab.evaluation.samples import load_samples_folder, load_samples_npz, save_samples_npz
 
 __all__ = [
     "INCEPTION_FEATURES",
@@ -49,6 +55,8 @@ __all__ = [
     "Metric",
     "ReferenceStatistics",
     "RunningStatistics",
+    "cache_root",
+    "cached_classifier",
     "classifier_accuracy",
     "compute_statistics",
     "evaluate",
@@ -56,8 +64,10 @@ __all__ = [
     "frechet_distance",
     "kernel_inception_distance",
     "load_classifier",
+    "load_samples_folder",
     "load_samples_npz",
     "mmd2_unbiased",
+    "noisy_accuracy",
     "predict",
     "reference_key",
     "reference_statistics",

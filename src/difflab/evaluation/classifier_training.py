@@ -156,3 +156,26 @@ def classifier_accuracy(
         )
     predicted = predict(classifier, images, batch_size=batch_size, device=device)
     return float((predicted == labels.long().cpu()).double().mean())
+
+
+@torch.no_grad()
+def noisy_accuracy(
+    classifier: Classifier,
+    images: Tensor,
+    labels: Tensor,
+    schedule: NoiseSchedule,
+    *,
+    seed: int = 0,
+    batch_size: int = 256,
+    device: torch.device | str = "cpu",
+) -> float:
+    """Accuracy of a noisy classifier on x_t of clean uint8 images [N, C, H, W] at noise levels
+    t from schedule.sample_training_t (a generator seeded by seed): its training distribution."""
+    classifier.eval()
+    generator = torch.Generator().manual_seed(seed)
+    correct = 0
+    for chunk, y in zip(images.split(batch_size), labels.split(batch_size), strict=True):
+        x0 = images_to_input(chunk, classifier.config).to(device)
+        x_t, t_net = _noised(x0, schedule, generator)
+        correct += int((classifier.logits(x_t, t_net).argmax(1).cpu() == y.long()).sum())
+    return correct / max(len(images), 1)

@@ -7,14 +7,18 @@ either tool can be evaluated by difflab and the other way round.
 from __future__ import annotations
 
 import os
+import re
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import Tensor
 
 from difflab.errors import DataError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 def save_samples_npz(path: str | Path, images: Tensor, labels: Tensor | None = None) -> None:
@@ -71,3 +75,31 @@ def _check_images(path: Path, arr: np.ndarray | None) -> Tensor:
             f"got {arr.dtype} {arr.shape}"
         )
     return torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()  # [N, H, W, C] -> [N, C, H, W]
+
+
+LABEL_IN_NAME = re.compile(r"_label(-?\d+)$")  # 000003_label7.png, as `difflab sample` writes
+
+
+def load_samples_folder(folder: str | Path) -> tuple[Tensor, Tensor | None]:
+    """uint8 images [N, C, H, W] from the .png/.jpg files of a folder (sorted by name), and
+    their labels when every name ends in `_label<k>` (as `difflab sample --format folder`
+    writes), else None. Raises DataError when a file is unreadable or the sizes differ."""
+    folder = Path(folder)
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise DataError(f"samples folder {folder} holds no .png or .jpg images")
+    arrays = []
+    for path in files:
+        try:
+            with Image.open(path) as img:
+                arrays.append(np.asarray(img.convert("L" if img.mode in ("L", "1") else "RGB")))
+        except OSError as err:
+            raise DataError(f"sample image {path} is unreadable: {err}") from err
+    if len({a.shape for a in arrays}) != 1:
+        raise DataError(f"samples folder {folder} holds images of different sizes")
+    hwc = np.stack([a[..., None] if a.ndim == 2 else a for a in arrays])  # [N, H, W, C]
+    images = torch.from_numpy(hwc).permute(0, 3, 1, 2).contiguous()  # -> [N, C, H, W]
+    matches = [LABEL_IN_NAME.search(p.stem) for p in files]
+    if not all(matches):
+        return images, None
+    return images, torch.tensor([int(m.group(1)) for m in matches if m], dtype=torch.long)

@@ -16,7 +16,8 @@ from difflab.schedules.noise import NoiseSchedule
 
 def broadcast_time(t: Tensor, x: Tensor) -> Tensor:
     """A time given as a scalar or [N] tensor, as an [N] tensor on x's device."""
-    t = t.to(x.device)
+    # Host to device without waiting for the device's queue (device to host always blocks).
+    t = t.to(x.device, non_blocking=x.device.type != "cpu")
     return t.expand(x.shape[0]) if t.ndim == 0 else t
 
 

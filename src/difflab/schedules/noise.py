@@ -103,21 +103,29 @@ class DiscreteSchedule(NoiseSchedule):
         self.t_min, self.t_max = 0.0, float(self.num_steps - 1)
         # table[k] = alpha_bar at t = k - 1, so that t = -1 (clean) is table[0] = 1.
         self._table = torch.cat([torch.ones(1, dtype=torch.float64), ab])
+        self._tables: dict[torch.device, Tensor] = {self._table.device: self._table}
 
     @property
     def alphas_cumprod(self) -> Tensor:
         return self._table[1:]
 
+    def _table_on(self, device: torch.device) -> Tensor:
+        """The table on `device`, copied there once: a host-to-device copy on every call would
+        make every call a host synchronisation."""
+        if device not in self._tables:
+            self._tables[device] = self._table.to(device)
+        return self._tables[device]
+
     def alpha_bar(self, t: Tensor) -> Tensor:
         pos = (torch.as_tensor(t, dtype=torch.float64) + 1.0).clamp(0.0, float(self.num_steps))
-        table = self._table.to(pos.device)
+        table = self._table_on(pos.device)
         lo = pos.floor().long().clamp(max=self.num_steps - 1)
         frac = pos - lo
         return table[lo] * (1 - frac) + table[lo + 1] * frac
 
     def t_from_alpha_bar(self, alpha_bar: Tensor) -> Tensor:
         target = torch.as_tensor(alpha_bar, dtype=torch.float64)
-        table = self._table.to(target.device)
+        table = self._table_on(target.device)
         # The table decreases; searchsorted needs an increasing sequence.
         rev = table.flip(0)
         hi_rev = torch.searchsorted(rev, target.contiguous()).clamp(1, len(rev) - 1)

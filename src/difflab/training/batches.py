@@ -4,7 +4,8 @@ Micro-batch m (= step * grad_accum + k) is slice m % B of the permutation of epo
 m // B (B = batches per epoch, the last partial batch dropped), the permutation drawn from a
 generator seeded by (seed, epoch). The data position is thus a function of the step alone.
 With several processes, train.batch_size is the global batch and rank r takes the r-th equal
-part of each slice.
+part of each slice. Every rank transforms the whole micro-batch (cheap GPU work) before
+taking its part, so augmentation, like the batch order, does not depend on the world size.
 """
 
 from __future__ import annotations
@@ -78,11 +79,9 @@ class DeviceData:
         return self._perm
 
     def indices(self, micro_index: int) -> Tensor:
-        """This rank's part of micro-batch micro_index."""
+        """The dataset rows of micro-batch micro_index (all ranks' parts)."""
         epoch, j = self.position(micro_index)
-        part = self.batch_size // self.world
-        start = j * self.batch_size + self.rank * part
-        return self._permutation(epoch)[start : start + part]
+        return self._permutation(epoch)[j * self.batch_size : (j + 1) * self.batch_size]
 
     def take(self, index: Tensor, generator: torch.Generator | None) -> MicroBatch:
         """The images at `index`, transformed with randomness from generator."""
@@ -91,4 +90,5 @@ class DeviceData:
         return MicroBatch(x0=out["image"], cond=cond)
 
     def micro_batch(self, micro_index: int, generator: torch.Generator) -> MicroBatch:
-        return self.take(self.indices(micro_index), generator)
+        """This rank's part of micro-batch micro_index."""
+        return self.take(self.indices(micro_index), generator).part(self.rank, self.world)

@@ -1,10 +1,17 @@
 """Atomic checkpoints: run/checkpoints/step-000500/ with model.safetensors, ema.safetensors,
 state.pt and a COMPLETE marker written last.
 
-A checkpoint is written into a temporary sibling folder, every file fsynced, then renamed into
-place; COMPLETE holds a JSON manifest of the sha256 of every other file. Only folders with a
-valid marker count, so a save killed half-way is ignored, and older checkpoints are deleted
-only after the new one is complete.
+A checkpoint is written into a temporary sibling folder, every file fsynced, the marker (a
+JSON manifest of the sha256 of every other file) written and fsynced last, the folder renamed
+into place and its parent fsynced. Only folders with a marker count, so a save killed half-way
+is ignored; older checkpoints are deleted only after the new one is complete. A save that
+fails (disk full) removes its temporary folder and raises CheckpointError; the previous
+checkpoints stay as they were.
+
+Loading is safe by default: weights come from safetensors and state.pt is read with
+torch.load(weights_only=True). A state.pt that needs full pickle (arbitrary code) is refused
+unless the caller trusts it (`--trust-checkpoint`). `load_latest_checkpoint` falls back past a
+corrupt, truncated or refused checkpoint to the next older one, with a warning naming it.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import json
 import os
 import re
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +35,8 @@ from difflab.errors import CheckpointError
 MARKER = "COMPLETE"
 FILES = ("model.safetensors", "ema.safetensors", "state.pt")
 _STEP_DIR = re.compile(r"^step-(\d+)$")
+_TMP_PREFIX = ".tmp-"
+TRUST_HINT = "pass --trust-checkpoint (trust_checkpoint=True) only if you trust its source"
 
 
 @dataclass
@@ -57,8 +67,37 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def _contiguous(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+def _contiguous(tensors: dict[str, torch.Tensor], what: str) -> dict[str, torch.Tensor]:
+    out = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    for name, value in out.items():
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise CheckpointError(f"refusing to save non-finite {what} tensor {name!r}")
+    return out
+
+
+def _write_folder(tmp: Path, step: int, model, ema, state: dict[str, Any]) -> None:
+    """All files into tmp, each fsynced, then the manifest marker last."""
+    model, ema = _contiguous(model, "model"), _contiguous(ema, "EMA")
+    tmp.mkdir()
+    save_file(model, tmp / "model.safetensors")
+    save_file(ema, tmp / "ema.safetensors")
+    torch.save({**state, "step": step}, tmp / "state.pt")
+    for name in FILES:
+        _fsync(tmp / name)
+    manifest = {name: _sha256(tmp / name) for name in FILES}
+    (tmp / MARKER).write_text(json.dumps({"step": step, "sha256": manifest}, indent=1))
+    _fsync(tmp / MARKER)
+    _fsync(tmp)
+
+
+def _move_into_place(tmp: Path, final: Path) -> None:
+    """Rename tmp to final; an existing final (same step saved again) is replaced."""
+    old = final.with_name(f"{_TMP_PREFIX}old-{final.name}")
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    _fsync(final.parent)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def save_checkpoint(
@@ -70,23 +109,28 @@ def save_checkpoint(
     state: dict[str, Any],
     keep: int,
 ) -> Path:
-    """Write checkpoint `step` under folder atomically; keep the newest `keep` complete ones."""
+    """Write checkpoint `step` under folder atomically; keep the newest `keep` complete ones.
+
+    An OSError while writing (ENOSPC, EIO...) becomes a CheckpointError naming the folder,
+    after the temporary folder is removed; no complete checkpoint is touched."""
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"step-{step:06d}"
-    tmp = folder / f".tmp-step-{step:06d}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    save_file(_contiguous(model), tmp / "model.safetensors")
-    save_file(_contiguous(ema), tmp / "ema.safetensors")
-    torch.save({**state, "step": step}, tmp / "state.pt")
-    for name in FILES:
-        _fsync(tmp / name)
-    manifest = {name: _sha256(tmp / name) for name in FILES}
-    (tmp / MARKER).write_text(json.dumps({"step": step, "sha256": manifest}, indent=1))
-    _fsync(tmp / MARKER)
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    _fsync(folder)
+    tmp = folder / f"{_TMP_PREFIX}{final.name}"
+    for stale in folder.glob(f"{_TMP_PREFIX}*"):  # left by a save that was killed
+        shutil.rmtree(stale, ignore_errors=True)
+    try:
+        _write_folder(tmp, step, model, ema, state)
+        _move_into_place(tmp, final)
+    except CheckpointError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        previous = latest_checkpoint(folder.parent)
+        kept = f"; the newest complete checkpoint {previous} is intact" if previous else ""
+        raise CheckpointError(
+            f"cannot write checkpoint {final}: {err.strerror or err}{kept}"
+        ) from None
     _prune(folder, keep)
     return final
 
@@ -94,6 +138,7 @@ def save_checkpoint(
 def _prune(folder: Path, keep: int) -> None:
     complete = _complete_steps(folder)
     for path in complete[:-keep]:
+        (path / MARKER).unlink()  # first, so a prune cut short leaves no "complete" remains
         shutil.rmtree(path)
 
 
@@ -110,7 +155,7 @@ def _complete_steps(folder: Path) -> list[Path]:
 
 
 def latest_checkpoint(run_dir: Path | str) -> Path | None:
-    """The newest checkpoint folder of a run that has a marker, or None."""
+    """The newest checkpoint folder of a run that has a marker, or None (not verified)."""
     complete = _complete_steps(Path(run_dir) / "checkpoints")
     return complete[-1] if complete else None
 
@@ -118,16 +163,21 @@ def latest_checkpoint(run_dir: Path | str) -> Path | None:
 def _verify(path: Path) -> None:
     try:
         manifest = json.loads((path / MARKER).read_text())["sha256"]
-    except (OSError, ValueError, KeyError, TypeError):
+        missing = [name for name in FILES if not isinstance(manifest.get(name), str)]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         raise CheckpointError(
             f"checkpoint marker {path / MARKER} is missing or unreadable"
         ) from None
-    for name, digest in manifest.items():
+    if missing:
+        raise CheckpointError(f"checkpoint marker {path / MARKER} lists no hash for {missing}")
+    for name in FILES:
         file = path / name
         if not file.is_file():
             raise CheckpointError(f"checkpoint file {file} is missing")
-        if _sha256(file) != digest:
-            raise CheckpointError(f"checkpoint file {file} is corrupt (sha256 mismatch)")
+        if _sha256(file) != manifest[name]:
+            raise CheckpointError(
+                f"checkpoint file {file} is corrupt (sha256 mismatch: truncated or altered)"
+            )
 
 
 def _load_tensors(file: Path) -> dict[str, torch.Tensor]:
@@ -137,23 +187,78 @@ def _load_tensors(file: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"cannot read checkpoint file {file}: {err}") from None
 
 
-def load_checkpoint(path: Path | str, *, with_state: bool = True) -> Checkpoint:
-    """Load a checkpoint folder after checking its manifest; CheckpointError names the file."""
+def _unsafe_reason(err: Exception) -> str | None:
+    """What torch's weights_only loader refused (e.g. "Unsupported global: GLOBAL io.open"),
+    or None when the error is damage, not an unsafe pickle."""
+    text = str(err)
+    if "Weights only load failed" not in text:
+        return None
+    for line in text.splitlines():
+        _, found, reason = line.partition("WeightsUnpickler error:")
+        if found:
+            return reason.strip().split(" was not", 1)[0].split(". ", 1)[0]
+    return "objects other than tensors and plain containers"
+
+
+def _load_state(file: Path, trust: bool) -> dict[str, Any]:
+    """state.pt with weights_only=True; full pickle only when trusted."""
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for a damaged file
+        reason = _unsafe_reason(err)
+        if reason is None:
+            raise CheckpointError(f"cannot read checkpoint file {file}: {err}") from None
+        if not trust:
+            raise CheckpointError(
+                f"checkpoint file {file} needs full pickle to load ({reason}), which can run "
+                f"arbitrary code, so it was refused; {TRUST_HINT}"
+            ) from None
+    try:
+        return torch.load(file, map_location="cpu", weights_only=False)
+    except Exception as err:
+        raise CheckpointError(f"cannot read checkpoint file {file}: {err}") from None
+
+
+def load_checkpoint(
+    path: Path | str, *, with_state: bool = True, trust: bool = False
+) -> Checkpoint:
+    """Load a checkpoint folder after checking its manifest; CheckpointError names the file.
+
+    trust=True lets state.pt use full pickle (only for checkpoints from a trusted source)."""
     path = Path(path)
     if not path.is_dir():
         raise CheckpointError(f"checkpoint folder {path} does not exist")
     _verify(path)
-    state: dict[str, Any] = {}
-    if with_state:
-        try:
-            state = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
-        except Exception as err:  # torch raises many types for a bad pickle
-            raise CheckpointError(
-                f"cannot read checkpoint file {path / 'state.pt'}: {err}"
-            ) from None
+    state = _load_state(path / "state.pt", trust) if with_state else {}
+    if with_state and not isinstance(state.get("step"), int):
+        raise CheckpointError(f"checkpoint file {path / 'state.pt'} holds no integer 'step'")
     return Checkpoint(
         path=path,
         model=_load_tensors(path / "model.safetensors"),
         ema=_load_tensors(path / "ema.safetensors"),
         state=state,
+    )
+
+
+def load_latest_checkpoint(
+    run_dir: Path | str, *, with_state: bool = True, trust: bool = False
+) -> Checkpoint:
+    """The newest checkpoint of a run that loads; a bad one (corrupt, truncated, refused) is
+    skipped with a warning naming it and the next older one tried."""
+    run_dir = Path(run_dir)
+    candidates = _complete_steps(run_dir / "checkpoints")
+    errors: list[str] = []
+    for path in reversed(candidates):
+        try:
+            ckpt = load_checkpoint(path, with_state=with_state, trust=trust)
+        except CheckpointError as err:
+            errors.append(str(err))
+            continue
+        for error in errors:
+            warnings.warn(f"falling back to checkpoint {path}: {error}", stacklevel=2)
+        return ckpt
+    if not candidates:
+        raise CheckpointError(f"run folder {run_dir} has no complete checkpoint")
+    raise CheckpointError(
+        f"no checkpoint of {run_dir} loads ({len(errors)} tried); newest: {errors[0]}"
     )

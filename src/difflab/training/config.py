@@ -55,6 +55,7 @@ class TrainConfig:
     lr_schedule: Literal["constant", "cosine", "one-cycle"] = "constant"
     warmup_steps: int = 0
     grad_clip: float | None = 1.0
+    max_nonfinite_steps: int = 20  # this many skipped (NaN/Inf) steps in a row stop training
     grad_accum: int = 1
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     ema_decay: float = 0.999
@@ -68,8 +69,12 @@ class TrainConfig:
     sample_every: int = 500  # 0 turns periodic sample grids off
     val_every: int = 500  # 0 turns validation off
     checkpoint_every: int = 1000  # a checkpoint is always written at the end
+    eval_every: int = 0  # FID and accuracy of EMA samples every N steps; 0 turns it off
+    eval_samples: int = 1000  # samples per in-training evaluation
+    eval_classifier: str | None = None  # classifier folder; None: trained (and cached) at start
     keep_checkpoints: int = 2
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    parallel: Literal["ddp", "fsdp"] = "ddp"  # under torchrun: replicate or shard the weights
     cpu_threads: int | None = None  # torch intra-op threads on CPU; None keeps torch's choice
     resume: str | None = None  # run folder to continue
     progress: bool = True  # tqdm bar (shown only on a terminal)
@@ -152,6 +157,7 @@ def _check_values(c: Config) -> None:
         ("train.sample_every", t.sample_every),
         ("train.val_every", t.val_every),
         ("train.checkpoint_every", t.checkpoint_every),
+        ("train.eval_every", t.eval_every),
         ("train.warmup_steps", t.warmup_steps),
         ("train.ema_start", t.ema_start),
         ("train.weight_decay", t.weight_decay),
@@ -159,7 +165,10 @@ def _check_values(c: Config) -> None:
         _require(value >= 0, key, ">= 0", value)
     threads = t.cpu_threads
     _require(threads is None or threads >= 1, "train.cpu_threads", ">= 1 or null", threads)
+    _require(t.eval_samples >= 2, "train.eval_samples", ">= 2", t.eval_samples)
     _require(t.grad_accum >= 1, "train.grad_accum", ">= 1", t.grad_accum)
+    nonfinite = t.max_nonfinite_steps
+    _require(nonfinite >= 1, "train.max_nonfinite_steps", ">= 1", nonfinite)
     _require(0 <= t.ema_decay < 1, "train.ema_decay", "in [0, 1)", t.ema_decay)
     _require(0 <= t.cond_dropout <= 1, "train.cond_dropout", "in [0, 1]", t.cond_dropout)
     for i, b in enumerate(t.betas):
@@ -182,6 +191,12 @@ def _check_values(c: Config) -> None:
     )
     _require(m.network in NETWORKS, "model.network", f"one of {NETWORKS.names()}", m.network)
     check_sample(s)
+    _require(
+        not (t.parallel == "fsdp" and t.precision == "fp16"),
+        "train.precision",
+        "'fp32', 'bf16' or 'auto' with train.parallel 'fsdp' (no sharded fp16 grad scaler)",
+        t.precision,
+    )
     frac = c.data.max_bad_fraction
     _require(0 <= frac <= 1, "data.max_bad_fraction", "in [0, 1]", frac)
 

@@ -6,6 +6,7 @@ Every error names the dotted key; an unknown key suggests the nearest known one.
 from __future__ import annotations
 
 import difflib
+import math
 import types
 import typing
 from dataclasses import fields, is_dataclass
@@ -95,14 +96,15 @@ def _convert_scalar(hint: Any, value: Any) -> tuple[bool, Any]:
         return isinstance(value, bool), value
     if hint is int:
         return isinstance(value, int) and not isinstance(value, bool), value
-    if hint is float:
+    if hint is float:  # finite numbers only: no config value means inf or nan
         if isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
             try:
-                return True, float(value)
+                number = float(value)
             except ValueError:
                 return False, value
+            return math.isfinite(number), number
         ok = isinstance(value, int | float) and not isinstance(value, bool)
-        return ok, float(value) if ok else value
+        return ok and math.isfinite(value), float(value) if ok else value
     if hint is str:
         return isinstance(value, str), value
     return isinstance(value, hint), value
@@ -120,7 +122,7 @@ def _describe(hint: Any) -> str:
         return "a mapping"
     if hint is type(None):
         return "null"
-    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}.get(
+    return {bool: "a boolean", int: "an integer", float: "a finite number", str: "a string"}.get(
         hint, str(hint)
     )
 
@@ -132,7 +134,7 @@ def set_override(data: dict[str, Any], item: str) -> None:
         raise ConfigError(f"override {item!r} must look like key.sub=value (e.g. train.steps=100)")
     try:
         value = yaml.safe_load(raw) if raw else None
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError):  # ValueError: a bad date such as 2024-13-45
         value = raw
     *sections, leaf = key.split(".")
     node = data

@@ -71,3 +71,27 @@ def broadcast_from_main(obj: Any) -> Any:
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def shutdown() -> None:
+    """Leave the process group, if any (at the end of a torchrun command)."""
+    if is_distributed():
+        dist.destroy_process_group()
+
+
+def shard_rows(num: int) -> range:
+    """This rank's rows of 0..num-1 when num items are split over the ranks: ceil(num / world)
+    consecutive rows each, so every rank runs the same number of forward passes (which sharded
+    weights need); the last ranks' rows may run past num - 1 (padding, dropped on gathering)."""
+    per = -(-num // world_size())
+    return range(rank() * per, (rank() + 1) * per)
+
+
+def gather_rows(x: Tensor, num: int) -> Tensor | None:
+    """On rank 0, every rank's x (its shard_rows(num)) concatenated in rank order and cut to num
+    rows, on the CPU; None on other ranks. x itself (cut) without a process group."""
+    if not is_distributed():
+        return x[:num].cpu()
+    parts: list[Any] | None = [None] * world_size() if is_main() else None
+    dist.gather_object(x.cpu(), parts, dst=0)
+    return torch.cat(parts)[:num] if parts is not None else None

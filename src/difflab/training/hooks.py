@@ -11,28 +11,33 @@ from difflab.data import to_uint8
 from difflab.generation import resolve_labels, sample_images, write_png_grid
 from difflab.parameterization import Denoiser
 from difflab.training.checkpoint import save_checkpoint
+from difflab.training.distributed import gather_rows, is_main, shard_rows
 from difflab.training.rng import capture_rng_state, seeded_generator
 from difflab.training.session import Session
+from difflab.training.sharding import full_model_state, full_optimizer_state
 from difflab.training.step import micro_batch_loss
 
 
 def save_samples(s: Session, done: int) -> None:
     """Grids from the EMA and the raw weights, fixed seeds 0..num-1, labels cycled over the
-    classes, in run/samples/step-000500-{ema,raw}.png."""
+    classes, in run/samples/step-000500-{ema,raw}.png. Every rank samples its shard of the
+    seeds (shard_rows); rank 0 gathers and writes."""
     num = s.config.sample.num
-    labels = resolve_labels(None, num, s.num_classes)
+    rows = shard_rows(num)
+    labels = resolve_labels(None, rows.stop, s.num_classes)
+    labels = labels[rows.start :] if labels is not None else None
     for tag, denoiser in (("ema", s.ema_denoiser), ("raw", s.denoiser)):
-        x0 = _sample_eval(s, denoiser, labels, num)
+        x0 = gather_rows(_sample_eval(s, denoiser, labels, rows), num)
+        if x0 is None:
+            continue
         if not torch.isfinite(x0).all():
             warnings.warn(f"non-finite {tag} samples at step {done}; grid not saved", stacklevel=2)
             continue
         ncol = s.num_classes if 0 < s.num_classes <= 16 else None
-        write_png_grid(
-            to_uint8(x0).cpu(), s.run_dir / "samples" / f"step-{done:06d}-{tag}.png", ncol
-        )
+        write_png_grid(to_uint8(x0), s.run_dir / "samples" / f"step-{done:06d}-{tag}.png", ncol)
 
 
-def _sample_eval(s: Session, denoiser: Denoiser, labels, num: int) -> torch.Tensor:
+def _sample_eval(s: Session, denoiser: Denoiser, labels, rows: range) -> torch.Tensor:
     was_training = denoiser.training
     denoiser.eval()
     try:
@@ -40,7 +45,7 @@ def _sample_eval(s: Session, denoiser: Denoiser, labels, num: int) -> torch.Tens
             denoiser,
             image_shape=s.image_shape,
             labels=labels,
-            seeds=list(range(num)),
+            seeds=list(rows),
             sample=s.config.sample,
             device=s.device,
         )
@@ -68,11 +73,19 @@ def validation_loss(s: Session) -> float:
 
 
 def save_state(s: Session, done: int) -> None:
-    """Checkpoint after `done` steps: weights, EMA, optimizer, scaler, RNG states."""
+    """Checkpoint after `done` steps: weights, EMA, optimizer, scaler, RNG states.
+
+    Every rank calls it: sharded weights and optimizer state are gathered to rank 0 (full
+    tensors on the CPU), which writes the same single-file checkpoint as one process."""
     t = s.config.train
+    model = full_model_state(s.state.model)
+    ema = full_model_state(s.state.ema.module)
+    optimizer = full_optimizer_state(s.state.model, s.state.optimizer)
+    if not is_main():
+        return
     epoch, batch = s.data.position(done * t.grad_accum)
     state = {
-        "optimizer": s.state.optimizer.state_dict(),
+        "optimizer": optimizer,
         "scaler": s.state.precision.scaler.state_dict(),
         "lr_schedule": {"name": t.lr_schedule, "step": done},
         "ema_step": done,
@@ -82,8 +95,8 @@ def save_state(s: Session, done: int) -> None:
     save_checkpoint(
         s.run_dir / "checkpoints",
         done,
-        model=s.state.model.state_dict(),
-        ema=s.state.ema.module.state_dict(),
+        model=model,
+        ema=ema,
         state=state,
         keep=t.keep_checkpoints,
     )

@@ -42,7 +42,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text())
     except OSError as err:
         raise ConfigError(f"cannot read config file {path}: {err.strerror}") from None
-    except yaml.YAMLError as err:
+    except (yaml.YAMLError, ValueError) as err:  # ValueError: a bad date such as 2024-13-45
         raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
     if data is None:
         return {}

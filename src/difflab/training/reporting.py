@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -53,3 +54,23 @@ def progress_bar(total: int, initial: int, *, enabled: bool) -> tqdm:
         dynamic_ncols=True,
         disable=not (enabled and sys.stderr.isatty()),
     )
+
+
+def trim_metrics(run_dir: Path, step: int) -> None:
+    """Keep the records of steps <= `step` (a resumed run's checkpoint): a run killed after
+    its last checkpoint logged steps that the resumed run logs again. A line cut short by the
+    kill is dropped too. The file is replaced atomically."""
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and record.get("step", 0) <= step:
+            kept.append(line + "\n")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(kept))
+    os.replace(tmp, path)

@@ -1,0 +1,200 @@
+"""`difflab eval RUN_OR_SAMPLES --metric fid --metric kid --metric accuracy [...]`.
+
+RUN_OR_SAMPLES is a run folder (samples are generated from its EMA weights with the recipe's
+sampler and guidance unless overridden, labels cycled over the classes), a samples .npz
+(arr_0 images, arr_1 labels) or a folder of images. The reference is the test split of the
+run's dataset unless --reference names another. Features are Inception-v3's with
+--inception, else the difflab classifier's (--classifier, or one trained on demand and
+cached). The metrics are printed and written as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from difflab.errors import ConfigError, DataError
+from difflab.evaluation.metrics import METRICS
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "eval",
+        help="FID, KID and classifier accuracy of a run's samples or a samples file",
+        description="e.g. `difflab eval runs/mnist --metric fid --metric accuracy --num 5000`",
+    )
+    p.add_argument("source", metavar="RUN_OR_SAMPLES", help="run folder, .npz or image folder")
+    p.add_argument("--metric", action="append", choices=METRICS, dest="metrics",
+                   help="repeatable (default: fid, and accuracy for labelled samples)")  # fmt: skip
+    p.add_argument("--reference", metavar="DATASET", help="default: the run's dataset")
+    p.add_argument("--root", help="reference data folder (default: the run's data.root)")
+    p.add_argument("--num", type=int, default=1000, help="samples to generate from a run")
+    p.add_argument("--classifier", metavar="PATH", help="classifier folder (save_classifier)")
+    p.add_argument("--classifier-steps", type=int, help="steps of an on-demand classifier")
+    p.add_argument("--inception", metavar="PATH", help="inception-2015-12-05.pt for features")
+    p.add_argument("--guidance", type=float, help="CFG scale (default: the recipe's)")
+    p.add_argument("--sampler", help="sampler name (default: the recipe's)")
+    p.add_argument("--steps", type=int, help="sampling steps (default: the recipe's)")
+    p.add_argument("--seed", type=int, default=0, help="image i uses seed + i")
+    p.add_argument("--weights", choices=("ema", "raw"), default="ema")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument(
+        "--out", help="JSON file (default: RUN/eval/eval-step-N.json or SAMPLES-eval.json)"
+    )
+    p.add_argument("--cache-dir", help="default: $DIFFLAB_CACHE or ~/.cache/difflab")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    return p
+
+
+@dataclass
+class Samples:
+    """Images to score, their requested labels, where to write the JSON and what to record."""
+
+    images: Tensor  # [N, C, H, W] uint8
+    labels: Tensor | None  # [N], None when unlabelled or unconditional
+    out: Path
+    reference: str | None  # dataset name
+    root: str | None
+    options: dict[str, Any] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def samples_from_run(run_dir: Path, args: argparse.Namespace, device: torch.device) -> Samples:
+    from difflab.generation import generate, load_run
+
+    loaded = load_run(run_dir, weights=args.weights, device=device)
+    given = {"guidance": args.guidance, "sampler": args.sampler, "steps": args.steps}
+    sample = replace(loaded.config.sample, **{k: v for k, v in given.items() if v is not None})
+    images, labels = generate(
+        loaded,
+        num=args.num,
+        sample=sample,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        device=device,
+    )
+    data = loaded.config.data
+    info = {"run": str(run_dir), "step": loaded.step, "weights": args.weights, "seed": args.seed}
+    info.update(sampler=sample.sampler, steps=sample.steps, guidance=sample.guidance)
+    return Samples(
+        images=images,
+        labels=labels if loaded.num_classes > 0 else None,
+        out=run_dir / "eval" / f"eval-step-{loaded.step:06d}.json",
+        reference=data.dataset,
+        root=data.root,
+        options=dict(data.options),
+        info=info,
+    )
+
+
+def load_source(source: Path, args: argparse.Namespace, device: torch.device) -> Samples:
+    from difflab.evaluation.samples import load_samples_folder, load_samples_npz
+
+    if (source / "config.yaml").is_file():
+        return samples_from_run(source, args, device)
+    if source.suffix.lower() == ".npz":
+        images, labels = load_samples_npz(source)
+    elif source.is_dir():
+        images, labels = load_samples_folder(source)
+    else:
+        raise DataError(f"{source} is neither a run folder, a samples .npz nor an image folder")
+    if labels is not None and bool((labels < 0).any()):
+        labels = None  # NULL_LABEL: unconditional samples
+    out = source.with_name(source.stem + "-eval.json")
+    return Samples(images, labels, out, None, None, info={"samples": str(source)})
+
+
+def run(args: argparse.Namespace) -> int:
+    from difflab.training.distributed import resolve_device
+
+    if args.num < 2 or args.batch_size < 1:
+        raise ConfigError(f"--num must be >= 2 and --batch-size >= 1, got {args.num}, "
+                          f"{args.batch_size}")  # fmt: skip
+    device = resolve_device(args.device)
+    samples = load_source(Path(args.source), args, device)
+    metrics = args.metrics or (["fid", "accuracy"] if samples.labels is not None else ["fid"])
+    if "accuracy" in metrics and samples.labels is None:
+        raise ConfigError("metric accuracy needs labelled samples (a class-conditional run)")
+    result = score(samples, metrics, args, device)
+    record = {**samples.info, **result, "metrics": metrics, "time": time.strftime("%FT%T%z")}
+    out = Path(args.out) if args.out else samples.out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=1) + "\n")
+    print_result(result)
+    print(f"wrote {out}")
+    return 0
+
+
+def score(
+    samples: Samples, metrics: list[str], args: argparse.Namespace, device: torch.device
+) -> dict[str, Any]:
+    """evaluate() with the reference, extractor and classifier the arguments ask for."""
+    from difflab.data import load_dataset
+    from difflab.evaluation import ClassifierFeatures, EvalOptions, InceptionFeatures, evaluate
+    from difflab.evaluation.classifier_cache import at_size, cache_root
+
+    name = args.reference or samples.reference
+    if name is None:
+        raise ConfigError(f"{args.source} is no run folder: name the dataset with --reference")
+    root = args.root if args.root is not None else samples.root
+    size = samples.images.shape[-1]
+    options = samples.options if args.reference is None else {}
+
+    def split(which: str):
+        return at_size(load_dataset(name, root=root, split=which, **options), size)
+
+    cache = cache_root(args.cache_dir)
+    reference = split("test") if {"fid", "kid"} & set(metrics) else None
+    needs_classifier = "accuracy" in metrics or (reference is not None and not args.inception)
+    classifier, source = (
+        load_classifier_for(args, split, cache, device) if needs_classifier else (None, None)
+    )
+    extractor = None
+    if reference is not None:
+        extractor = (
+            InceptionFeatures(args.inception, device=device)
+            if args.inception
+            else ClassifierFeatures(classifier, batch_size=args.batch_size, device=device)
+        )
+    result = evaluate(
+        samples.images,
+        samples.labels,
+        reference=reference,
+        metrics=metrics,
+        extractor=extractor,
+        classifier=classifier,
+        cache_dir=cache / "reference",
+        options=EvalOptions(batch_size=args.batch_size, seed=args.seed, device=str(device)),
+    )
+    return {**result, "classifier": source}
+
+
+def load_classifier_for(args, split, cache: Path, device: torch.device):
+    """(classifier, its folder as text): --classifier, or one trained on the train split."""
+    from difflab.evaluation import load_classifier
+    from difflab.evaluation.classifier_cache import cached_classifier
+
+    if args.classifier:
+        return load_classifier(args.classifier, device), args.classifier
+    classifier, folder, trained = cached_classifier(
+        split("train"), cache=cache, steps=args.classifier_steps, device=device
+    )
+    if trained:
+        print(f"trained the evaluation classifier: {folder}")
+    return classifier, str(folder)
+
+
+def print_result(result: dict[str, Any]) -> None:
+    if "fid" in result:
+        print(f"fid: {result['fid']:.4f} ({result['features']} features, {result['reference']})")
+    if "kid_mean" in result:
+        print(f"kid: {result['kid_mean']:.6f} +- {result['kid_std']:.6f}")
+    if "accuracy" in result:
+        print(f"accuracy: {result['accuracy']:.4f}")

@@ -1,0 +1,90 @@
+"""In-training evaluation: FID and classifier accuracy of EMA samples every train.eval_every
+steps, logged beside the loss as eval_fid and eval_accuracy.
+
+Features are the difflab classifier's penultimate layer (train.eval_classifier, or a classifier
+trained on the training split when the run starts and cached, see classifier_cache). The
+reference is the validation split (data.val_split, else data.split), whose statistics are
+computed once. Samples use fixed seeds 0..N-1 and labels cycled over the classes, so the
+numbers of two steps differ only by the weights.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import torch
+
+from difflab.data import ImageDataset, load_dataset
+from difflab.errors import ConfigError, TrainingError
+from difflab.evaluation import (
+    ClassifierFeatures,
+    classifier_accuracy,
+    frechet_distance,
+    load_classifier,
+    reference_statistics,
+)
+from difflab.evaluation.classifier_cache import at_size, cache_root, cached_classifier
+from difflab.evaluation.reference import compute_statistics
+from difflab.generation import LoadedRun, generate
+from difflab.training.config import Config
+from difflab.training.session import Session
+from difflab.training.sharding import is_sharded
+
+EVAL_BATCH = 256  # images per sampler call
+
+
+def _split(config: Config, split: str, size: int) -> ImageDataset:
+    d = config.data
+    dataset = load_dataset(
+        d.dataset, root=d.root, split=split, max_bad_fraction=d.max_bad_fraction, **d.options
+    )
+    return at_size(dataset, size)
+
+
+class SampleEvaluator:
+    """Built once per run (on rank 0); `evaluator(s, done)` returns the metrics record."""
+
+    def __init__(self, s: Session) -> None:
+        config, size = s.config, s.image_shape[1]
+        if is_sharded(s.state.model):
+            raise ConfigError(
+                "train.eval_every runs on rank 0 and needs whole weights; with "
+                "train.parallel fsdp set it to 0 and run `difflab eval` on the checkpoints"
+            )
+        path = config.train.eval_classifier
+        if path is not None:
+            self.classifier = load_classifier(path, s.device)
+        else:
+            train = _split(config, config.data.split, size)
+            self.classifier, _, _ = cached_classifier(train, cache=cache_root(), device=s.device)
+        self.features = ClassifierFeatures(self.classifier, device=s.device)
+        reference = _split(config, config.data.val_split or config.data.split, size)
+        self.reference_name = f"{reference.name}/{reference.split}"
+        self.reference = reference_statistics(
+            reference, self.features, cache_dir=cache_root() / "reference"
+        ).stats
+
+    @torch.no_grad()
+    def __call__(self, s: Session, done: int) -> dict[str, Any]:
+        run = LoadedRun(s.config, s.ema_denoiser, s.num_classes, s.image_shape, done)
+        num = s.config.train.eval_samples
+        try:
+            images, labels = generate(run, num=num, batch_size=EVAL_BATCH, device=s.device)
+        except TrainingError as err:  # a diverged model should not end the run here
+            warnings.warn(f"no sample metrics at step {done}: {err}", stacklevel=2)
+            return {"step": done, "eval_error": str(err)}
+        stats, _ = compute_statistics(self.features, images)
+        record: dict[str, Any] = {
+            "step": done,
+            "eval_fid": frechet_distance(
+                stats.mu, stats.sigma, self.reference.mu, self.reference.sigma
+            ),
+            "eval_reference": self.reference_name,
+            "eval_features": self.features.name,
+        }
+        if s.num_classes > 0:
+            record["eval_accuracy"] = classifier_accuracy(
+                self.classifier, images, labels, device=s.device
+            )
+        return record

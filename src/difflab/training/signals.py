@@ -1,0 +1,60 @@
+"""Graceful stop on SIGTERM / SIGINT: the loop finishes its step, writes a checkpoint and
+raises Interrupted, which the CLI prints as one line (exit status 128 + signal number).
+
+The first signal only sets a flag; the previous handler is put back at once, so a second
+Ctrl-C (or SIGTERM) stops the process immediately as it would have without difflab.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+
+from difflab.errors import DifflabError
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class Interrupted(DifflabError):
+    """Training stopped on a signal after writing a checkpoint it can resume from."""
+
+    def __init__(self, signum: int, step: int, run_dir: Path) -> None:
+        self.signum, self.step, self.run_dir = signum, step, run_dir
+        name = signal.Signals(signum).name
+        super().__init__(
+            f"stopped by {name} after step {step} with a checkpoint; continue with "
+            f"`difflab train --resume {run_dir}`"
+        )
+
+    @property
+    def exit_status(self) -> int:
+        return 128 + self.signum
+
+
+class StopRequest:
+    """A context that turns SIGTERM/SIGINT into `signum` (None until one arrives).
+
+    Handlers are installed only in the main thread (Python allows no other) and restored on
+    exit."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.signum = signum
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {sig: signal.getsignal(sig) for sig in SIGNALS}
+            for sig in SIGNALS:
+                signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
