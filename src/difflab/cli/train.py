@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 from difflab.errors import ConfigError
@@ -42,9 +43,38 @@ def resolve(args: argparse.Namespace) -> Config:
     run_dir = Path(args.resume)
     if not (run_dir / "config.yaml").is_file():
         raise ConfigError(f"--resume {run_dir}: no config.yaml there (not a difflab run folder)")
+    saved = build_config(read_yaml(run_dir / "config.yaml"))
     config = build_config(read_yaml(run_dir / "config.yaml"), overrides)
+    warn_inexact_resume(saved, config)
     config.train.resume = str(run_dir)
     return config
+
+
+# Keys that fix the sequence of batches, noise and model: changing one on resume gives a valid
+# run, but not the one an uninterrupted run would have given.
+EXACT_RESUME_KEYS = ("data", "model", "train.seed", "train.batch_size", "train.grad_accum")
+
+
+def changed_keys(saved: Config, config: Config) -> list[str]:
+    """The EXACT_RESUME_KEYS whose value differs between the saved and the new config."""
+    old, new = saved.to_dict(), config.to_dict()
+    out = []
+    for key in EXACT_RESUME_KEYS:
+        section, _, name = key.partition(".")
+        a, b = old[section], new[section]
+        if (a.get(name) != b.get(name)) if name else (a != b):
+            out.append(key)
+    return out
+
+
+def warn_inexact_resume(saved: Config, config: Config) -> None:
+    changed = changed_keys(saved, config)
+    if changed:
+        warnings.warn(
+            f"resuming with changed {', '.join(changed)}: the run goes on, but its losses will "
+            "differ from an uninterrupted run's",
+            stacklevel=2,
+        )
 
 
 def run(args: argparse.Namespace) -> int:
