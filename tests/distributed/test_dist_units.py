@@ -2,6 +2,7 @@
 micro-batch and of its random draws put together are the single-process ones; gradient
 accumulation all-reduces once per step; a batch that does not split is a ConfigError."""
 
+import gc
 from contextlib import nullcontext
 from types import SimpleNamespace
 
@@ -78,20 +79,27 @@ def test_shard_rows_pad_every_rank_to_the_same_count(monkeypatch):
     assert distributed.shard_rows(5) == range(3, 6)
 
 
+def _count_all_reduces_with_accumulation() -> None:
+    model = nn.Linear(4, 4)
+    ddp = DistributedDataParallel(model)
+    calls = []
+    ddp.register_comm_hook(None, lambda s, bucket: calls.append(1) or allreduce_hook(s, bucket))
+    for k in range(3):  # grad_accum = 3
+        with gradient_sync(ddp, model, enabled=k == 2):
+            ddp(torch.randn(2, 4)).sum().backward()
+    assert len(calls) == 1
+    ddp(torch.randn(2, 4)).sum().backward()  # outside accumulation: every backward reduces
+    assert len(calls) == 2
+
+
 def test_ddp_accumulation_all_reduces_once_per_step():
     dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
     try:
-        model = nn.Linear(4, 4)
-        ddp = DistributedDataParallel(model)
-        calls = []
-        ddp.register_comm_hook(None, lambda s, bucket: calls.append(1) or allreduce_hook(s, bucket))
-        for k in range(3):  # grad_accum = 3
-            with gradient_sync(ddp, model, enabled=k == 2):
-                ddp(torch.randn(2, 4)).sum().backward()
-        assert len(calls) == 1
-        ddp(torch.randn(2, 4)).sum().backward()  # outside accumulation: every backward reduces
-        assert len(calls) == 2
+        _count_all_reduces_with_accumulation()
     finally:
+        # DDP's reducer holds the process group: free it first, or destroying the group later
+        # (at garbage collection or interpreter exit) can deadlock joining gloo's threads.
+        gc.collect()
         dist.destroy_process_group()
 
 

@@ -45,7 +45,7 @@ def _truncate(file: Path) -> None:
 
 def _rehash(path: Path) -> None:
     """Make the manifest match the files again, as a bug or an attacker could."""
-    digests = {name: checkpoint._sha256(path / name) for name in checkpoint.FILES}
+    digests = {name: checkpoint.file_sha256(path / name) for name in checkpoint.FILES}
     (path / MARKER).write_text(json.dumps({"step": 1, "sha256": digests}))
 
 

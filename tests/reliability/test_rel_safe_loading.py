@@ -10,7 +10,8 @@ import torch
 
 from difflab.cli.main import main
 from difflab.errors import CheckpointError
-from difflab.training.checkpoint import FILES, MARKER, _sha256, load_checkpoint
+from difflab.hashing import file_sha256
+from difflab.training.checkpoint import FILES, MARKER, load_checkpoint
 from difflab.training.loop import train
 from difflab.training.recipes import load_config
 
@@ -43,7 +44,7 @@ def _poison(run_dir: Path, tmp_path: Path) -> tuple[Path, Path]:
     ckpt = run / "checkpoints" / "step-000002"
     state = torch.load(ckpt / "state.pt", weights_only=True)
     torch.save({**state, "payload": CreatesFile(target)}, ckpt / "state.pt")
-    manifest = {name: _sha256(ckpt / name) for name in FILES}
+    manifest = {name: file_sha256(ckpt / name) for name in FILES}
     (ckpt / MARKER).write_text(json.dumps({"step": 2, "sha256": manifest}))
     return run, target
 

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +23,7 @@ from torch import Tensor
 
 from difflab.errors import DataError
 from difflab.evaluation.classifier import Classifier, images_to_input, weights_fingerprint
+from difflab.hashing import file_sha256
 
 INCEPTION_FEATURES = "inception-v3-pool3"
 
@@ -109,12 +109,3 @@ def _batched(fn: Callable[[Tensor], Tensor], images: Tensor, batch_size: int) ->
     if not out:
         raise DataError("cannot extract features of an empty image set")
     return torch.cat(out)
-
-
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file's bytes, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -16,7 +16,6 @@ corrupt, truncated or refused checkpoint to the next older one, with a warning n
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -31,6 +30,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from difflab.errors import CheckpointError
+from difflab.hashing import file_sha256
 
 MARKER = "COMPLETE"
 FILES = ("model.safetensors", "ema.safetensors", "state.pt")
@@ -49,14 +49,6 @@ class Checkpoint:
     @property
     def step(self) -> int:
         return int(self.state["step"])
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _fsync(path: Path) -> None:
@@ -84,7 +76,7 @@ def _write_folder(tmp: Path, step: int, model, ema, state: dict[str, Any]) -> No
     torch.save({**state, "step": step}, tmp / "state.pt")
     for name in FILES:
         _fsync(tmp / name)
-    manifest = {name: _sha256(tmp / name) for name in FILES}
+    manifest = {name: file_sha256(tmp / name) for name in FILES}
     (tmp / MARKER).write_text(json.dumps({"step": step, "sha256": manifest}, indent=1))
     _fsync(tmp / MARKER)
     _fsync(tmp)
@@ -174,7 +166,7 @@ def _verify(path: Path) -> None:
         file = path / name
         if not file.is_file():
             raise CheckpointError(f"checkpoint file {file} is missing")
-        if _sha256(file) != manifest[name]:
+        if file_sha256(file) != manifest[name]:
             raise CheckpointError(
                 f"checkpoint file {file} is corrupt (sha256 mismatch: truncated or altered)"
             )
