@@ -225,3 +225,10 @@ def test_eval_of_a_run_samples_with_the_flags_and_records_them(run_dir, tmp_path
     record = json.loads(out.read_text())
     assert record["sample"] == {k: v for k, v in asdict(expected).items() if k != "num"}
     assert (record["sampler"], record["steps"], record["classifier"]) == ("dpmpp-2m", 3, scorer)
+
+
+def test_eval_of_samples_refuses_sampling_flags(tmp_path, capsys):
+    npz = tmp_path / "s.npz"
+    np.savez(npz, np.zeros((2, 8, 8, 1), np.uint8))
+    argv = ["eval", str(npz), "--reference", "digits", "--sampler", "dpmpp-2m"]
+    _fails(capsys, argv, "sampling flags", "apply to a run folder", str(npz))

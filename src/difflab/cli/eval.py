@@ -24,6 +24,7 @@ from torch import Tensor
 from difflab.cli.sampling_args import add_sampling_arguments, sample_config
 from difflab.errors import ConfigError, DataError
 from difflab.evaluation.metrics import METRICS
+from difflab.training.config import SampleConfig
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -99,6 +100,9 @@ def load_source(source: Path, args: argparse.Namespace, device: torch.device) ->
 
     if (source / "config.yaml").is_file():
         return samples_from_run(source, args, device)
+    if sample_config(args, SampleConfig()) != SampleConfig():
+        raise ConfigError(f"sampling flags (--sampler, --steps, --guidance, ...) apply to a run "
+                          f"folder; {source} holds samples already drawn")  # fmt: skip
     if source.suffix.lower() == ".npz":
         images, labels = load_samples_npz(source)
     elif source.is_dir():
