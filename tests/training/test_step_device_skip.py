@@ -6,6 +6,7 @@ device and stops at the next boundary after train.max_nonfinite_steps in a row."
 import copy
 import math
 import warnings
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,7 @@ from difflab.training.step_counts import StepCounts
 
 TINY = str(Path(__file__).parent / "tiny.yaml")
 CPU = torch.device("cpu")
+NO_SAMPLES = ["train.sample_every=0", "train.val_every=0"]
 
 
 def fused_adamw(model: nn.Module, train: TrainConfig, device: torch.device):
@@ -160,8 +162,8 @@ class HostReads(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def _host_reads(state: TrainState, i: int, nan: bool, monkeypatch) -> list[str]:
-    """The host reads made by train_step: aten ops, and Tensor.tolist (which dispatches none)."""
+def host_reads(run, monkeypatch) -> list[str]:
+    """The host reads made by run(): aten ops, and Tensor.tolist (which dispatches none)."""
     reads = HostReads()
     tolist = torch.Tensor.tolist
 
@@ -171,17 +173,29 @@ def _host_reads(state: TrainState, i: int, nan: bool, monkeypatch) -> list[str]:
 
     with monkeypatch.context() as patch, reads:
         patch.setattr(torch.Tensor, "tolist", recorded_tolist)
-        step(state, i, nan)
+        run()
     return reads.reads
 
 
 def test_the_device_path_reads_nothing_on_the_host(monkeypatch):
     state = make_state(CountingNet())
     step(state, 0)  # AdamW's state is created at the first step
-    assert _host_reads(state, 1, False, monkeypatch) == []
-    assert _host_reads(state, 2, True, monkeypatch) == []
+    assert host_reads(lambda: step(state, 1), monkeypatch) == []
+    assert host_reads(lambda: step(state, 2, nan=True), monkeypatch) == []
     monkeypatch.setattr(step_module, "skips_on_device", lambda state: False)
-    assert _host_reads(state, 3, False, monkeypatch) == ["tolist"]  # the detector sees it
+    assert host_reads(lambda: step(state, 3), monkeypatch) == ["tolist"]  # the detector sees it
+
+
+def test_the_training_loop_reads_nothing_per_step(tmp_path, monkeypatch):
+    """Setup, the log record and the final checkpoint read the host; more steps read no more."""
+    monkeypatch.setattr("difflab.training.session.build_optimizer", fused_adamw)
+    every = ["train.log_every=100", "train.checkpoint_every=100", *NO_SAMPLES]
+    reads = []
+    for steps in (2, 4):
+        overrides = [f"run.root={tmp_path / str(steps)}", f"train.steps={steps}", *every]
+        config = load_config(TINY, [*overrides, "train.batch_size=4"])
+        reads.append(host_reads(partial(train, config, tensorboard=False), monkeypatch))
+    assert reads[0] == reads[1] and "tolist" in reads[0]  # the one read of the counters
 
 
 def test_step_counts_on_the_device():
@@ -209,7 +223,7 @@ def _fused_run(tmp_path, monkeypatch, nan_steps: range, *extra: str):
         return MicroBatch(x0=b.x0 * math.nan, cond=b.cond) if index in nan_steps else b
 
     monkeypatch.setattr(DeviceData, "micro_batch", micro_batch)
-    overrides = [f"run.root={tmp_path}", "train.sample_every=0", "train.val_every=0"]
+    overrides = [f"run.root={tmp_path}", *NO_SAMPLES]
     return load_config(TINY, [*overrides, "train.batch_size=4", *extra])
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from difflab.training.config import Config
 from difflab.training.distributed import (
@@ -156,7 +157,9 @@ def run_loop(
         bar.update(1)
         due, logged = Due.at(s, done), _every(t.log_every, done) or done == t.steps
         if due or logged:
-            seen = counts.read()
+            waited = time.perf_counter()
+            seen = counts.read()  # waits for the device to finish the window's steps
+            window.seconds += time.perf_counter() - waited
             if logged:
                 logger.write(window, seen, done, lr)
                 counts.reset_window()
@@ -177,7 +180,7 @@ class _Logger:
     """Writes a window's log record: metrics file, progress bar and, where the skip is decided
     on the device, a warning naming the skipped steps (the host path warns at each)."""
 
-    def __init__(self, s: Session, log: MetricsLog, bar) -> None:
+    def __init__(self, s: Session, log: MetricsLog, bar: tqdm) -> None:
         self.s, self.log, self.bar = s, log, bar
         self.peak = peak_flops(s.device)  # counted once, never inside the loop
         model, shape = s.state.model, s.image_shape
