@@ -143,6 +143,23 @@ def test_applied_steps_are_bit_for_bit_those_of_the_host_sync_path(monkeypatch):
     assert not torch.equal(on_device.ema.module.inp.weight, net.inp.weight)  # averaged
 
 
+def test_the_ema_update_with_a_flag_is_the_update_without_it_chunk_by_chunk(monkeypatch):
+    monkeypatch.setattr("difflab.training.ema.CHUNK", 100)  # [conv weight, bias], [the rest]
+    net = CountingNet()
+    without, applied, skipped = (EMA(net, 0.9) for _ in range(3))
+    initial = {k: v.clone() for k, v in net.state_dict().items()}
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(torch.randn_like(p))
+    net.calls += 5
+    without.update(net, 0)
+    applied.update(net, 0, skipped=torch.tensor(0.0))
+    skipped.update(net, 0, skipped=torch.tensor(1.0))
+    moved, same, held = (e.module.state_dict() for e in (without, applied, skipped))
+    assert equal(same, moved) and int(same["calls"]) == 5
+    assert equal(held, initial) and not equal(moved, initial)
+
+
 class HostReads(TorchDispatchMode):
     """Records the aten ops that read a tensor's value on the host (item, bool, float)."""
 
