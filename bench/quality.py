@@ -97,6 +97,8 @@ def train_difflab(config: Config, budget_s: float, clock) -> Trained:
         generator = seeded_generator(t.seed, "step", step, s.device)
         train_step(s.state, [s.data.micro_batch(step, generator)], generator, step)
         step += 1
+    if s.device.type == "cuda":
+        torch.cuda.synchronize(s.device)  # train_step reads nothing (fused AdamW): wait here
     seconds = clock() - started
     run = LoadedRun(config, s.ema_denoiser, s.num_classes, s.image_shape, step)
 

@@ -74,7 +74,7 @@ def _watch_step(monkeypatch, k: int) -> dict:
             seen["before"] = snapshot(state)
         out = real(state, batches, generator, step)
         if step == k:
-            seen["after"], seen["ok"] = snapshot(state), out[1]
+            seen["after"], seen["skipped"] = snapshot(state), out[1].item()
         return out
 
     monkeypatch.setattr("difflab.training.loop.train_step", train_step)
@@ -91,7 +91,7 @@ def test_one_bad_step_is_skipped_and_weights_stay_finite(tmp_path, monkeypatch, 
     seen = _watch_step(monkeypatch, k)  # wraps the (possibly patched) step
     with pytest.warns(UserWarning, match=f"non-finite {what} at step {k}; step skipped"):
         run_dir = train(_config(tmp_path, "train.steps=5"), tensorboard=False)
-    assert seen["ok"] is False
+    assert seen["skipped"] == 1.0
     for before, after in zip(seen["before"], seen["after"], strict=True):
         if isinstance(before, dict):
             assert all(torch.equal(before[n], after[n]) for n in before)

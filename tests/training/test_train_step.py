@@ -55,8 +55,8 @@ def batch(n=8) -> MicroBatch:
 def test_autocast_is_really_entered_in_the_step():
     net = TinyNet()
     state = make_state(net, precision="bf16")
-    loss, ok = train_step(state, [batch()], torch.Generator().manual_seed(0), 0)
-    assert ok and torch.isfinite(loss)
+    loss, skipped = train_step(state, [batch()], torch.Generator().manual_seed(0), 0)
+    assert skipped.item() == 0.0 and torch.isfinite(loss)
     assert net.seen == [(True, torch.bfloat16)]
     net.seen.clear()
     train_step(make_state(net, precision="fp32"), [batch()], torch.Generator().manual_seed(0), 0)
@@ -82,8 +82,8 @@ def test_non_finite_loss_skips_the_step():
     before = {k: v.clone() for k, v in net.state_dict().items()}
     bad = MicroBatch(x0=torch.full((2, 1, 4, 4), float("nan")), cond=None)
     with pytest.warns(UserWarning, match="non-finite loss at step 3"):
-        loss, ok = train_step(state, [bad], torch.Generator().manual_seed(0), 3)
-    assert not ok and not torch.isfinite(loss)
+        loss, skipped = train_step(state, [bad], torch.Generator().manual_seed(0), 3)
+    assert skipped.item() == 1.0 and not torch.isfinite(loss)
     for k, v in net.state_dict().items():
         assert torch.equal(v, before[k])
     assert state.optimizer.state == {} or all(

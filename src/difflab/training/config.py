@@ -55,7 +55,9 @@ class TrainConfig:
     lr_schedule: Literal["constant", "cosine", "one-cycle"] = "constant"
     warmup_steps: int = 0
     grad_clip: float | None = 1.0
-    max_nonfinite_steps: int = 20  # this many skipped (NaN/Inf) steps in a row stop training
+    # This many skipped (NaN/Inf) steps in a row stop training, seen at the next log record or
+    # checkpoint/sample/eval boundary (skips decided on the device are not read every step).
+    max_nonfinite_steps: int = 20
     grad_accum: int = 1
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     ema_decay: float = 0.999

@@ -10,11 +10,14 @@ own shard; with replicated weights (DDP) every rank holds the same average.
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from difflab.training.sharding import local
+
+CHUNK = 2**24  # elements: bounds the scratch memory of an update with a device skip flag
 
 
 class EMA:
@@ -25,7 +28,7 @@ class EMA:
         for models that cannot be deep-copied (FSDP2); its weights are set to model's."""
         self.decay = decay
         self.start = start
-        self._tensors: tuple[nn.Module, list[torch.Tensor], list[torch.Tensor]] | None = None
+        self._tensors: tuple[nn.Module, list[Tensor], list[Tensor]] | None = None
         copied = module is None
         self.module = (copy.deepcopy(model) if copied else module).eval().requires_grad_(False)
         if not copied:
@@ -33,7 +36,7 @@ class EMA:
                 for e, s in zip(*self._pairs(model), strict=True):
                     e.copy_(s)
 
-    def _pairs(self, model: nn.Module) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    def _pairs(self, model: nn.Module) -> tuple[list[Tensor], list[Tensor]]:
         """(average, weights), paired: this rank's shards. The tensors are listed once per model
         (a Parameter outlives .to() and load_state_dict): walking the module tree on every step
         costs milliseconds of Python per step on a 35M-parameter UNet."""
@@ -44,14 +47,50 @@ class EMA:
         return [local(v) for v in ema], [local(v) for v in src]
 
     @torch.no_grad()
-    def update(self, model: nn.Module, step: int) -> None:
-        """Update after optimizer step number `step` (0-based)."""
+    def update(self, model: nn.Module, step: int, skipped: Tensor | None = None) -> None:
+        """Update after optimizer step number `step` (0-based).
+
+        skipped: a 0-dim flag on the device, 1.0 where the optimizer skipped this step (and
+        left the weights as they were); the average then stays as it is too, decided on the
+        device. Before `start` the copy needs no flag: a skipped step leaves the weights, so
+        also their copy, as they were."""
         ema, src = self._pairs(model)
         floats = [(e, s) for e, s in zip(ema, src, strict=True) if e.is_floating_point()]
         for e, s in zip(ema, src, strict=True):
-            if not e.is_floating_point() or step < self.start:
+            if step < self.start:
                 e.copy_(s)
-        if step >= self.start and floats:
+            elif not e.is_floating_point():
+                e.copy_(s if skipped is None else torch.where(skipped > 0, e, s))
+        if step < self.start or not floats:
+            return
+        if skipped is None:
             e_f, s_f = zip(*floats, strict=True)
             torch._foreach_mul_(e_f, self.decay)
             torch._foreach_add_(e_f, s_f, alpha=1.0 - self.decay)
+            return
+        self._update_unless_skipped(floats, skipped)
+
+    def _update_unless_skipped(self, floats: list[tuple[Tensor, Tensor]], skipped: Tensor) -> None:
+        """ema <- D * ema + (1 - d) * (keep * w), with keep = 1 - skipped and D = d, or 1 where
+        skipped. keep is 0 or 1, so an applied step rounds exactly as the update without a
+        flag (the same two operations on the same operands), and a skipped one leaves ema as
+        it is. The scratch copy of keep * w is made a chunk at a time."""
+        keep = 1 - skipped
+        factor = keep * self.decay + skipped
+        for ema, src in _chunks(floats, CHUNK):
+            torch._foreach_mul_(ema, factor)
+            torch._foreach_add_(ema, torch._foreach_mul(src, keep), alpha=1.0 - self.decay)
+
+
+def _chunks(
+    pairs: list[tuple[Tensor, Tensor]], size: int
+) -> Iterator[tuple[list[Tensor], list[Tensor]]]:
+    """(ema, weights) lists of consecutive pairs, each of `size` elements or fewer (or one
+    larger tensor alone)."""
+    start, count = 0, 0
+    for i, (e, _) in enumerate(pairs):
+        if count and count + e.numel() > size:
+            yield [p[0] for p in pairs[start:i]], [p[1] for p in pairs[start:i]]
+            start, count = i, 0
+        count += e.numel()
+    yield [p[0] for p in pairs[start:]], [p[1] for p in pairs[start:]]

@@ -2,7 +2,11 @@
 and checkpoints. Losses stay on the device and are read every log_every steps.
 
 Faults: a step whose loss or gradient norm is not finite is skipped (see step.py), and
-train.max_nonfinite_steps skipped in a row stop training with TrainingError. SIGTERM/SIGINT
+train.max_nonfinite_steps skipped in a row stop training with TrainingError. Skips are counted
+on the device (step_counts.py) and read with the loss, so the limit is seen at the next log
+record, sample grid, validation, evaluation or checkpoint (and before the checkpoint written
+at the end), never after a checkpoint is written past it: where the skip is decided on the
+device (fused AdamW, no fp16 scaler) that is the first the host learns of it. SIGTERM/SIGINT
 finish the current step, write a checkpoint and raise Interrupted (signals.py). A checkpoint
 that cannot be written (disk full) stops training with CheckpointError; the previous
 checkpoint stays intact, so the run resumes from it once there is space.
@@ -11,12 +15,13 @@ checkpoint stays intact, so the run resumes from it once there is space.
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
-from difflab.errors import TrainingError
 from difflab.training.config import Config
 from difflab.training.distributed import (
     all_reduce_sum,
@@ -34,7 +39,8 @@ from difflab.training.sample_eval import SampleEvaluator
 from difflab.training.session import Session, open_session
 from difflab.training.sharding import is_sharded
 from difflab.training.signals import Interrupted, StopRequest
-from difflab.training.step import train_step
+from difflab.training.step import skips_on_device, train_step
+from difflab.training.step_counts import Seen, StepCounts
 
 
 def train(
@@ -90,13 +96,40 @@ def _every(n: int, done: int) -> bool:
 
 @dataclass
 class Window:
-    """What happened since the last log record; the loss sum stays on the device."""
+    """What happened since the last log record, as the host knows it; the loss and the skipped
+    steps are counted on the device (StepCounts)."""
 
-    loss_sum: torch.Tensor
-    applied: int = 0
-    skipped: int = 0
+    steps: int = 0
     images: int = 0
     seconds: float = 0.0
+
+    def add(self, images: int, seconds: float) -> None:
+        self.steps += 1
+        self.images += images
+        self.seconds += seconds
+
+
+@dataclass(frozen=True)
+class Due:
+    """The periodic work due after `done` steps."""
+
+    samples: bool
+    val: bool
+    eval: bool
+    checkpoint: bool
+
+    @classmethod
+    def at(cls, s: Session, done: int) -> Due:
+        t, last = s.config.train, done == s.config.train.steps
+        return cls(
+            samples=_every(t.sample_every, done) or (t.sample_every > 0 and last),
+            val=s.val is not None and (_every(t.val_every, done) or last),
+            eval=_every(t.eval_every, done) or (t.eval_every > 0 and last),
+            checkpoint=_every(t.checkpoint_every, done) or last,
+        )
+
+    def __bool__(self) -> bool:
+        return self.samples or self.val or self.eval or self.checkpoint
 
 
 def _stop_requested(stop: StopRequest | None, device: torch.device) -> bool:
@@ -114,11 +147,9 @@ def run_loop(
     """Steps from s.start_step to train.steps (or stop_at, or a signal); return steps done."""
     t = s.config.train
     end = t.steps if stop_at is None else min(stop_at, t.steps)
-    window = Window(torch.zeros((), device=s.device))
-    skipped_in_a_row, done = 0, s.start_step
+    counts, window, done = StepCounts(s.device, t.max_nonfinite_steps), Window(), s.start_step
     bar = progress_bar(t.steps, s.start_step, enabled=t.progress)
-    peak = peak_flops(s.device)  # counted once, never inside the loop
-    flops = train_flops_per_image(s.state.model, s.image_shape) if peak is not None else None
+    logger = _Logger(s, log, bar)
     evaluator = SampleEvaluator(s) if t.eval_every > 0 and is_main() else None
     for step in range(s.start_step, end):
         started = time.perf_counter()
@@ -127,32 +158,56 @@ def run_loop(
         batches = [
             s.data.micro_batch(step * t.grad_accum + k, generator) for k in range(t.grad_accum)
         ]
-        loss, ok = train_step(s.state, batches, generator, step)
-        skipped_in_a_row = 0 if ok else skipped_in_a_row + 1
-        if skipped_in_a_row >= t.max_nonfinite_steps:
-            raise TrainingError(
-                f"{skipped_in_a_row} steps in a row with a non-finite loss or gradient norm "
-                f"(train.max_nonfinite_steps={t.max_nonfinite_steps}), the last at step {step}; "
-                f"the weights are those of the last good step: lower train.lr or check the data"
-            )
-        _add(window, loss, ok, t.batch_size * t.grad_accum, time.perf_counter() - started)
+        loss, skipped = train_step(s.state, batches, generator, step)
+        counts.add(loss, skipped, step)  # on the device: no host sync per step
+        window.add(t.batch_size * t.grad_accum, time.perf_counter() - started)
         done = step + 1
         bar.update(1)
-        if _every(t.log_every, done) or done == t.steps:
-            record = _log_record(window, done, lr, s.data.position(done * t.grad_accum)[0])
-            if flops is not None:
-                record["mfu"] = mfu(flops, record["images_per_s"], peak, world_size())
-            log.write(record)
-            bar.set_postfix(_postfix(record))
-            window = Window(window.loss_sum.zero_())
-        _periodic(s, log, done, evaluator)
+        due, logged = Due.at(s, done), _every(t.log_every, done) or done == t.steps
+        if due or logged:
+            waited = time.perf_counter()
+            seen = counts.read()  # waits for the device to finish the window's steps
+            window.seconds += time.perf_counter() - waited
+            if logged:
+                logger.write(window, seen, done, lr)
+                counts.reset_window()
+                window = Window()
+            counts.check(seen, done)
+        _periodic(s, log, done, evaluator, due)
         if _stop_requested(stop, s.device):
             break
     if done < t.steps and done > s.start_step and not _every(t.checkpoint_every, done):
+        counts.check(counts.read(), done)
         save_state(s, done)  # gathers on every rank, writes on rank 0
         barrier()
     bar.close()
     return done
+
+
+class _Logger:
+    """Writes a window's log record: metrics file, progress bar and, where the skip is decided
+    on the device, a warning naming the skipped steps (the host path warns at each)."""
+
+    def __init__(self, s: Session, log: MetricsLog, bar: tqdm) -> None:
+        self.s, self.log, self.bar = s, log, bar
+        self.peak = peak_flops(s.device)  # counted once, never inside the loop
+        model, shape = s.state.model, s.image_shape
+        self.flops = train_flops_per_image(model, shape) if self.peak is not None else None
+        self.warn = skips_on_device(s.state)
+
+    def write(self, window: Window, seen: Seen, done: int, lr: float) -> None:
+        epoch = self.s.data.position(done * self.s.config.train.grad_accum)[0]
+        record = _log_record(window, seen, done, lr, epoch)
+        if self.flops is not None:
+            record["mfu"] = mfu(self.flops, record["images_per_s"], self.peak, world_size())
+        self.log.write(record)
+        self.bar.set_postfix(_postfix(record))
+        if self.warn and seen.skipped:
+            warnings.warn(
+                f"{seen.skipped} of the {window.steps} steps up to step {done - 1} skipped: "
+                f"non-finite loss or gradient norm",
+                stacklevel=2,
+            )
 
 
 def _postfix(record: dict) -> dict[str, str]:
@@ -167,47 +222,33 @@ def _postfix(record: dict) -> dict[str, str]:
     return postfix
 
 
-def _add(window: Window, loss: torch.Tensor, ok: bool, images: int, seconds: float) -> None:
-    if ok:
-        window.loss_sum += loss
-    window.applied += ok
-    window.skipped += not ok
-    window.images += images
-    window.seconds += seconds
-
-
-def _log_record(window: Window, done: int, lr: float, epoch: int) -> dict:
+def _log_record(window: Window, seen: Seen, done: int, lr: float, epoch: int) -> dict:
     """images/s counts training steps only, not sample grids, validation or checkpoints.
     The loss is the mean over applied steps: null when every step of the window was skipped."""
-    world = world_size()
-    # The one read of the loss: the sum over steps and ranks.
-    loss_sum = float(all_reduce_sum(window.loss_sum.clone()))
+    applied = window.steps - seen.skipped
     return {
         "step": done,
-        "loss": loss_sum / window.applied / world if window.applied else None,
+        "loss": seen.loss_sum / applied / world_size() if applied else None,
         "lr": lr,
         "images_per_s": window.images / max(window.seconds, 1e-9),  # all ranks together
         "epoch": epoch,
-        "skipped": window.skipped,
+        "skipped": seen.skipped,
     }
 
 
-def _periodic(s: Session, log: MetricsLog, done: int, evaluator: SampleEvaluator | None) -> None:
+def _periodic(
+    s: Session, log: MetricsLog, done: int, evaluator: SampleEvaluator | None, due: Due
+) -> None:
     """Sample grids, validation, sample metrics and checkpoints due after `done` steps."""
-    t, last = s.config.train, done == s.config.train.steps
-    due_samples = _every(t.sample_every, done) or (t.sample_every > 0 and last)
-    due_val = s.val is not None and (_every(t.val_every, done) or last)
-    due_eval = _every(t.eval_every, done) or (t.eval_every > 0 and last)
-    due_checkpoint = _every(t.checkpoint_every, done) or last
-    if due_samples:
+    if due.samples:
         save_samples(s, done)  # every rank samples a shard of the seeds
-    if due_val and (is_main() or is_sharded(s.state.model)):
+    if due.val and (is_main() or is_sharded(s.state.model)):
         # Sharded weights need every rank in each forward, so all compute the same loss.
         val_loss = validation_loss(s)
         log.write({"step": done, "val_loss": val_loss, "val_split": s.config.data.val_split})
-    if due_eval and evaluator is not None:
+    if due.eval and evaluator is not None:
         log.write(evaluator(s, done))  # rank 0 only
-    if due_checkpoint:
+    if due.checkpoint:
         save_state(s, done)  # gathers on every rank, writes on rank 0
-    if due_samples or due_val or due_eval or due_checkpoint:
+    if due:
         barrier()

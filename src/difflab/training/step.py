@@ -69,47 +69,89 @@ def micro_batch_loss(
         return state.loss_fn(state.forward, x0, t, eps, cond)
 
 
+def skips_on_device(state: TrainState) -> bool:
+    """Whether a non-finite step is skipped on the device, with no host sync: the optimizer
+    takes a found_inf flag (fused AdamW) and no fp16 grad scaler makes its own decision."""
+    takes_flag = getattr(state.optimizer, "_step_supports_amp_scaling", False)
+    return takes_flag and not state.precision.scaler.is_enabled()
+
+
 def train_step(
     state: TrainState, batches: Sequence[MicroBatch], generator: torch.Generator, step: int
-) -> tuple[Tensor, bool]:
+) -> tuple[Tensor, Tensor]:
     """Optimizer step number `step` (0-based) on the mean loss of the micro-batches.
 
-    Returns (mean loss, detached, on the device; whether the step was applied). A non-finite
-    loss or gradient norm skips the step with a warning: no optimizer or EMA update, so no NaN
-    reaches the weights (the fp16 grad scaler still lowers its scale).
+    Returns (mean loss, skipped): detached 0-dim tensors on the device, skipped 1.0 where the
+    step was skipped, else 0.0. A non-finite loss or gradient norm skips the step: no optimizer
+    or EMA update, so no NaN reaches the weights. Where `skips_on_device(state)` the decision
+    stays on the device (fused AdamW's found_inf; the loop reads the flag later); otherwise it is
+    read here, with a warning naming the step (the fp16 grad scaler still lowers its scale).
     """
     state.optimizer.zero_grad(set_to_none=True)
-    scaler = state.precision.scaler
     total = torch.zeros((), device=batches[0].x0.device)
     for k, batch in enumerate(batches):
         with gradient_sync(state.forward, state.model, enabled=k == len(batches) - 1):
             loss = micro_batch_loss(state, batch, generator, state.cond_dropout) / len(batches)
-            scaler.scale(loss).backward()
+            state.precision.scaler.scale(loss).backward()
         total += loss.detach()
-    scaler.unscale_(state.optimizer)
+    state.precision.scaler.unscale_(state.optimizer)
     params = [p for p in state.model.parameters() if p.grad is not None]
     grad_norm = nn.utils.get_total_norm([p.grad for p in params])
     # Sharded (FSDP2) gradients give a DTensor norm; the check needs its global value.
     full_norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
-    what = _non_finite(total, full_norm)
-    if what:
-        warnings.warn(f"non-finite {what} at step {step}; step skipped", stacklevel=2)
+    bad = _non_finite(total, full_norm)
+    skipped = (bad.sum() > 0).float()  # exactly 1.0 or 0.0, as the fused kernel needs
+    if skips_on_device(state):
+        _update_unless_skipped(state, params, grad_norm, skipped, step)
+    else:
+        _update_after_sync(state, params, grad_norm, bad, step)
+    return total, skipped
+
+
+def _non_finite(loss: Tensor, grad_norm: Tensor) -> Tensor:
+    """[2] flags on the device, each > 0 where the loss (0) or gradient norm (1) is not finite
+    on some rank: every rank skips alike (a non-finite value anywhere reaches all gradients)."""
+    bad = torch.stack([~torch.isfinite(loss), ~torch.isfinite(grad_norm)]).float()
+    return all_reduce_sum(bad)
+
+
+def _update_unless_skipped(
+    state: TrainState, params: list[Tensor], grad_norm: Tensor, skipped: Tensor, step: int
+) -> None:
+    """Clip, step and average with the skip decided on the device. Clipping by a non-finite
+    norm makes NaN gradients, which the fused kernel ignores when found_inf is 1: it leaves
+    weights, moments and step count as they were (torch.optim.adam._fused_adam)."""
+    _clip(state, params, grad_norm)
+    optimizer = state.optimizer
+    optimizer.found_inf = skipped  # read by optimizer.step, as GradScaler.step sets it
+    try:
+        optimizer.step()
+    finally:
+        del optimizer.found_inf
+    state.ema.update(state.model, step, skipped=skipped)
+
+
+def _update_after_sync(
+    state: TrainState, params: list[Tensor], grad_norm: Tensor, bad: Tensor, step: int
+) -> None:
+    """Clip, step and average unless the flags, read here, say the step is non-finite.
+
+    The one host sync per step on this path: an optimizer without a found_inf input (or the
+    fp16 grad scaler's own decision) needs the skip decided before it touches its state."""
+    bad_loss, bad_grad = bad.tolist()
+    scaler = state.precision.scaler
+    if bad_loss or bad_grad:
+        what = "loss" if bad_loss else "gradient norm"
+        warnings.warn(f"non-finite {what} at step {step}; step skipped", stacklevel=3)
         scaler.update()  # fp16: inf/NaN gradients lower the scale; a no-op otherwise
         state.optimizer.zero_grad(set_to_none=True)
-        return total, False
-    if state.grad_clip is not None:
-        nn.utils.clip_grads_with_norm_(params, state.grad_clip, grad_norm)
+        return
+    _clip(state, params, grad_norm)
     scaler.step(state.optimizer)
     scaler.update()
     state.ema.update(state.model, step)
-    return total, True
 
 
-def _non_finite(loss: Tensor, grad_norm: Tensor) -> str:
-    """'' when loss and gradient norm are finite on every rank, else which one is not.
-
-    The one host sync per step: skipping must be decided before the optimizer touches its
-    state, and by every rank alike (a non-finite value anywhere reaches all gradients)."""
-    bad = torch.stack([~torch.isfinite(loss), ~torch.isfinite(grad_norm)]).float()
-    bad_loss, bad_grad = all_reduce_sum(bad).tolist()
-    return "loss" if bad_loss else "gradient norm" if bad_grad else ""
+def _clip(state: TrainState, params: list[Tensor], grad_norm: Tensor) -> None:
+    if state.grad_clip is not None:
+        nn.utils.clip_grads_with_norm_(params, state.grad_clip, grad_norm)
