@@ -64,6 +64,24 @@ def all_reduce_sum(x: Tensor) -> Tensor:
     return x
 
 
+_HOST_GROUPS: dict[Any, Any] = {}  # the default group -> its gloo twin (None: itself)
+
+
+def any_rank(flag: bool) -> bool:
+    """Whether flag is true on any rank, agreed on the host: a CPU all-reduce over gloo (the
+    default group when it is gloo, else a gloo group made on first use by every rank at the
+    same call), so unlike a CUDA all-reduce it does not wait for the GPU's queue."""
+    if not is_distributed():
+        return flag
+    world = dist.group.WORLD
+    if world not in _HOST_GROUPS:
+        gloo = dist.get_backend() == "gloo"
+        _HOST_GROUPS[world] = None if gloo else dist.new_group(backend="gloo")
+    x = torch.tensor([float(flag)])
+    dist.all_reduce(x, op=dist.ReduceOp.SUM, group=_HOST_GROUPS[world])
+    return bool(x.item() > 0)
+
+
 def broadcast_from_main(obj: Any) -> Any:
     """Rank 0's value of obj on every rank."""
     if not is_distributed():
@@ -76,7 +94,8 @@ def broadcast_from_main(obj: Any) -> Any:
 def shutdown() -> None:
     """Leave the process group, if any (at the end of a torchrun command)."""
     if is_distributed():
-        dist.destroy_process_group()
+        dist.destroy_process_group()  # and the host group with it
+    _HOST_GROUPS.clear()
 
 
 def shard_rows(num: int) -> range:

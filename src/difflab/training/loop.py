@@ -24,9 +24,8 @@ from tqdm import tqdm
 
 from difflab.training.config import Config
 from difflab.training.distributed import (
-    all_reduce_sum,
+    any_rank,
     barrier,
-    is_distributed,
     is_main,
     world_size,
 )
@@ -132,13 +131,10 @@ class Due:
         return self.samples or self.val or self.eval or self.checkpoint
 
 
-def _stop_requested(stop: StopRequest | None, device: torch.device) -> bool:
-    """Whether a signal arrived, here or (with a process group) on any rank."""
-    requested = stop is not None and stop.signum is not None
-    if not is_distributed():
-        return requested
-    flag = torch.tensor(float(requested), device=device)
-    return bool(all_reduce_sum(flag) > 0)  # every rank must stop at the same step
+def _stop_requested(stop: StopRequest | None) -> bool:
+    """Whether a signal arrived, here or on any rank (every rank must stop at the same step);
+    agreed on the host, so the GPU's queue is not waited for."""
+    return any_rank(stop is not None and stop.signum is not None)
 
 
 def run_loop(
@@ -174,7 +170,7 @@ def run_loop(
                 window = Window()
             counts.check(seen, done)
         _periodic(s, log, done, evaluator, due)
-        if _stop_requested(stop, s.device):
+        if _stop_requested(stop):
             break
     if done < t.steps and done > s.start_step and not _every(t.checkpoint_every, done):
         counts.check(counts.read(), done)
