@@ -65,7 +65,12 @@ def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--rho", type=float, help="karras grid's exponent")
     p.add_argument("--sigma-max", type=float, help="karras grid's largest sigma / alpha, e.g. 80")
-    p.add_argument("--threshold", choices=("dynamic", "static", "off"), help="x0 thresholding")
+    p.add_argument(
+        "--threshold",
+        choices=("dynamic", "static", "off"),
+        help="x0 thresholding (default: the recipe's; where it sets none, static with "
+        "--classifier, else off)",
+    )
     p.add_argument("--classifier", metavar="PATH", help="noisy classifier for classifier guidance")
     p.add_argument("--classifier-scale", type=float, help="classifier guidance scale")
 
@@ -99,7 +104,7 @@ def sample_config(args: argparse.Namespace, base: SampleConfig) -> SampleConfig:
     sample = replace(base, sampler_options=options)
     sample = replace(sample, **{k: v for k, v in given.items() if v is not None})
     if args.threshold is not None:
-        sample = replace(sample, threshold=None if args.threshold == "off" else args.threshold)
+        sample = replace(sample, threshold=args.threshold)
     if args.classifier_scale is not None and sample.classifier is None:
         raise ConfigError("--classifier-scale needs --classifier PATH (a noisy classifier)")
     return sample
