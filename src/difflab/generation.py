@@ -222,6 +222,26 @@ def generate(
     `sample` defaults to the run's config section (the recipe's recommendation); image i uses
     seed + i. With sample.classifier, images are guided toward their labels by that noisy
     classifier (for an unconditional model, labels cycle over the classifier's classes)."""
+    sample, classifier, num_classes = generation_setup(run, num, sample, device)
+    y = resolve_labels(labels, num, num_classes)
+    images = draw_images(
+        run,
+        y,
+        seeds=range(seed, seed + num),
+        sample=sample,
+        classifier=classifier,
+        batch_size=batch_size,
+        device=device,
+    )
+    return images, labels_or_null(y, num)
+
+
+def generation_setup(
+    run: LoadedRun, num: int, sample: SampleConfig | None, device: torch.device | str
+) -> tuple[SampleConfig, Classifier | None, int]:
+    """(the sampling settings, checked: the run's `sample` section when None; the noisy
+    classifier they name, if any; the classes labels cycle over: the model's, else the
+    classifier's, 0 for none)."""
     sample = run.config.sample if sample is None else sample
     check_sample(sample)
     if num < 1:
@@ -230,16 +250,30 @@ def generate(
     if sample.classifier is not None:
         classifier = load_guidance_classifier(sample.classifier, run, device)
     num_classes = run.num_classes or (classifier.config.num_classes if classifier else 0)
-    y = resolve_labels(labels, num, num_classes)
+    return sample, classifier, num_classes
+
+
+def draw_images(
+    run: LoadedRun,
+    y: Tensor | None,
+    *,
+    seeds: range,
+    sample: SampleConfig,
+    classifier: Classifier | None,
+    batch_size: int,
+    device: torch.device | str,
+) -> Tensor:
+    """uint8 images [len(seeds), C, H, W] in batches, image i from seeds[i] with label y[i] (the
+    model's condition if it has classes, the classifier's target if there is one)."""
     chunks = []
-    for start in range(0, num, batch_size):
-        stop = min(num, start + batch_size)
+    for start in range(0, len(seeds), batch_size):
+        stop = min(len(seeds), start + batch_size)
         y_batch = None if y is None else y[start:stop]
         x0 = sample_images(
             run.denoiser,
             image_shape=run.image_shape,
             labels=y_batch if run.num_classes else None,
-            seeds=list(range(seed + start, seed + stop)),
+            seeds=list(seeds[start:stop]),
             sample=sample,
             device=device,
             classifier=classifier,
@@ -248,8 +282,12 @@ def generate(
         if not torch.isfinite(x0).all():
             raise TrainingError("generated images contain non-finite values")
         chunks.append(to_uint8(x0).cpu())
-    out_labels = y if y is not None else torch.full((num,), NULL_LABEL, dtype=torch.long)
-    return torch.cat(chunks), out_labels
+    return torch.cat(chunks)
+
+
+def labels_or_null(y: Tensor | None, num: int) -> Tensor:
+    """The first num labels of y, or num NULL_LABELs when there are none."""
+    return y[:num] if y is not None else torch.full((num,), NULL_LABEL, dtype=torch.long)
 
 
 # ----------------------------------------------------------------------------------------

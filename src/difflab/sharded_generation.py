@@ -7,13 +7,17 @@ those of one process (generation.generate) for the same seeds.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor
 
-from difflab.conditioning import NULL_LABEL
-from difflab.generation import LoadedRun, generate, resolve_labels
+from difflab.generation import (
+    LoadedRun,
+    draw_images,
+    generation_setup,
+    labels_or_null,
+    resolve_labels,
+)
+from difflab.training.config import SampleConfig
 from difflab.training.distributed import gather_rows, shard_rows
 
 
@@ -22,23 +26,24 @@ def generate_sharded(
     *,
     num: int,
     labels: list[int] | None = None,
+    sample: SampleConfig | None = None,
     seed: int = 0,
-    **options: Any,
+    batch_size: int = 64,
+    device: torch.device | str = "cpu",
 ) -> tuple[Tensor, Tensor] | None:
-    """generate(run, num=num, labels=labels, seed=seed, **options) split over the ranks:
-    (uint8 images [num, C, H, W], labels [num]) on rank 0, None on the others."""
+    """generate(run, num=num, ...) split over the ranks: (uint8 images [num, C, H, W], labels
+    [num]) on rank 0, None on the others."""
+    sample, classifier, num_classes = generation_setup(run, num, sample, device)
     rows = shard_rows(num)
-    y = resolve_labels(labels, rows.stop, run.num_classes)  # cycled on past num: padding
-    images, _ = generate(
+    y = resolve_labels(labels, max(num, rows.stop), num_classes)  # cycled on past num: padding
+    images = draw_images(
         run,
-        num=len(rows),
-        labels=None if y is None else y[rows.start :].tolist(),
-        seed=seed + rows.start,
-        **options,
+        None if y is None else y[rows.start : rows.stop],
+        seeds=range(seed + rows.start, seed + rows.stop),
+        sample=sample,
+        classifier=classifier,
+        batch_size=batch_size,
+        device=device,
     )
     gathered = gather_rows(images, num)
-    if gathered is None:
-        return None
-    y = resolve_labels(labels, num, run.num_classes)
-    out_labels = y if y is not None else torch.full((num,), NULL_LABEL, dtype=torch.long)
-    return gathered, out_labels
+    return None if gathered is None else (gathered, labels_or_null(y, num))

@@ -1,13 +1,18 @@
-"""`difflab sample` exposes every sampler, grid, thresholding and classifier guidance."""
+"""`difflab sample` exposes every sampler, grid, thresholding and classifier guidance;
+`difflab eval` of a run takes the same flags."""
 
-from dataclasses import replace
+import json
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from difflab import generation
+from difflab.cli.commands import build_parser
 from difflab.cli.main import main
+from difflab.cli.sampling_args import sample_config
 from difflab.conditioning import NULL_LABEL
 from difflab.errors import ConfigError
 from difflab.evaluation import Classifier, ClassifierConfig, save_classifier
@@ -63,9 +68,10 @@ def test_sigma_max_reaches_the_karras_grid(run_dir, tmp_path):
     assert not np.array_equal(full, capped)
 
 
+@pytest.mark.parametrize("command", ["sample", "eval"])
 @pytest.mark.parametrize("flag,kind", [("--sampler", SAMPLERS), ("--grid", GRIDS)])
-def test_bad_name_lists_the_valid_ones(run_dir, tmp_path, capsys, flag, kind):
-    argv = ["sample", str(run_dir), flag, "nope", "--out", str(tmp_path / "s.npz")]
+def test_bad_name_lists_the_valid_ones(run_dir, tmp_path, capsys, command, flag, kind):
+    argv = [command, str(run_dir), flag, "nope", "--out", str(tmp_path / "s.npz")]
     _fails(capsys, argv, flag, "'nope'", *kind.names())
 
 
@@ -159,7 +165,8 @@ def test_classifier_guidance_errors(run_dir, tmp_path, capsys):
     out = ["--out", str(tmp_path / "s.npz")]
     clean = _noisy_classifier(tmp_path / "clean", noisy=False)
     _fails(capsys, ["sample", str(run_dir), "--classifier", str(clean), *out], "noisy=False")
-    _fails(capsys, ["sample", str(run_dir), "--classifier-scale", "2", *out], "--classifier")
+    needs = "--classifier-scale needs --guidance-classifier PATH"
+    _fails(capsys, ["sample", str(run_dir), "--classifier-scale", "2", *out], needs)
     missing = str(tmp_path / "none")
     _fails(capsys, ["sample", str(run_dir), "--classifier", missing, *out], missing)
 
@@ -176,3 +183,52 @@ def test_classifier_guidance_of_an_unconditional_model(tmp_path):
     assert labels.tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
     assert none.tolist() == [NULL_LABEL] * 3
     torch.testing.assert_close(images[:3], plain, rtol=0, atol=0)
+
+
+SAMPLING_FLAGS = ["--sampler", "dpmpp-2m", "--steps", "3", "--grid", "karras", "--rho", "5"]
+SAMPLING_FLAGS += ["--sigma-max", "80", "--threshold", "static", "--guidance", "2"]
+SAMPLING_FLAGS += ["--sampler-option", "s_noise=1.5", "--classifier-scale", "0.5"]
+
+
+def test_sample_and_eval_resolve_the_same_flags_alike(run_dir):
+    base = load_run(run_dir).config.sample
+    expected = replace(base, sampler="dpmpp-2m", steps=3, grid="karras", rho=5.0, sigma_max=80.0)
+    expected = replace(expected, threshold="static", guidance=2.0, classifier="c")
+    expected = replace(expected, sampler_options={"s_noise": 1.5}, classifier_scale=0.5)
+    for command, flag in [("sample", "--classifier"), ("sample", "--guidance-classifier"),
+                          ("eval", "--guidance-classifier")]:  # fmt: skip
+        argv = [command, "RUN", *SAMPLING_FLAGS, flag, "c", "--out", "o.npz"]
+        assert sample_config(build_parser().parse_args(argv), base) == expected, argv
+
+
+def test_eval_of_a_run_samples_with_the_flags_and_records_them(run_dir, tmp_path, monkeypatch):
+    """The SampleConfig that reaches generation is the flags' one, and the JSON records it."""
+    drawn = []
+
+    def spy(*args, sample, **kwargs):
+        drawn.append(sample)
+        return real(*args, sample=sample, **kwargs)
+
+    real = generation.sample_images
+    monkeypatch.setattr(generation, "sample_images", spy)
+    guide = str(_noisy_classifier(tmp_path / "guide"))
+    scorer = str(_noisy_classifier(tmp_path / "scorer", noisy=False))
+    flags = ["--sampler", "dpmpp-2m", "--steps", "3", "--grid", "karras", "--threshold", "static"]
+    flags += ["--guidance-classifier", guide, "--classifier-scale", "0.5"]
+    out = tmp_path / "eval.json"
+    argv = ["eval", str(run_dir), "--num", "3", "--metric", "accuracy", "--classifier", scorer]
+    assert main([*argv, *flags, "--cache-dir", str(tmp_path), "--out", str(out)]) == 0
+    base = load_run(run_dir).config.sample
+    expected = replace(base, sampler="dpmpp-2m", steps=3, grid="karras", threshold="static")
+    expected = replace(expected, classifier=guide, classifier_scale=0.5)
+    assert drawn == [expected]
+    record = json.loads(out.read_text())
+    assert record["sample"] == {k: v for k, v in asdict(expected).items() if k != "num"}
+    assert (record["sampler"], record["steps"], record["classifier"]) == ("dpmpp-2m", 3, scorer)
+
+
+def test_eval_of_samples_refuses_sampling_flags(tmp_path, capsys):
+    npz = tmp_path / "s.npz"
+    np.savez(npz, np.zeros((2, 8, 8, 1), np.uint8))
+    argv = ["eval", str(npz), "--reference", "digits", "--sampler", "dpmpp-2m"]
+    _fails(capsys, argv, "sampling flags", "apply to a run folder", str(npz))

@@ -66,3 +66,26 @@ def test_too_many_bad_files_stop_with_one_line(tmp_path, folder, capsys):
     assert err.count("\n") == 1 and err.startswith("difflab: error: 2 of 10 images")
     assert "data.max_bad_fraction=0.1" in err and all(str(path) in err for path in bad)
     assert not (tmp_path / "tiny").exists()
+
+
+def test_resume_records_the_skipped_files_once_and_then_their_changes(tmp_path, folder):
+    """Resuming twice from the step-2 checkpoint with the same bad files adds no record; once
+    the files are mended, a resume records from its start step that none are skipped."""
+    root, bad = folder
+    with pytest.warns(UserWarning, match="skipped 2 of 10"):
+        assert main(_args(tmp_path, root, 0.25)) == 0
+    run = tmp_path / "tiny"
+    resume = ["train", "--resume", str(run), "train.steps=2"]
+    for _ in range(2):
+        with pytest.warns(UserWarning, match="skipped 2 of 10"):
+            assert main(resume) == 0
+    named = sorted(map(str, bad))
+    skipped = [r for r in read_metrics(run) if "data_skipped" in r]
+    assert skipped == [{"step": 0, "data_skipped": 2, "data_skipped_files": named}]
+    for path in bad:
+        path.unlink()
+    for _ in range(2):
+        assert main(resume) == 0
+    skipped = [r for r in read_metrics(run) if "data_skipped" in r]
+    mended = {"step": 2, "data_skipped": 0, "data_skipped_files": []}
+    assert skipped == [{"step": 0, "data_skipped": 2, "data_skipped_files": named}, mended]

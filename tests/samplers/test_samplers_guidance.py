@@ -3,7 +3,7 @@
 import torch
 
 from difflab.cli.commands import build_parser
-from difflab.cli.sample import sample_config
+from difflab.cli.sampling_args import sample_config
 from difflab.conditioning import Condition, classifier_free_guidance, classifier_guidance
 from difflab.generation import guided_denoise, threshold_kind
 from difflab.parameterization import Denoiser, Prediction

@@ -1,7 +1,8 @@
 """`difflab eval RUN_OR_SAMPLES --metric fid --metric kid --metric accuracy [...]`.
 
 RUN_OR_SAMPLES is a run folder (samples are generated from its EMA weights with the recipe's
-sampler and guidance unless overridden, labels cycled over the classes), a samples .npz
+`sample` section, overridden by the sampling flags of `difflab sample`, the noisy classifier
+being --guidance-classifier; labels cycled over the classes), a samples .npz
 (arr_0 images, arr_1 labels) or a folder of images. The reference is the test split of the
 run's dataset unless --reference names another. Features are Inception-v3's with
 --inception, else the difflab classifier's (--classifier, or one trained on demand and
@@ -13,15 +14,17 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from difflab.cli.sampling_args import add_sampling_arguments, sample_config
 from difflab.errors import ConfigError, DataError
 from difflab.evaluation.metrics import METRICS
+from difflab.training.config import SampleConfig
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -39,9 +42,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--classifier", metavar="PATH", help="classifier folder (save_classifier)")
     p.add_argument("--classifier-steps", type=int, help="steps of an on-demand classifier")
     p.add_argument("--inception", metavar="PATH", help="inception-2015-12-05.pt for features")
-    p.add_argument("--guidance", type=float, help="CFG scale (default: the recipe's)")
-    p.add_argument("--sampler", help="sampler name (default: the recipe's)")
-    p.add_argument("--steps", type=int, help="sampling steps (default: the recipe's)")
+    add_sampling_arguments(p)
     p.add_argument("--seed", type=int, default=0, help="image i uses seed + i")
     p.add_argument("--weights", choices=("ema", "raw"), default="ema")
     p.add_argument("--batch-size", type=int, default=256)
@@ -70,8 +71,7 @@ def samples_from_run(run_dir: Path, args: argparse.Namespace, device: torch.devi
     from difflab.generation import generate, load_run
 
     loaded = load_run(run_dir, weights=args.weights, device=device)
-    given = {"guidance": args.guidance, "sampler": args.sampler, "steps": args.steps}
-    sample = replace(loaded.config.sample, **{k: v for k, v in given.items() if v is not None})
+    sample = sample_config(args, loaded.config.sample)
     images, labels = generate(
         loaded,
         num=args.num,
@@ -83,6 +83,7 @@ def samples_from_run(run_dir: Path, args: argparse.Namespace, device: torch.devi
     data = loaded.config.data
     info = {"run": str(run_dir), "step": loaded.step, "weights": args.weights, "seed": args.seed}
     info.update(sampler=sample.sampler, steps=sample.steps, guidance=sample.guidance)
+    info["sample"] = {k: v for k, v in asdict(sample).items() if k != "num"}  # num: grids'
     return Samples(
         images=images,
         labels=labels if loaded.num_classes > 0 else None,
@@ -99,6 +100,9 @@ def load_source(source: Path, args: argparse.Namespace, device: torch.device) ->
 
     if (source / "config.yaml").is_file():
         return samples_from_run(source, args, device)
+    if sample_config(args, SampleConfig()) != SampleConfig():
+        raise ConfigError(f"sampling flags (--sampler, --steps, --guidance, ...) apply to a run "
+                          f"folder; {source} holds samples already drawn")  # fmt: skip
     if source.suffix.lower() == ".npz":
         images, labels = load_samples_npz(source)
     elif source.is_dir():

@@ -5,11 +5,10 @@ with sampler, grid, thresholding and classifier-guidance flags (`--sampler dpmpp
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 from pathlib import Path
 
+from difflab.cli.sampling_args import add_sampling_arguments, sample_config
 from difflab.errors import ConfigError
-from difflab.training.config import SampleConfig
 
 FORMATS = ("png", "folder", "npz")
 
@@ -26,8 +25,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     # -n as well: under torchrun, --num is taken for an abbreviation of its --numa-binding.
     p.add_argument("-n", "--num", type=int, default=64, help="number of images")
     p.add_argument("--labels", help="class labels, cycled: 3, 0-9 or 1,4,7 (default: all)")
-    p.add_argument("--guidance", type=float, help="CFG scale (default: the recipe's)")
-    add_sampling_arguments(p)
+    add_sampling_arguments(p, classifier_flags=("--classifier", "--guidance-classifier"))
     p.add_argument("--seed", type=int, default=0, help="image i uses seed + i")
     p.add_argument("--out", required=True, help="output .png grid, .npz file, or folder")
     p.add_argument("--format", choices=FORMATS, help="default: from the --out suffix")
@@ -40,74 +38,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="load a checkpoint whose state.pt needs full pickle (runs code: trusted files only)",
     )
     return p
-
-
-def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
-    """Sampler, grid, thresholding and classifier guidance. A flag left out keeps the run's
-    `sample` config section (defaults in training.config.SampleConfig)."""
-    from difflab.samplers import SAMPLERS
-    from difflab.schedules import GRIDS
-
-    p.add_argument("--sampler", choices=SAMPLERS.names(), help="default: the recipe's")
-    p.add_argument("--steps", type=int, help="sampling steps (default: the recipe's)")
-    p.add_argument("--grid", choices=GRIDS.names(), help="sampling grid (default: the recipe's)")
-    p.add_argument("--eta", type=float, help="DDIM eta (default: the recipe's)")
-    p.add_argument("--churn", type=float, help="Euler/Heun stochastic churn s_churn")
-    p.add_argument(
-        "--sampler-option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a sampler keyword option, e.g. s_noise=1.003 (repeatable)",
-    )
-    p.add_argument(
-        "--spacing", choices=("leading", "trailing", "linspace"), help="uniform grid spacing"
-    )
-    p.add_argument("--rho", type=float, help="karras grid's exponent")
-    p.add_argument("--sigma-max", type=float, help="karras grid's largest sigma / alpha, e.g. 80")
-    p.add_argument(
-        "--threshold",
-        choices=("dynamic", "static", "off"),
-        help="x0 thresholding (default: the recipe's; where it sets none, static with "
-        "--classifier, else off)",
-    )
-    p.add_argument("--classifier", metavar="PATH", help="noisy classifier for classifier guidance")
-    p.add_argument("--classifier-scale", type=float, help="classifier guidance scale")
-
-
-def sample_config(args: argparse.Namespace, base: SampleConfig) -> SampleConfig:
-    """The run's `sample` section with the flags given on the command line."""
-    options = dict(base.sampler_options)
-    if args.churn is not None:
-        options["s_churn"] = args.churn
-    for item in args.sampler_option:
-        key, _, value = item.partition("=")
-        try:
-            number = float(value)
-        except ValueError:
-            number = None
-        if not key.strip() or number is None:
-            raise ConfigError(f"bad --sampler-option {item!r}; expected KEY=NUMBER, e.g. eta=0.5")
-        options[key.strip()] = number
-    given = {
-        "guidance": args.guidance,
-        "sampler": args.sampler,
-        "steps": args.steps,
-        "grid": args.grid,
-        "eta": args.eta,
-        "spacing": args.spacing,
-        "rho": args.rho,
-        "sigma_max": args.sigma_max,
-        "classifier": args.classifier,
-        "classifier_scale": args.classifier_scale,
-    }
-    sample = replace(base, sampler_options=options)
-    sample = replace(sample, **{k: v for k, v in given.items() if v is not None})
-    if args.threshold is not None:
-        sample = replace(sample, threshold=args.threshold)
-    if args.classifier_scale is not None and sample.classifier is None:
-        raise ConfigError("--classifier-scale needs --classifier PATH (a noisy classifier)")
-    return sample
 
 
 def parse_labels(text: str | None) -> list[int] | None:

@@ -47,7 +47,7 @@ class ModelConfig:
 @dataclass
 class TrainConfig:
     steps: int = 2000
-    batch_size: int = 64
+    batch_size: int = 64  # per micro-step, all processes together; a step sees x grad_accum
     lr: float = 1e-3
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.0

@@ -28,7 +28,7 @@ from difflab.training.distributed import (
 from difflab.training.flops import mfu, peak_flops, train_flops_per_image
 from difflab.training.hooks import save_samples, save_state, validation_loss
 from difflab.training.optim import set_lr
-from difflab.training.reporting import MetricsLog, progress_bar, trim_metrics
+from difflab.training.reporting import MetricsLog, progress_bar, read_metrics, trim_metrics
 from difflab.training.rng import seeded_generator
 from difflab.training.sample_eval import SampleEvaluator
 from difflab.training.session import Session, open_session
@@ -70,10 +70,18 @@ def train(
 
 
 def _log_skipped_data(s: Session, log: MetricsLog) -> None:
-    """Unreadable training images (already warned about by the loader), counted and named."""
-    if s.data_skipped:
-        files = [path for path, _ in s.data_skipped]
+    """Unreadable training images (already warned about by the loader), counted and named
+    when they are not those the run's metrics last named: a resume reads the data again, and
+    records a change from its start step on (0 files: the data was mended)."""
+    files = [path for path, _ in s.data_skipped]
+    if is_main() and files != _last_skipped_files(s.run_dir):
         log.write({"step": s.start_step, "data_skipped": len(files), "data_skipped_files": files})
+
+
+def _last_skipped_files(run_dir: Path) -> list[str]:
+    """The files of the newest data_skipped record in metrics.jsonl; [] when there is none."""
+    named = [r["data_skipped_files"] for r in read_metrics(run_dir) if "data_skipped" in r]
+    return named[-1] if named else []
 
 
 def _every(n: int, done: int) -> bool:

@@ -1,0 +1,89 @@
+"""The sampling flags `difflab sample` and `difflab eval` share, and the SampleConfig they
+resolve to: a flag left out keeps the run's `sample` config section."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+
+from difflab.errors import ConfigError
+from difflab.training.config import SampleConfig
+
+
+def add_sampling_arguments(
+    p: argparse.ArgumentParser, classifier_flags: tuple[str, ...] = ("--guidance-classifier",)
+) -> None:
+    """CFG scale, sampler, grid, thresholding and classifier guidance. A flag left out keeps the
+    run's `sample` config section (defaults in training.config.SampleConfig). classifier_flags
+    name the noisy classifier's flag (`eval` keeps --classifier for its scoring classifier)."""
+    from difflab.samplers import SAMPLERS
+    from difflab.schedules import GRIDS
+
+    p.add_argument("--guidance", type=float, help="CFG scale (default: the recipe's)")
+    p.add_argument("--sampler", choices=SAMPLERS.names(), help="default: the recipe's")
+    p.add_argument("--steps", type=int, help="sampling steps (default: the recipe's)")
+    p.add_argument("--grid", choices=GRIDS.names(), help="sampling grid (default: the recipe's)")
+    p.add_argument("--eta", type=float, help="DDIM eta (default: the recipe's)")
+    p.add_argument("--churn", type=float, help="Euler/Heun stochastic churn s_churn")
+    p.add_argument(
+        "--sampler-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a sampler keyword option, e.g. s_noise=1.003 (repeatable)",
+    )
+    p.add_argument(
+        "--spacing", choices=("leading", "trailing", "linspace"), help="uniform grid spacing"
+    )
+    p.add_argument("--rho", type=float, help="karras grid's exponent")
+    p.add_argument("--sigma-max", type=float, help="karras grid's largest sigma / alpha, e.g. 80")
+    p.add_argument(
+        "--threshold",
+        choices=("dynamic", "static", "off"),
+        help="x0 thresholding (default: the recipe's; where it sets none, static under "
+        "classifier guidance, else off)",
+    )
+    p.add_argument(
+        *classifier_flags,
+        dest="guidance_classifier",
+        metavar="PATH",
+        help="noisy classifier for classifier guidance",
+    )
+    p.add_argument("--classifier-scale", type=float, help="classifier guidance scale")
+
+
+def sample_config(args: argparse.Namespace, base: SampleConfig) -> SampleConfig:
+    """The run's `sample` section with the flags given on the command line."""
+    options = dict(base.sampler_options)
+    if args.churn is not None:
+        options["s_churn"] = args.churn
+    for item in args.sampler_option:
+        key, _, value = item.partition("=")
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+        if not key.strip() or number is None:
+            raise ConfigError(f"bad --sampler-option {item!r}; expected KEY=NUMBER, e.g. eta=0.5")
+        options[key.strip()] = number
+    given = {
+        "guidance": args.guidance,
+        "sampler": args.sampler,
+        "steps": args.steps,
+        "grid": args.grid,
+        "eta": args.eta,
+        "spacing": args.spacing,
+        "rho": args.rho,
+        "sigma_max": args.sigma_max,
+        "classifier": args.guidance_classifier,
+        "classifier_scale": args.classifier_scale,
+    }
+    sample = replace(base, sampler_options=options)
+    sample = replace(sample, **{k: v for k, v in given.items() if v is not None})
+    if args.threshold is not None:
+        sample = replace(sample, threshold=args.threshold)
+    if args.classifier_scale is not None and sample.classifier is None:
+        raise ConfigError(
+            "--classifier-scale needs --guidance-classifier PATH (a noisy classifier)"
+        )
+    return sample
