@@ -1,12 +1,12 @@
 """Classifier guidance on the digits model: class accuracy of samples with and without it.
 
-python bench/classifier_guidance.py [--run RUN] [--num 1000] [--threshold static]
+python bench/classifier_guidance.py [--run RUN] [--num 1000] [--threshold off]
     [--cache /tmp/difflab-bench]
 
 Samples are drawn unconditionally (CFG scale 0: the null label) or with a weak CFG scale, and
 guided toward labels 0..9 (cycled) by a noisy classifier (`difflab sample --classifier`);
-accuracy is measured by an independent classifier trained on clean digits. `--threshold
-static` clips the guided x0 (recommended: see bench/README.md).
+accuracy is measured by an independent classifier trained on clean digits. Static thresholding
+(the default with a classifier) clips the guided x0; `--threshold off` shows why (bench/README.md).
 """
 
 from __future__ import annotations
@@ -31,7 +31,11 @@ def main() -> None:
     parser.add_argument("--scales", type=float, nargs="+", default=list(SCALES))
     parser.add_argument("--sampler", default="ddim")
     parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--threshold", choices=("static", "dynamic"), help="x0 thresholding")
+    parser.add_argument(
+        "--threshold",
+        choices=("static", "dynamic", "off"),
+        help="x0 thresholding (default: static where the classifier guides, as in difflab sample)",
+    )
     parser.add_argument("--cache", type=Path, default=Path("/tmp/difflab-bench"))
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()

@@ -4,7 +4,8 @@ at 10, 20, 50 and 100 denoiser calls for every registered sampler.
 python bench/samplers.py [--run RUN] [--num 1000] [--grid uniform] [--cache /tmp/difflab-bench]
 
 Steps = calls / calls per step: heun and dpmpp-2s call the denoiser twice per step (their last
-step, into clean data, once), the others once; the calls actually made are counted and printed.
+step, into clean data, once; heun also once on a step with s / s_next > max_ratio), the others
+once; the calls actually made are counted and printed.
 FID compares with the digits train split in the feature space of an evaluation classifier
 trained on clean digits; accuracy is that classifier's agreement with the requested labels.
 """

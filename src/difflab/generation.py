@@ -31,7 +31,7 @@ from difflab.data import to_uint8
 from difflab.errors import CheckpointError, ConfigError, TrainingError
 from difflab.networks import build_network
 from difflab.parameterization import Denoiser
-from difflab.samplers import SAMPLERS, SamplingGrid, StackedGenerator, thresholded
+from difflab.samplers import SAMPLERS, SamplingGrid, StackedGenerator, ThresholdKind, thresholded
 from difflab.samplers.options import grid_times, sampler_kwargs
 from difflab.schedules import make_schedule
 from difflab.training.checkpoint import load_latest_checkpoint
@@ -137,7 +137,7 @@ def guided_denoise(
     """The function a sampler calls: classifier-free guidance at sample.guidance on labels
     (none if None), then classifier guidance toward classifier_labels at
     sample.classifier_scale (with a classifier; at scale 0 it changes nothing), then
-    thresholding of x0 (sample.threshold)."""
+    thresholding of x0 (`threshold_kind`)."""
     if labels is None:
         denoise = conditioned(denoiser, None)
     else:
@@ -150,10 +150,20 @@ def guided_denoise(
         target = classifier_labels.to(device)
         scale = sample.classifier_scale
         denoise = classifier_guidance(denoise, classifier, target, scale=scale, schedule=schedule)
-    if sample.threshold is None:
+    kind = threshold_kind(sample, guided=classifier is not None and sample.classifier_scale > 0)
+    if kind is None:
         return denoise
     pct = sample.threshold_percentile
-    return thresholded(denoise, schedule=schedule, percentile=pct, kind=sample.threshold)
+    return thresholded(denoise, schedule=schedule, percentile=pct, kind=kind)
+
+
+def threshold_kind(sample: SampleConfig, *, guided: bool) -> ThresholdKind | None:
+    """The x0 thresholding to apply: sample.threshold, "off" being none; where it is unset
+    (None), static under classifier guidance (as guided-diffusion's clip_denoised=True: the
+    guided x0 leaves [-1, 1] by far on the noisiest steps, bench/README.md) and none otherwise."""
+    if sample.threshold is None:
+        return "static" if guided else None
+    return None if sample.threshold == "off" else sample.threshold
 
 
 # ----------------------------------------------------------------------------------------

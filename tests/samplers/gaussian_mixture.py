@@ -79,6 +79,21 @@ class GaussianMixture:
         return self.log_joint(x0, ones, 0 * ones).argmax(1)
 
 
+def standard_scores(mixture, out):
+    """(estimate - truth) / standard error of each statistic of each component k, with n_k
+    samples assigned to k: weight n_k / N (SE sqrt(w (1 - w) / N)), per-axis mean (SE s / sqrt(n_k))
+    and per-axis std (SE s / sqrt(2 n_k), the Gaussian sample std)."""
+    comp = mixture.component_of(out)
+    scores = []
+    for k, (w, mu, s) in enumerate(zip(mixture.weights, mixture.means, mixture.stds, strict=True)):
+        sel = out[comp == k].double()
+        n = len(sel)
+        scores.append((n / len(out) - w) / (w * (1 - w) / len(out)) ** 0.5)
+        scores.extend((sel.mean(0) - mu) / (s / n**0.5))
+        scores.extend((sel.std(0) - s) / (s / (2 * n) ** 0.5))
+    return torch.stack([torch.as_tensor(z) for z in scores])
+
+
 def _coef(schedule: NoiseSchedule, t: Tensor, x_t: Tensor) -> tuple[Tensor, Tensor]:
     t = torch.as_tensor(t, dtype=torch.float64).expand(x_t.shape[0])
     return schedule.alpha(t), schedule.sigma(t)

@@ -6,7 +6,7 @@ import torch
 from difflab.samplers import SAMPLERS, SamplingGrid
 from difflab.schedules import GRIDS, make_schedule
 
-from .gaussian_mixture import two_dim_mixture
+from .gaussian_mixture import standard_scores, two_dim_mixture
 
 N = 4_000
 # Steps at which each sampler's discretisation bias is well inside the tolerance below. Measured
@@ -29,21 +29,6 @@ CASES = [(name, {}, STEPS[name]) for name in sorted(STEPS)] + [
 
 def test_every_sampler_has_a_step_count():
     assert set(STEPS) == set(SAMPLERS.names())
-
-
-def standard_scores(mixture, out):
-    """(estimate - truth) / standard error of each statistic of each component k, with n_k
-    samples assigned to k: weight n_k / N (SE sqrt(w (1 - w) / N)), per-axis mean (SE s / sqrt(n_k))
-    and per-axis std (SE s / sqrt(2 n_k), the Gaussian sample std)."""
-    comp = mixture.component_of(out)
-    scores = []
-    for k, (w, mu, s) in enumerate(zip(mixture.weights, mixture.means, mixture.stds, strict=True)):
-        sel = out[comp == k].double()
-        n = len(sel)
-        scores.append((n / len(out) - w) / (w * (1 - w) / len(out)) ** 0.5)
-        scores.extend((sel.mean(0) - mu) / (s / n**0.5))
-        scores.extend((sel.std(0) - s) / (s / (2 * n) ** 0.5))
-    return torch.stack([torch.as_tensor(z) for z in scores])
 
 
 @pytest.mark.parametrize(

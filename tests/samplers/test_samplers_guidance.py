@@ -2,12 +2,16 @@
 
 import torch
 
+from difflab.cli.commands import build_parser
+from difflab.cli.sampling_args import sample_config
 from difflab.conditioning import Condition, classifier_free_guidance, classifier_guidance
+from difflab.generation import guided_denoise, threshold_kind
 from difflab.parameterization import Denoiser, Prediction
 from difflab.samplers import SAMPLERS, SamplingGrid, thresholded
 from difflab.schedules import GRIDS, make_schedule
+from difflab.training.config import SampleConfig, build_config
 
-from .gaussian_mixture import GaussianMixture, two_dim_mixture
+from .gaussian_mixture import GaussianMixture, MixtureNetwork, two_dim_mixture
 
 MIXTURE = two_dim_mixture()
 
@@ -144,3 +148,40 @@ def test_thresholded_denoiser_drives_every_sampler_into_range():
         x = torch.randn(64, 2, generator=torch.Generator().manual_seed(0))
         out = SAMPLERS.get(name)(denoise, x, grid, generator=torch.Generator().manual_seed(1))
         assert out.abs().max() <= 1.0 + 1e-6, name
+
+
+def test_static_threshold_is_the_default_under_classifier_guidance():
+    """generate's denoise function (the CLI's too): with a classifier at a positive scale and no
+    threshold set, x0 is clipped to [-1, 1] (the exact mixture predicts |x0| up to ~3.5 here);
+    explicitly "off", without a classifier, or at classifier scale 0 it is not; an explicit
+    kind is kept."""
+    schedule = make_schedule("cosine")
+    denoiser = Denoiser(MixtureNetwork(MIXTURE, schedule, "eps"), schedule, "eps")
+    x, t = 3 * torch.randn(64, 2, generator=torch.Generator().manual_seed(0)), torch.tensor(50.0)
+    labels = torch.arange(64) % 3
+
+    def largest_x0(classifier=None, **options):
+        sample = SampleConfig(classifier="clf" if classifier else None, **options)
+        denoise = guided_denoise(denoiser, None, sample, "cpu", classifier, labels)
+        return denoise(x, t).x0.abs().max()
+
+    clf = MIXTURE.classifier(schedule)
+    assert largest_x0(clf) <= 1 and largest_x0(clf, threshold="static") <= 1
+    assert largest_x0(clf, threshold="off") > 2 and largest_x0() > 2
+    assert largest_x0(clf, classifier_scale=0.0) > 2
+    assert threshold_kind(SampleConfig(threshold="dynamic"), guided=True) == "dynamic"
+    assert threshold_kind(SampleConfig(), guided=False) is None
+
+
+def test_threshold_off_from_the_command_line_and_the_config():
+    """`--threshold off` and `sample.threshold=off` (YAML 1.1 reads a bare off as false) both
+    give "off", which overrides the classifier-guidance default; no flag keeps the recipe's."""
+
+    def threshold(flags, recipe=None):
+        args = build_parser().parse_args(["sample", "RUN", "--out", "s.npz", *flags])
+        return sample_config(args, SampleConfig(threshold=recipe)).threshold
+
+    assert threshold(["--threshold", "off"]) == threshold(["--threshold", "off"], "static") == "off"
+    assert threshold([]) is None and threshold([], "dynamic") == "dynamic"
+    assert build_config({}, ["sample.threshold=off"]).sample.threshold == "off"
+    assert build_config({"sample": {"threshold": False}}).sample.threshold == "off"

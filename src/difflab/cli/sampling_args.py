@@ -37,7 +37,12 @@ def add_sampling_arguments(
     )
     p.add_argument("--rho", type=float, help="karras grid's exponent")
     p.add_argument("--sigma-max", type=float, help="karras grid's largest sigma / alpha, e.g. 80")
-    p.add_argument("--threshold", choices=("dynamic", "static", "off"), help="x0 thresholding")
+    p.add_argument(
+        "--threshold",
+        choices=("dynamic", "static", "off"),
+        help="x0 thresholding (default: the recipe's; where it sets none, static under "
+        "classifier guidance, else off)",
+    )
     p.add_argument(
         *classifier_flags,
         dest="guidance_classifier",
@@ -76,7 +81,7 @@ def sample_config(args: argparse.Namespace, base: SampleConfig) -> SampleConfig:
     sample = replace(base, sampler_options=options)
     sample = replace(sample, **{k: v for k, v in given.items() if v is not None})
     if args.threshold is not None:
-        sample = replace(sample, threshold=None if args.threshold == "off" else args.threshold)
+        sample = replace(sample, threshold=args.threshold)
     if args.classifier_scale is not None and sample.classifier is None:
         raise ConfigError(
             "--classifier-scale needs --guidance-classifier PATH (a noisy classifier)"

@@ -95,7 +95,8 @@ class SampleConfig:
     spacing: Literal["leading", "trailing", "linspace"] = "trailing"  # uniform grid, discrete
     rho: float = 7.0  # karras grid
     sigma_max: float | None = None  # karras grid's largest s = sigma / alpha (EDM: 80); None: t_max
-    threshold: Literal["dynamic", "static"] | None = None  # x0 thresholding; None is off
+    # x0 thresholding; None: static with classifier guidance, else off
+    threshold: Literal["dynamic", "static", "off"] | None = None
     threshold_percentile: float = 0.995  # dynamic thresholding's quantile
     # folder of a noisy classifier for classifier guidance (generate, `difflab sample`; the
     # periodic training grids leave it out)

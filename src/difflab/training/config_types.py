@@ -71,6 +71,8 @@ def check_type(key: str, hint: Any, value: Any) -> Any:
 def _convert(hint: Any, value: Any) -> tuple[bool, Any]:
     origin = get_origin(hint)
     if origin is Literal:
+        if value is False and "off" in get_args(hint):  # YAML 1.1 reads a bare off as false
+            value = "off"
         return value in get_args(hint), value
     if origin in (typing.Union, types.UnionType):
         for arg in get_args(hint):
