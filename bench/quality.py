@@ -10,7 +10,7 @@ the requested classes.
 
 python bench/quality.py [--recipe mnist --recipe cifar10] [--budget-s 600] [--device auto]
     [--eval-samples 5000] [--small] [--sample-steps K] [--classifier-steps N] [--quick]
-    [--clock wall|process] [--threads N]
+    [--clock wall|process] [--threads N] [--library difflab|diffusers]
 
 --small uses a small network (for CPU); --quick is a seconds-long smoke run on digits.
 """
@@ -251,7 +251,7 @@ def bench_recipe(recipe: str, args: argparse.Namespace) -> list[str]:
         train_set, cache=cache, steps=args.classifier_steps, device=device
     )
     rows = []
-    for train in (train_difflab, train_diffusers):
+    for train in (TRAINERS[name] for name in args.library or TRAINERS):
         trained = train(config, args.budget_s, CLOCKS[args.clock])
         started = time.perf_counter()
         images, labels = trained.sample(args.eval_samples, 0)
@@ -276,9 +276,14 @@ def bench_recipe(recipe: str, args: argparse.Namespace) -> list[str]:
     return rows
 
 
+TRAINERS = {"difflab": train_difflab, "diffusers": train_diffusers}
+
+
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--recipe", action="append", choices=("mnist", "cifar10", "digits"))
+    p.add_argument("--library", action="append", choices=("difflab", "diffusers"),
+                   help="repeatable (default: both); one per device call")  # fmt: skip
     p.add_argument("--budget-s", type=float, default=600.0, help="training seconds per model")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
