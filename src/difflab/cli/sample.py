@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         device=device,
     )
-    shutdown()
+    shutdown(finished=True)
     if result is None:  # not rank 0: rank 0 writes
         return 0
     images, y = result

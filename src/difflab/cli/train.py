@@ -86,15 +86,17 @@ def run(args: argparse.Namespace) -> int:
     from difflab.training.loop import train
     from difflab.training.signals import Interrupted
 
+    finished = False
     try:
         run_dir = train(config, trust_checkpoint=args.trust_checkpoint)
+        finished = True
     except Interrupted as stopped:
         if is_main():
             print(f"difflab: {stopped}", file=sys.stderr)
         return stopped.exit_status
     finally:
         main = is_main()  # before leaving the process group, after which every rank is "rank 0"
-        shutdown()
+        shutdown(finished)
     if main:
         print(f"run folder: {run_dir}")
     return 0
