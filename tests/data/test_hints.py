@@ -48,6 +48,8 @@ def test_canny_of_a_flat_image_has_no_edges_and_thresholds_are_checked():
     assert (CannyHint()({"image": flat})["hint"] == -1).all()
     with pytest.raises(ConfigError, match="0 <= low <= high"):
         CannyHint(low_threshold=200, high_threshold=100)
+    with pytest.raises(ConfigError, match="0 <= low <= high"):
+        CannyHint(low_threshold="50")
 
 
 def test_canny_without_opencv_says_how_to_install_it(monkeypatch):
@@ -91,5 +93,6 @@ def test_bad_inputs_and_names_are_clear_errors():
         make_hint("sobel")
     with pytest.raises(ConfigError, match="bad options"):
         make_hint("blur", sigma=2)
-    with pytest.raises(ConfigError, match="factor"):
-        BlurHint(factor=0)
+    for factor in (0, True, 2.0):
+        with pytest.raises(ConfigError, match="factor"):
+            BlurHint(factor=factor)

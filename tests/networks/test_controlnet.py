@@ -34,7 +34,7 @@ def controlled(num_classes: int | None = 3) -> ControlledUNet:
     """A trained-looking base (its zero-initialised output layer would hide everything) with a
     fresh ControlNet copied from it."""
     base = perturb(base_unet(num_classes))
-    return ControlledUNet(base, ControlNet.from_unet(base, hint_channels=HINT_C))
+    return ControlledUNet.from_unet(base, hint_channels=HINT_C)
 
 
 def inputs() -> tuple[torch.Tensor, torch.Tensor, Condition]:

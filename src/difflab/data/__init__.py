@@ -2,7 +2,7 @@
 
 from difflab.data import digits, image_folder, mnist  # noqa: F401  (register)
 from difflab.data.dataset import DATASETS, DatasetLoader, ImageDataset, Split, load_dataset
-from difflab.data.hints import HINTS, BlurHint, CannyHint, make_hint
+from difflab.data.hints import HINTS, BlurHint, CannyHint, Hint, make_hint
 from difflab.data.transforms import (
     BatchTransform,
     Compose,
@@ -20,6 +20,7 @@ __all__ = [
     "CannyHint",
     "Compose",
     "DatasetLoader",
+    "Hint",
     "ImageDataset",
     "RandomHorizontalFlip",
     "Resize",

@@ -8,9 +8,10 @@ Chosen by name from HINTS with `make_hint(name, **options)`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -20,17 +21,30 @@ from difflab.data.transforms import Batch, BatchTransform, to_uint8
 from difflab.errors import ConfigError, DataError, DifflabError
 from difflab.registry import Registry
 
-HINTS: Registry[type] = Registry("hint")
+
+class Hint(BatchTransform, Protocol):
+    def channels(self, image_channels: int) -> int:
+        """Channels of the hint made from images with image_channels channels."""
+        ...
+
+
+HINTS: Registry[type[Hint]] = Registry("hint")
 
 # ITU-R BT.601 luma weights for RGB -> grey.
 LUMA = (0.299, 0.587, 0.114)
 
 
-def _image(batch: Batch, key: str) -> Tensor:
-    x = batch[key]
+def _is_number(value: Any, kind: type) -> bool:
+    """An int (kind int) or a finite int or float (kind float); booleans are not numbers here."""
+    allowed = (int,) if kind is int else (int, float)
+    return isinstance(value, allowed) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _image(batch: Batch) -> Tensor:
+    x = batch["image"]
     if not x.is_floating_point() or x.ndim != 4:
         raise DataError(
-            f"hints need batch[{key!r}] as float [N, C, H, W] in [-1, 1] (after ToSymmetric), "
+            f"hints need batch['image'] as float [N, C, H, W] in [-1, 1] (after ToSymmetric), "
             f"got {x.dtype} of shape {tuple(x.shape)}"
         )
     return x
@@ -53,16 +67,15 @@ class BlurHint:
 
     factor: int = 4
     mode: Literal["nearest", "bilinear"] = "bilinear"
-    key: str = "image"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.factor, int) or self.factor < 1:
+        if not _is_number(self.factor, int) or self.factor < 1:
             raise ConfigError(f"blur hint factor={self.factor!r}: expected an integer >= 1")
         if self.mode not in ("nearest", "bilinear"):
             raise ConfigError(f"blur hint mode={self.mode!r}: expected 'nearest' or 'bilinear'")
 
     def __call__(self, batch: Batch, *, generator: torch.Generator | None = None) -> Batch:
-        x = _image(batch, self.key)
+        x = _image(batch)
         h, w = x.shape[-2:]
         small = F.adaptive_avg_pool2d(x, (max(1, h // self.factor), max(1, w // self.factor)))
         extra = {"align_corners": False} if self.mode == "bilinear" else {}
@@ -96,11 +109,11 @@ class CannyHint:
 
     low_threshold: float = 100.0
     high_threshold: float = 200.0
-    key: str = "image"
 
     def __post_init__(self) -> None:
         require_cv2()
-        if not 0 <= self.low_threshold <= self.high_threshold:
+        low, high = self.low_threshold, self.high_threshold
+        if not (_is_number(low, float) and _is_number(high, float) and 0 <= low <= high):
             raise ConfigError(
                 f"canny thresholds low={self.low_threshold!r}, high={self.high_threshold!r}: "
                 "expected 0 <= low <= high"
@@ -108,7 +121,7 @@ class CannyHint:
 
     def __call__(self, batch: Batch, *, generator: torch.Generator | None = None) -> Batch:
         cv2 = require_cv2()
-        x = _image(batch, self.key)
+        x = _image(batch)
         images = to_uint8(grey(x))[:, 0].cpu().numpy()  # [N, H, W] uint8
         edges = [cv2.Canny(im, self.low_threshold, self.high_threshold) for im in images]
         hint = torch.stack([torch.from_numpy(e) for e in edges])[:, None]  # [N, 1, H, W]
@@ -120,11 +133,11 @@ class CannyHint:
         return 1
 
 
-def make_hint(name: str, **options: Any) -> BatchTransform:
+def make_hint(name: str, **options: Any) -> Hint:
     """The hint transform `name` with its options (unknown options raise ConfigError).
 
     >>> make_hint("blur", factor=2)
-    BlurHint(factor=2, mode='bilinear', key='image')
+    BlurHint(factor=2, mode='bilinear')
     """
     cls = HINTS.get(name)
     try:

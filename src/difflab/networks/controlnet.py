@@ -26,7 +26,7 @@ COPIED = ("time_embed", "label_embed", "conv_in", "down", "mid")
 class HintEncoder(nn.Module):
     """Control image [N, hint_channels, H, W] -> features [N, out_channels, H, W]: 3x3
     convolutions with SiLU between them, the last one zero-initialised (the paper's small
-    encoder E(c_i), Section 3.3, here at image resolution since difflab's UNets are pixel-space).
+    encoder E(c_i), Section 3.2, here at image resolution since difflab's UNets are pixel-space).
     """
 
     def __init__(self, hint_channels: int, out_channels: int, widths: Sequence[int]) -> None:
@@ -48,8 +48,10 @@ class ControlNet(nn.Module):
     Build it with `ControlNet.from_unet(base, hint_channels=...)` to start from the base's
     weights; the constructor alone makes the same modules freshly initialised (for loading a
     state dict). A zero hint is a hint like any other: its residuals are whatever the network
-    computes for a zero image (zero only at initialisation). That is the paper's null hint for
-    condition dropout, not "no control"; for no control, call the base network without a hint.
+    computes for a zero image (zero only at initialisation), not "no control": for no control,
+    call the base network without a hint. The zero image is difflab's null hint, which condition
+    dropout puts in with the null label (the paper drops only the text prompt and keeps the
+    hint, Section 3.3).
     """
 
     def __init__(
@@ -76,13 +78,17 @@ class ControlNet(nn.Module):
     ) -> ControlNet:
         """A ControlNet whose copied modules start from `unet`'s weights (copies, not shared),
         on the unet's device and dtype."""
-        net = cls(unet.config, hint_channels, hint_widths)
+        p = next(unet.parameters())
+        net = cls(unet.config, hint_channels, hint_widths).to(device=p.device, dtype=p.dtype)
+        return net.copy_encoder(unet)
+
+    def copy_encoder(self, unet: UNet) -> ControlNet:
+        """Set the copied modules to `unet`'s weights (copied, not shared); return self."""
         for name in COPIED:
             module = getattr(unet, name)
             if module is not None:
-                getattr(net, name).load_state_dict(module.state_dict())
-        p = next(unet.parameters())
-        return net.to(device=p.device, dtype=p.dtype)
+                getattr(self, name).load_state_dict(module.state_dict())
+        return self
 
     def forward(self, x: Tensor, t: Tensor, cond: Condition | None) -> tuple[list[Tensor], Tensor]:
         hint = self._check_hint(x, cond)
@@ -120,6 +126,11 @@ class ControlledUNet(nn.Module):
         self.controlnet = controlnet
         self.scale = scale
         self.config = base.config
+
+    @classmethod
+    def from_unet(cls, base: UNet, hint_channels: int = 3, scale: float = 1.0) -> ControlledUNet:
+        """The base with a ControlNet copied from it (ControlNet.from_unet)."""
+        return cls(base, ControlNet.from_unet(base, hint_channels), scale)
 
     def forward(self, x: Tensor, t: Tensor, cond: Condition | None = None) -> Tensor:
         if cond is None or cond.hint is None:
