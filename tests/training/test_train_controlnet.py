@@ -22,20 +22,33 @@ TINY = str(Path(__file__).with_name("tiny.yaml"))
 QUIET = ["train.sample_every=0", "train.val_every=0", "train.checkpoint_every=100"]
 
 
-def _run(tmp_path: Path, name: str, steps: int, *extra: str) -> Path:
+def _run(tmp_path: Path, name: str, steps: int, *extra: str, stop_at: int | None = None) -> Path:
     overrides = [f"run.root={tmp_path}", f"run.name={name}", f"train.steps={steps}", *QUIET]
-    return train(load_config(TINY, [*overrides, *extra]), tensorboard=False)
+    return train(load_config(TINY, [*overrides, *extra]), tensorboard=False, stop_at=stop_at)
 
 
-def test_controlnet_trains_on_a_frozen_base_run(tmp_path, monkeypatch):
-    base_dir = _run(tmp_path, "base", 2)
-    # A known peak makes the loop count FLOPs (CUDA only otherwise), which needs the hint.
-    monkeypatch.setattr(loop, "peak_flops", lambda device: 1e12)
+def _losses(run_dir: Path) -> list[float]:
+    return [r["loss"] for r in read_metrics(run_dir) if "loss" in r]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> tuple[Path, Path, Path, list[str]]:
+    """(root, base run, ControlNet run of 3 steps, the ControlNet overrides)."""
+    root = tmp_path_factory.mktemp("controlnet")
+    base_dir = _run(root, "base", 2)
     controlnet = [
         f"model.controlnet.base_run={base_dir}",
         "model.controlnet.hint_options={factor: 2}",
     ]
-    run_dir = _run(tmp_path, "cn", 3, *controlnet)
+    with pytest.MonkeyPatch.context() as patch:
+        # A known peak makes the loop count FLOPs (CUDA only otherwise), which needs the hint.
+        patch.setattr(loop, "peak_flops", lambda device: 1e12)
+        run_dir = _run(root, "cn", 3, *controlnet)
+    return root, base_dir, run_dir, controlnet
+
+
+def test_controlnet_trains_on_a_frozen_base_run(runs):
+    _, base_dir, run_dir, _ = runs
     base = load_checkpoint(latest_checkpoint(base_dir))
     run = load_checkpoint(latest_checkpoint(run_dir))
     assert run.step == 3
@@ -49,8 +62,29 @@ def test_controlnet_trains_on_a_frozen_base_run(tmp_path, monkeypatch):
     assert isinstance(load_run(run_dir).denoiser.network, ControlledUNet)
     assert all(r["mfu"] > 0 for r in read_metrics(run_dir) if "loss" in r)
 
+
+def test_resume_reads_no_base_run_and_repeats_the_losses(runs):
+    root, _, run_dir, controlnet = runs
+    first = _run(root, "resumed", 3, *controlnet, "train.checkpoint_every=2", stop_at=2)
+    # Base and ControlNet come from the run's own checkpoint: the base run need not exist.
+    absent = f"model.controlnet.base_run={root / 'absent'}"
+    assert _run(root, "resumed", 3, *controlnet, absent, f"train.resume={first}") == first
+    assert _losses(first) == _losses(run_dir) and len(_losses(first)) == 3
+    resumed = load_checkpoint(latest_checkpoint(first))
+    expected = load_checkpoint(latest_checkpoint(run_dir))
+    assert all(torch.equal(resumed.model[k], v) for k, v in expected.model.items())
+
+
+def test_a_run_that_does_not_match_its_base_run_is_refused(runs):
+    root, _, run_dir, controlnet = runs
     with pytest.raises(ConfigError, match=r"'model.parameterization' is 'eps'.*has 'v'"):
-        _run(tmp_path, "bad", 1, *controlnet, "model.parameterization=eps")
+        _run(root, "bad", 1, *controlnet, "model.parameterization=eps")
+    with pytest.raises(ConfigError, match="needs a UNet network"):
+        _run(root, "bad", 1, *controlnet, "model.network=dit-tiny", "model.options={}")
+    with pytest.raises(ConfigError, match=r"data gives images \(1, 16, 16\)"):
+        _run(root, "bad", 1, *controlnet, "data.image_size=16")
+    with pytest.raises(ConfigError, match="is itself a ControlNet run"):
+        _run(root, "bad", 1, f"model.controlnet.base_run={run_dir}")
 
 
 def test_controlnet_config_errors_name_the_key():
