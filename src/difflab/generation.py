@@ -36,6 +36,7 @@ from difflab.samplers.options import grid_times, sampler_kwargs
 from difflab.schedules import make_schedule
 from difflab.training.checkpoint import load_latest_checkpoint
 from difflab.training.config import Config, SampleConfig, build_config, check_sample
+from difflab.training.controlnet import controlled_network
 from difflab.training.recipes import read_yaml
 
 MODEL_INFO = "model.json"  # in_channels, image_size, num_classes, class_names of a run
@@ -62,6 +63,8 @@ def build_denoiser(
         num_classes=num_classes or None,
         options=dict(m.options),
     )
+    if m.controlnet.base_run is not None:
+        network = controlled_network(network, m.controlnet)
     schedule = make_schedule(
         m.schedule, num_steps=m.num_steps, zero_terminal_snr=m.zero_terminal_snr
     )

@@ -1,7 +1,8 @@
-"""Datasets held whole in memory (digits, MNIST, image folders) and batch transforms."""
+"""Datasets held whole in memory (digits, MNIST, image folders), batch transforms and hints."""
 
 from difflab.data import digits, image_folder, mnist  # noqa: F401  (register)
 from difflab.data.dataset import DATASETS, DatasetLoader, ImageDataset, Split, load_dataset
+from difflab.data.hints import HINTS, BlurHint, CannyHint, Hint, make_hint
 from difflab.data.transforms import (
     BatchTransform,
     Compose,
@@ -13,14 +14,19 @@ from difflab.data.transforms import (
 
 __all__ = [
     "DATASETS",
+    "HINTS",
     "BatchTransform",
+    "BlurHint",
+    "CannyHint",
     "Compose",
     "DatasetLoader",
+    "Hint",
     "ImageDataset",
     "RandomHorizontalFlip",
     "Resize",
     "Split",
     "ToSymmetric",
     "load_dataset",
+    "make_hint",
     "to_uint8",
 ]

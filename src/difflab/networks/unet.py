@@ -120,19 +120,22 @@ class UNet(nn.Module):
         super().__init__()
         self.config = config
         c = config.base_channels
-        self.time_embed = TimestepEmbedding(c, 4 * c)
-        has_labels = config.num_classes is not None
-        self.label_embed = LabelEmbedding(config.num_classes, 4 * c) if has_labels else None
+        self.time_embed, self.label_embed = self._build_embed(config)
         self.conv_in = nn.Conv2d(config.in_channels, c, 3, padding=1)
         self.down, skip_channels = self._build_down(config)
         self.skip_channels = tuple(skip_channels)
-        width = c * config.channel_mults[-1]
-        self.mid = nn.ModuleList(
-            [UNetBlock(config, width, width, True), UNetBlock(config, width, width, False)]
-        )
+        self.mid = self._build_mid(config)
         self.up = self._build_up(config, skip_channels)
         self.norm_out = nn.GroupNorm(config.norm_groups, c, eps=1e-6)
         self.conv_out = zero_init(nn.Conv2d(c, config.out_channels, 3, padding=1))
+
+    @staticmethod
+    def _build_embed(config: UNetConfig) -> tuple[TimestepEmbedding, LabelEmbedding | None]:
+        """Time embedding, and the label embedding for class-conditional networks."""
+        dim = 4 * config.base_channels
+        time_embed = TimestepEmbedding(config.base_channels, dim)
+        has_labels = config.num_classes is not None
+        return time_embed, LabelEmbedding(config.num_classes, dim) if has_labels else None
 
     @staticmethod
     def _build_down(config: UNetConfig) -> tuple[nn.ModuleList, list[int]]:
@@ -156,6 +159,13 @@ class UNet(nn.Module):
         return nn.ModuleList(levels), skip_channels
 
     @staticmethod
+    def _build_mid(config: UNetConfig) -> nn.ModuleList:
+        width = config.base_channels * config.channel_mults[-1]
+        return nn.ModuleList(
+            [UNetBlock(config, width, width, True), UNetBlock(config, width, width, False)]
+        )
+
+    @staticmethod
     def _build_up(config: UNetConfig, skip_channels: list[int]) -> nn.ModuleList:
         skips = list(skip_channels)
         ch = config.base_channels * config.channel_mults[-1]
@@ -172,10 +182,7 @@ class UNet(nn.Module):
 
     def embed(self, t: Tensor, cond: Condition | None, batch: int) -> Tensor:
         """Time embedding, plus the label embedding for class-conditional networks."""
-        emb = self.time_embed(t.expand(batch))
-        if self.label_embed is not None:
-            emb = emb + self.label_embed(cond, batch, emb.device)
-        return emb
+        return embed_time_and_label(self.time_embed, self.label_embed, t, cond, batch)
 
     def forward(
         self,
@@ -190,8 +197,7 @@ class UNet(nn.Module):
         h, skips = self.encode(x, emb)
         if skip_residuals is not None:
             skips = [s + r for s, r in zip(skips, skip_residuals, strict=True)]
-        for block in self.mid:
-            h = block(h, emb)
+        h = mid_path(self.mid, h, emb)
         if mid_residual is not None:
             h = h + mid_residual
         h = self.decode(h, skips, emb)
@@ -199,16 +205,7 @@ class UNet(nn.Module):
 
     def encode(self, x: Tensor, emb: Tensor) -> tuple[Tensor, list[Tensor]]:
         """Down path: the lowest-resolution features and every skip connection."""
-        h = self.conv_in(x)
-        skips = [h]
-        for level in self.down:
-            for block in level.blocks:
-                h = block(h, emb)
-                skips.append(h)
-            if level.resample is not None:
-                h = level.resample(h)
-                skips.append(h)
-        return h, skips
+        return down_path(self.down, self.conv_in(x), emb)
 
     def decode(self, h: Tensor, skips: list[Tensor], emb: Tensor) -> Tensor:
         """Up path: each block takes the newest unused skip, concatenated on channels."""
@@ -219,3 +216,38 @@ class UNet(nn.Module):
             if level.resample is not None:
                 h = level.resample(h)
         return h
+
+
+def embed_time_and_label(
+    time_embed: TimestepEmbedding,
+    label_embed: LabelEmbedding | None,
+    t: Tensor,
+    cond: Condition | None,
+    batch: int,
+) -> Tensor:
+    """The embedding every block sees: time, plus the label for class-conditional networks."""
+    emb = time_embed(t.expand(batch))
+    if label_embed is not None:
+        emb = emb + label_embed(cond, batch, emb.device)
+    return emb
+
+
+def down_path(levels: nn.ModuleList, h: Tensor, emb: Tensor) -> tuple[Tensor, list[Tensor]]:
+    """Encoder from the input conv's features h: the lowest-resolution features and every skip
+    connection (h itself first). Shared by the UNet and its ControlNet copy."""
+    skips = [h]
+    for level in levels:
+        for block in level.blocks:
+            h = block(h, emb)
+            skips.append(h)
+        if level.resample is not None:
+            h = level.resample(h)
+            skips.append(h)
+    return h, skips
+
+
+def mid_path(blocks: nn.ModuleList, h: Tensor, emb: Tensor) -> Tensor:
+    """The middle blocks at the lowest resolution."""
+    for block in blocks:
+        h = block(h, emb)
+    return h

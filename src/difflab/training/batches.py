@@ -14,7 +14,14 @@ import torch
 from torch import Tensor
 
 from difflab.conditioning import Condition
-from difflab.data import Compose, ImageDataset, RandomHorizontalFlip, Resize, ToSymmetric
+from difflab.data import (
+    BatchTransform,
+    Compose,
+    ImageDataset,
+    RandomHorizontalFlip,
+    Resize,
+    ToSymmetric,
+)
 from difflab.errors import ConfigError
 from difflab.training.config import DataConfig
 from difflab.training.distributed import rank, world_size
@@ -22,11 +29,14 @@ from difflab.training.rng import seeded_generator
 from difflab.training.step import MicroBatch
 
 
-def make_transform(data: DataConfig, *, train: bool) -> Compose:
-    """uint8 -> [-1, 1], optional resize, optional flips (training only)."""
-    transforms = [ToSymmetric()]
+def make_transform(data: DataConfig, *, train: bool, hint: BatchTransform | None = None) -> Compose:
+    """uint8 -> [-1, 1], optional resize, the control hint (a ControlNet's), optional flips
+    (training only; the hint turns with its image)."""
+    transforms: list[BatchTransform] = [ToSymmetric()]
     if data.image_size is not None:
         transforms.append(Resize(data.image_size))
+    if hint is not None:
+        transforms.append(hint)
     if train and data.flip:
         transforms.append(RandomHorizontalFlip(0.5))
     return Compose(transforms)
@@ -45,6 +55,7 @@ class DeviceData:
         class_conditional: bool,
         device: torch.device,
         train: bool = True,
+        hint: BatchTransform | None = None,
     ) -> None:
         if batch_size > len(dataset):
             raise ConfigError(
@@ -62,7 +73,7 @@ class DeviceData:
             )
         self.seed = seed
         self.class_conditional = class_conditional
-        self.transform = make_transform(data, train=train)
+        self.transform = make_transform(data, train=train, hint=hint)
         self.batches_per_epoch = len(dataset) // batch_size
         self._epoch, self._perm = -1, torch.empty(0)
 
@@ -86,8 +97,9 @@ class DeviceData:
     def take(self, index: Tensor, generator: torch.Generator | None) -> MicroBatch:
         """The images at `index`, transformed with randomness from generator."""
         out = self.transform({"image": self.images[index]}, generator=generator)
-        cond = Condition(labels=self.labels[index]) if self.class_conditional else None
-        return MicroBatch(x0=out["image"], cond=cond)
+        labels = self.labels[index] if self.class_conditional else None
+        cond = Condition(labels=labels, hint=out.get("hint"))
+        return MicroBatch(x0=out["image"], cond=None if cond.is_empty() else cond)
 
     def micro_batch(self, micro_index: int, generator: torch.Generator) -> MicroBatch:
         """This rank's part of micro-batch micro_index."""

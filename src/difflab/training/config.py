@@ -12,7 +12,8 @@ from typing import Any, Literal
 
 import yaml
 
-from difflab.errors import ConfigError
+from difflab.data.hints import HINTS, make_hint
+from difflab.errors import ConfigError, DifflabError
 from difflab.networks import NETWORKS
 from difflab.samplers import SAMPLERS
 from difflab.samplers.options import sampler_kwargs
@@ -34,6 +35,16 @@ class DataConfig:
 
 
 @dataclass
+class ControlNetConfig:
+    """Train a ControlNet on a trained run: its EMA weights are the frozen base."""
+
+    base_run: str | None = None  # the base run's folder; None: no ControlNet
+    hint: str = "blur"  # a hint transform from difflab.data.HINTS, made from each image
+    hint_options: dict[str, Any] = field(default_factory=dict)  # that transform's fields
+    scale: float = 1.0  # multiplies the ControlNet's residuals
+
+
+@dataclass
 class ModelConfig:
     network: str = "unet-tiny"
     options: dict[str, Any] = field(default_factory=dict)  # passed to build_network
@@ -42,6 +53,7 @@ class ModelConfig:
     num_steps: int | None = 1000  # None: continuous time
     zero_terminal_snr: bool = False
     class_conditional: bool = True
+    controlnet: ControlNetConfig = field(default_factory=ControlNetConfig)
 
 
 @dataclass
@@ -193,6 +205,7 @@ def _check_values(c: Config) -> None:
         c.data.image_size,
     )
     _require(m.network in NETWORKS, "model.network", f"one of {NETWORKS.names()}", m.network)
+    check_controlnet(m.controlnet)
     check_sample(s)
     _require(
         not (t.parallel == "fsdp" and t.precision == "fp16"),
@@ -202,6 +215,16 @@ def _check_values(c: Config) -> None:
     )
     frac = c.data.max_bad_fraction
     _require(0 <= frac <= 1, "data.max_bad_fraction", "in [0, 1]", frac)
+
+
+def check_controlnet(cn: ControlNetConfig) -> None:
+    """The hint transform exists and takes its options (Canny: OpenCV is installed)."""
+    _require(cn.hint in HINTS, "model.controlnet.hint", f"one of {HINTS.names()}", cn.hint)
+    _require(cn.scale >= 0, "model.controlnet.scale", ">= 0", cn.scale)
+    try:
+        make_hint(cn.hint, **cn.hint_options)
+    except DifflabError as e:  # ConfigError, or OpenCV missing for Canny
+        raise ConfigError(f"config key 'model.controlnet.hint_options': {e}") from None
 
 
 def check_sample(s: SampleConfig) -> None:

@@ -33,16 +33,21 @@ class EMA:
         self.module = (copy.deepcopy(model) if copied else module).eval().requires_grad_(False)
         if not copied:
             with torch.no_grad():
-                for e, s in zip(*self._pairs(model), strict=True):
-                    e.copy_(s)
+                for e, s in zip(_tensors(self.module), _tensors(model), strict=True):
+                    local(e).copy_(local(s))
 
     def _pairs(self, model: nn.Module) -> tuple[list[Tensor], list[Tensor]]:
         """(average, weights), paired: this rank's shards. The tensors are listed once per model
         (a Parameter outlives .to() and load_state_dict): walking the module tree on every step
         costs milliseconds of Python per step on a 35M-parameter UNet."""
         if self._tensors is None or self._tensors[0] is not model:
-            ema = [*self.module.parameters(), *self.module.buffers()]
-            self._tensors = (model, ema, [*model.parameters(), *model.buffers()])
+            ema, src = _tensors(self.module), _tensors(model)
+            # Frozen parameters (a ControlNet's base) never change; averaging them would only
+            # add rounding, so their copy stays exactly as it is.
+            moving = [
+                i for i, s in enumerate(src) if not isinstance(s, nn.Parameter) or s.requires_grad
+            ]
+            self._tensors = (model, [ema[i] for i in moving], [src[i] for i in moving])
         _, ema, src = self._tensors
         return [local(v) for v in ema], [local(v) for v in src]
 
@@ -80,6 +85,10 @@ class EMA:
         for ema, src in _chunks(floats, CHUNK):
             torch._foreach_mul_(ema, factor)
             torch._foreach_add_(ema, torch._foreach_mul(src, keep), alpha=1.0 - self.decay)
+
+
+def _tensors(module: nn.Module) -> list[Tensor]:
+    return [*module.parameters(), *module.buffers()]
 
 
 def _chunks(

@@ -180,6 +180,14 @@ def run_loop(
     return done
 
 
+def _flops_per_image(s: Session) -> float:
+    """Training FLOPs of one image, with the condition of one real sample: a ControlNet's
+    gradients reach trainable weights only through its hint. A fresh generator for the sample's
+    augmentation, so counting draws nothing from training's random streams."""
+    one = s.data.take(s.data.indices(0)[:1], torch.Generator(s.device))
+    return train_flops_per_image(s.state.model, s.image_shape, one.cond)
+
+
 class _Logger:
     """Writes a window's log record: metrics file, progress bar and, where the skip is decided
     on the device, a warning naming the skipped steps (the host path warns at each)."""
@@ -187,8 +195,7 @@ class _Logger:
     def __init__(self, s: Session, log: MetricsLog, bar: tqdm) -> None:
         self.s, self.log, self.bar = s, log, bar
         self.peak = peak_flops(s.device)  # counted once, never inside the loop
-        model, shape = s.state.model, s.image_shape
-        self.flops = train_flops_per_image(model, shape) if self.peak is not None else None
+        self.flops = _flops_per_image(s) if self.peak is not None else None
         self.warn = skips_on_device(s.state)
 
     def write(self, window: Window, seen: Seen, done: int, lr: float) -> None:

@@ -12,12 +12,13 @@ import torch
 from torch import nn
 
 from difflab.data import ImageDataset, load_dataset
-from difflab.generation import MODEL_INFO, build_denoiser
+from difflab.generation import MODEL_INFO, build_denoiser, load_run
 from difflab.losses import DenoisingLoss
 from difflab.parameterization import Denoiser
 from difflab.training.batches import DeviceData
 from difflab.training.checkpoint import Checkpoint, load_latest_checkpoint
 from difflab.training.config import Config
+from difflab.training.controlnet import hint_transform, start_from_base
 from difflab.training.distributed import (
     barrier,
     broadcast_from_main,
@@ -85,6 +86,7 @@ def _device_data(config: Config, dataset: ImageDataset, device, *, train: bool) 
         class_conditional=config.model.class_conditional,
         device=device,
         train=train,
+        hint=hint_transform(config.model.controlnet),
     )
 
 
@@ -169,6 +171,9 @@ def open_session(config: Config, *, trust_checkpoint: bool = False) -> Session:
     info = {"in_channels": c, "image_size": size, "num_classes": num_classes}
     torch.manual_seed(t.seed)
     denoiser = build_denoiser(config, **info).to(device)
+    base_run = config.model.controlnet.base_run
+    if base_run is not None and checkpoint is None:
+        start_from_base(denoiser.network, load_run(base_run, device=device), config, info)
     if is_main():
         _write_run_files(run_dir, config, {**info, "class_names": dataset.class_names})
     barrier()
