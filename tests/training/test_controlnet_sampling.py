@@ -1,7 +1,8 @@
 """Sampling a ControlNet run: hints reach every image (cycled, whatever the batch), the run
 refuses to sample without them, `difflab sample --hint-image` makes them from image files, and
-the training grids are drawn under the held-out images' hints."""
+the training grids and in-training evaluation are drawn under the held-out images' hints."""
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -10,15 +11,18 @@ import pytest
 import torch
 from PIL import Image
 
+from difflab import sharded_generation
 from difflab.cli.main import main
 from difflab.conditioning import NULL_LABEL, Condition, conditioned
 from difflab.control_hints import hints_from_files
 from difflab.data import BlurHint, load_dataset
 from difflab.errors import ConfigError
+from difflab.evaluation import Classifier, ClassifierConfig, save_classifier
 from difflab.generation import generate, guided_denoise, load_run
-from difflab.training import hooks
+from difflab.training import distributed, hooks, sample_eval
 from difflab.training.loop import train
 from difflab.training.recipes import load_config
+from difflab.training.reporting import read_metrics
 
 TINY = str(Path(__file__).with_name("tiny.yaml"))
 QUIET = ["train.sample_every=0", "train.val_every=0", "train.checkpoint_every=100"]
@@ -30,26 +34,34 @@ def _blur(uint8: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> tuple[Path, Path, list[torch.Tensor]]:
-    """(base run, ControlNet run with a grid at step 2, the hints its grids were drawn with)."""
+def runs(tmp_path_factory) -> tuple[Path, Path, dict[str, list]]:
+    """(base run, ControlNet run with a grid and an evaluation at step 2, the hints its grids
+    and its evaluation were drawn with)."""
     root = tmp_path_factory.mktemp("cn-sampling")
     base = train(
         load_config(TINY, [f"run.root={root}", "run.name=base", "train.steps=2", *QUIET]),
         tensorboard=False,
     )
-    grid_hints = []
+    save_classifier(Classifier(ClassifierConfig("digits", 1, 8, 10)), root / "classifier")
+    seen: dict[str, list] = {"grid": [], "eval": []}
 
-    def spy(*args, hints=None, **kwargs):
-        grid_hints.append(hints)
-        return real(*args, hints=hints, **kwargs)
+    def spy(real, key):
+        def record(*args, hints=None, **kwargs):
+            seen[key].append(hints)
+            return real(*args, hints=hints, **kwargs)
 
-    real = hooks.sample_images
-    overrides = [f"run.root={root}", "run.name=cn", "train.steps=2", "train.lr=0.05"]
+        return record
+
+    overrides = [f"run.root={root}", "run.name=cn", "train.steps=2"]
     overrides += [f"model.controlnet.base_run={base}", "model.controlnet.hint_options={factor: 2}"]
+    overrides += ["train.eval_every=2", "train.eval_samples=5"]
+    overrides += [f"train.eval_classifier={root / 'classifier'}"]
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(hooks, "sample_images", spy)
+        patch.setenv("DIFFLAB_CACHE", str(root / "cache"))
+        patch.setattr(hooks, "sample_images", spy(hooks.sample_images, "grid"))
+        patch.setattr(sample_eval, "generate", spy(sample_eval.generate, "eval"))
         run_dir = train(load_config(TINY, overrides), tensorboard=False)
-    return base, run_dir, grid_hints
+    return base, run_dir, seen
 
 
 def _load(run_dir: Path):
@@ -103,6 +115,18 @@ def test_image_i_gets_hint_i_mod_m_whatever_the_batch(strong):
     options.update(labels=[2], seed=8)
     assert torch.equal(generate(strong, num=1, hints=hints[1:2], **options)[0][0], whole[4])
     assert not torch.equal(generate(strong, num=1, hints=hints[2:3], **options)[0][0], whole[4])
+
+
+def test_sharded_generation_gives_image_i_hint_i_mod_m_on_every_rank(strong, monkeypatch):
+    hints = torch.tensor([-1.0, 1.0]).view(2, 1, 1, 1).expand(2, 1, 8, 8)
+    images, _ = generate(strong, num=5, hints=hints, seed=1)
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)
+    monkeypatch.setattr(sharded_generation, "gather_rows", lambda x, num: x)  # the rank's part
+    parts = []
+    for r in (0, 1):  # rows 0-2 and 3-5 (5: padding); rank 1's rows 3, 4 take hints 1, 0
+        monkeypatch.setattr(distributed, "rank", lambda r=r: r)
+        parts.append(sharded_generation.generate_sharded(strong, num=5, hints=hints, seed=1)[0])
+    assert torch.equal(torch.cat(parts)[:5], images)
 
 
 def test_guidance_zero_is_the_null_label_with_the_zero_hint(strong):
@@ -165,11 +189,26 @@ def test_cli_sample_with_hint_images(runs, cn, tmp_path, capsys):
     assert main(refused) == 2 and "apply to a run folder" in capsys.readouterr().err
 
 
-def test_training_grids_are_drawn_under_the_held_out_images_hints(runs):
-    _, run_dir, grid_hints = runs
-    test_split = load_dataset("digits", split="test").images[:4]  # sample.num 4, val_split test
-    assert len(grid_hints) == 2  # EMA and raw grids at step 2
-    for hints in grid_hints:
-        assert torch.allclose(hints, _blur(test_split))
+def test_training_grids_and_evaluation_use_the_held_out_images_hints(runs):
+    _, run_dir, seen = runs
+    test_split = load_dataset("digits", split="test").images  # data.val_split
+    assert len(seen["grid"]) == 2  # EMA and raw grids at step 2, sample.num 4
+    for hints in seen["grid"]:
+        assert torch.allclose(hints, _blur(test_split[:4]))
     shown = Image.open(run_dir / "samples" / "hints.png")
     assert shown.size == Image.open(run_dir / "samples" / "step-000002-ema.png").size
+    assert len(seen["eval"]) == 1 and torch.allclose(seen["eval"][0], _blur(test_split[:5]))
+    assert [r["step"] for r in read_metrics(run_dir) if "eval_fid" in r] == [2]
+
+
+def test_cli_eval_of_a_controlnet_run_takes_hint_images(runs, tmp_path, capsys):
+    _write(tmp_path / "a.png", np.full((8, 8), 200, np.uint8))
+    argv = ["eval", str(runs[1]), "--num", "3", "--steps", "2", "--metric", "fid"]
+    argv += ["--classifier", str(runs[1].parent / "classifier"), "--cache-dir", str(tmp_path)]
+    assert main([*argv, "--out", str(tmp_path / "x.json")]) == 2
+    assert "--hint-image PATH" in capsys.readouterr().err
+    assert (
+        main([*argv, "--hint-image", str(tmp_path / "a.png"), "--out", str(tmp_path / "e.json")])
+        == 0
+    )
+    assert "fid" in json.loads((tmp_path / "e.json").read_text())
