@@ -1,7 +1,10 @@
 """Generation from a trained run: load its denoiser, sample with per-image seeds, write images.
 
 Image i of a call with `seed` uses its own generator seeded with seed + i (StackedGenerator),
-so an image depends only on its seed and label, not on the batch it was drawn in.
+so an image depends only on its seed, label and hint, not on the batch it was drawn in. A
+ControlNet run samples under control hints ([M, C_hint, H, W] in [-1, 1], image i gets hint
+i % M; difflab.control_hints makes them from image files) and refuses to sample without
+them: a ControlledUNet without a hint is its base network, which is not the run.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from difflab.conditioning import (
     classifier_guidance,
     conditioned,
 )
+from difflab.control_hints import check_hints, cycled
 from difflab.data import to_uint8
 from difflab.errors import CheckpointError, ConfigError, TrainingError
 from difflab.networks import build_network
@@ -117,14 +121,19 @@ def sample_images(
     device: torch.device | str,
     classifier: Classifier | None = None,
     classifier_labels: Tensor | None = None,
+    hints: Tensor | None = None,
 ) -> Tensor:
     """Samples in [-1, 1], [N, C, H, W] float32, one seed per image; labels [N] (the model's
-    condition) or None. With a noisy classifier, guided toward classifier_labels [N]."""
+    condition) or None; hints [N, C_hint, H, W] (a ControlNet's control images) or None, which
+    a ControlledUNet takes for its base network. With a noisy classifier, guided toward
+    classifier_labels [N]."""
     schedule = denoiser.schedule
     generator = StackedGenerator(seeds, device)
     x = generator.randn((len(seeds), *image_shape), device=device)
     grid = SamplingGrid.build(schedule, grid_times(schedule, sample))
-    denoise = guided_denoise(denoiser, labels, sample, device, classifier, classifier_labels)
+    denoise = guided_denoise(
+        denoiser, labels, sample, device, classifier, classifier_labels, hints=hints
+    )
     sampler = SAMPLERS.get(sample.sampler)
     return sampler(denoise, x, grid, generator=generator, **sampler_kwargs(sample))
 
@@ -136,15 +145,19 @@ def guided_denoise(
     device: torch.device | str,
     classifier: Classifier | None = None,
     classifier_labels: Tensor | None = None,
+    *,
+    hints: Tensor | None = None,
 ) -> DenoiseFn:
-    """The function a sampler calls: classifier-free guidance at sample.guidance on labels
-    (none if None), then classifier guidance toward classifier_labels at
-    sample.classifier_scale (with a classifier; at scale 0 it changes nothing), then
-    thresholding of x0 (`threshold_kind`)."""
+    """The function a sampler calls: classifier-free guidance at sample.guidance on labels and
+    hints (a ControlNet's) when there are labels, against the null condition (the null label
+    and the zero hint, as condition dropout trained them; a model without labels is trained
+    without dropout, so its hints are never guided), then classifier guidance toward
+    classifier_labels at sample.classifier_scale (with a classifier; at scale 0 it changes
+    nothing), then thresholding of x0 (`threshold_kind`)."""
+    cond = Condition(labels=labels, hint=hints).to(device)
     if labels is None:
-        denoise = conditioned(denoiser, None)
+        denoise = conditioned(denoiser, None if cond.is_empty() else cond)
     else:
-        cond = Condition(labels=labels.to(device))
         denoise = classifier_free_guidance(denoiser, cond, cond.null(), sample.guidance)
     schedule = denoiser.schedule
     if classifier is not None:
@@ -219,20 +232,24 @@ def generate(
     seed: int = 0,
     batch_size: int = 64,
     device: torch.device | str = "cpu",
+    hints: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """(uint8 images [N, C, H, W], labels [N] with NULL_LABEL when unconditional).
 
     `sample` defaults to the run's config section (the recipe's recommendation); image i uses
-    seed + i. With sample.classifier, images are guided toward their labels by that noisy
-    classifier (for an unconditional model, labels cycle over the classifier's classes)."""
-    sample, classifier, num_classes = generation_setup(run, num, sample, device)
+    seed + i, and hint i % M of hints [M, C_hint, H, W] (required by a ControlNet run, refused
+    by others: check_hints). With sample.classifier, images are guided toward their labels by
+    that noisy classifier (for an unconditional model, labels cycle over its classes)."""
+    sample, classifier, num_classes = generation_setup(run, num, sample, device, hints)
     y = resolve_labels(labels, num, num_classes)
     images = draw_images(
         run,
         y,
-        seeds=range(seed, seed + num),
+        rows=range(num),
+        seed=seed,
         sample=sample,
         classifier=classifier,
+        hints=hints,
         batch_size=batch_size,
         device=device,
     )
@@ -240,15 +257,20 @@ def generate(
 
 
 def generation_setup(
-    run: LoadedRun, num: int, sample: SampleConfig | None, device: torch.device | str
+    run: LoadedRun,
+    num: int,
+    sample: SampleConfig | None,
+    device: torch.device | str,
+    hints: Tensor | None = None,
 ) -> tuple[SampleConfig, Classifier | None, int]:
     """(the sampling settings, checked: the run's `sample` section when None; the noisy
     classifier they name, if any; the classes labels cycle over: the model's, else the
-    classifier's, 0 for none)."""
+    classifier's, 0 for none), after checking the hints against the run (check_hints)."""
     sample = run.config.sample if sample is None else sample
     check_sample(sample)
     if num < 1:
         raise ConfigError(f"--num must be at least 1, got {num}")
+    check_hints(run, hints)
     classifier = None
     if sample.classifier is not None:
         classifier = load_guidance_classifier(sample.classifier, run, device)
@@ -260,27 +282,31 @@ def draw_images(
     run: LoadedRun,
     y: Tensor | None,
     *,
-    seeds: range,
+    rows: range,
+    seed: int,
     sample: SampleConfig,
     classifier: Classifier | None,
+    hints: Tensor | None,
     batch_size: int,
     device: torch.device | str,
 ) -> Tensor:
-    """uint8 images [len(seeds), C, H, W] in batches, image i from seeds[i] with label y[i] (the
-    model's condition if it has classes, the classifier's target if there is one)."""
+    """uint8 images [len(rows), C, H, W] in batches: image i of rows from seed + i, label y[i]
+    (the model's condition if it has classes, the classifier's target if there is one; y holds
+    at least rows.stop labels) and hint i % M of hints [M, ...]."""
     chunks = []
-    for start in range(0, len(seeds), batch_size):
-        stop = min(len(seeds), start + batch_size)
-        y_batch = None if y is None else y[start:stop]
+    for start in range(rows.start, rows.stop, batch_size):
+        batch = range(start, min(rows.stop, start + batch_size))
+        y_batch = None if y is None else y[batch.start : batch.stop]
         x0 = sample_images(
             run.denoiser,
             image_shape=run.image_shape,
             labels=y_batch if run.num_classes else None,
-            seeds=list(seeds[start:stop]),
+            seeds=[seed + i for i in batch],
             sample=sample,
             device=device,
             classifier=classifier,
             classifier_labels=y_batch,
+            hints=cycled(hints, batch),
         )
         if not torch.isfinite(x0).all():
             raise TrainingError("generated images contain non-finite values")

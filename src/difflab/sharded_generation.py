@@ -1,8 +1,8 @@
 """Generation over all ranks of a torchrun job: each rank samples its shard of the seeds and
 rank 0 gathers the images.
 
-Image i uses seed + i and label i (cycled) whatever rank draws it, so the gathered images are
-those of one process (generation.generate) for the same seeds.
+Image i uses seed + i, label i and hint i (both cycled) whatever rank draws it, so the gathered
+images are those of one process (generation.generate) for the same seeds.
 """
 
 from __future__ import annotations
@@ -30,18 +30,21 @@ def generate_sharded(
     seed: int = 0,
     batch_size: int = 64,
     device: torch.device | str = "cpu",
+    hints: Tensor | None = None,
 ) -> tuple[Tensor, Tensor] | None:
     """generate(run, num=num, ...) split over the ranks: (uint8 images [num, C, H, W], labels
     [num]) on rank 0, None on the others."""
-    sample, classifier, num_classes = generation_setup(run, num, sample, device)
+    sample, classifier, num_classes = generation_setup(run, num, sample, device, hints)
     rows = shard_rows(num)
     y = resolve_labels(labels, max(num, rows.stop), num_classes)  # cycled on past num: padding
     images = draw_images(
         run,
-        None if y is None else y[rows.start : rows.stop],
-        seeds=range(seed + rows.start, seed + rows.stop),
+        y,
+        rows=rows,
+        seed=seed,
         sample=sample,
         classifier=classifier,
+        hints=hints,
         batch_size=batch_size,
         device=device,
     )

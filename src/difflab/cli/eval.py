@@ -2,7 +2,8 @@
 
 RUN_OR_SAMPLES is a run folder (samples are generated from its EMA weights with the recipe's
 `sample` section, overridden by the sampling flags of `difflab sample`, the noisy classifier
-being --guidance-classifier; labels cycled over the classes), a samples .npz
+being --guidance-classifier; labels cycled over the classes; a ControlNet run's hints made
+from --hint-image), a samples .npz
 (arr_0 images, arr_1 labels) or a folder of images. The reference is the test split of the
 run's dataset unless --reference names another. Features are Inception-v3's with
 --inception, else the difflab classifier's (--classifier, or one trained on demand and
@@ -21,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from difflab.cli.sampling_args import add_sampling_arguments, sample_config
+from difflab.cli.sampling_args import add_sampling_arguments, hints_from_args, sample_config
 from difflab.errors import ConfigError, DataError
 from difflab.evaluation.metrics import METRICS
 from difflab.training.config import SampleConfig
@@ -79,6 +80,7 @@ def samples_from_run(run_dir: Path, args: argparse.Namespace, device: torch.devi
         seed=args.seed,
         batch_size=args.batch_size,
         device=device,
+        hints=hints_from_args(args, loaded),
     )
     data = loaded.config.data
     info = {"run": str(run_dir), "step": loaded.step, "weights": args.weights, "seed": args.seed}
@@ -100,8 +102,8 @@ def load_source(source: Path, args: argparse.Namespace, device: torch.device) ->
 
     if (source / "config.yaml").is_file():
         return samples_from_run(source, args, device)
-    if sample_config(args, SampleConfig()) != SampleConfig():
-        raise ConfigError(f"sampling flags (--sampler, --steps, --guidance, ...) apply to a run "
+    if sample_config(args, SampleConfig()) != SampleConfig() or args.hint_image is not None:
+        raise ConfigError(f"sampling flags (--sampler, --steps, --hint-image, ...) apply to a run "
                           f"folder; {source} holds samples already drawn")  # fmt: skip
     if source.suffix.lower() == ".npz":
         images, labels = load_samples_npz(source)

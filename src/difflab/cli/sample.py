@@ -1,13 +1,14 @@
 """`difflab sample RUN --num N --labels 0-9 --guidance W --out PATH [--format png|folder|npz]`
 with sampler, grid, thresholding and classifier-guidance flags (`--sampler dpmpp-2m --steps 20
---grid karras --threshold static --classifier PATH --classifier-scale 2`)."""
+--grid karras --threshold static --classifier PATH --classifier-scale 2`), and for a ControlNet
+run `--hint-image PATH` (an image or a folder of images: image i gets hint i % M)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from difflab.cli.sampling_args import add_sampling_arguments, sample_config
+from difflab.cli.sampling_args import add_sampling_arguments, hints_from_args, sample_config
 from difflab.errors import ConfigError
 
 FORMATS = ("png", "folder", "npz")
@@ -93,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         batch_size=args.batch_size,
         device=device,
+        hints=hints_from_args(args, loaded),
     )
     shutdown(finished=True)
     if result is None:  # not rank 0: rank 0 writes

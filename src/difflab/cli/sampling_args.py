@@ -1,13 +1,20 @@
-"""The sampling flags `difflab sample` and `difflab eval` share, and the SampleConfig they
-resolve to: a flag left out keeps the run's `sample` config section."""
+"""The sampling flags `difflab sample` and `difflab eval` share, the SampleConfig they
+resolve to (a flag left out keeps the run's `sample` config section), and the control hints of
+--hint-image for a ControlNet run."""
 
 from __future__ import annotations
 
 import argparse
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from difflab.errors import ConfigError
 from difflab.training.config import SampleConfig
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+    from difflab.generation import LoadedRun
 
 
 def add_sampling_arguments(
@@ -50,6 +57,21 @@ def add_sampling_arguments(
         help="noisy classifier for classifier guidance",
     )
     p.add_argument("--classifier-scale", type=float, help="classifier guidance scale")
+    p.add_argument(
+        "--hint-image",
+        metavar="PATH",
+        help="a ControlNet run's control: an image or a folder of images (cycled over the "
+        "samples), each made into a hint by the run's hint transform (required for such a run)",
+    )
+
+
+def hints_from_args(args: argparse.Namespace, run: LoadedRun) -> Tensor | None:
+    """The hints of --hint-image for the run (control_hints.hints_from_files), None without it."""
+    from difflab.control_hints import hints_from_files
+
+    if args.hint_image is None:
+        return None
+    return hints_from_files(args.hint_image, run.config, run.image_shape)
 
 
 def sample_config(args: argparse.Namespace, base: SampleConfig) -> SampleConfig:

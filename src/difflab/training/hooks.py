@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import torch
 
+from difflab.control_hints import cycled, dataset_hints
 from difflab.data import to_uint8
 from difflab.generation import resolve_labels, sample_images, write_png_grid
 from difflab.parameterization import Denoiser
@@ -20,24 +21,40 @@ from difflab.training.step import micro_batch_loss
 
 def save_samples(s: Session, done: int) -> None:
     """Grids from the EMA and the raw weights, fixed seeds 0..num-1, labels cycled over the
-    classes, in run/samples/step-000500-{ema,raw}.png. Every rank samples its shard of the
-    seeds (shard_rows); rank 0 gathers and writes."""
+    classes, in run/samples/step-000500-{ema,raw}.png. A ControlNet run's image i is drawn under
+    the hint of the i-th held-out image (grid_hints), those hints shown in run/samples/hints.png.
+    Every rank samples its shard of the seeds (shard_rows); rank 0 gathers and writes."""
     num = s.config.sample.num
     rows = shard_rows(num)
     labels = resolve_labels(None, rows.stop, s.num_classes)
     labels = labels[rows.start :] if labels is not None else None
+    hints = grid_hints(s, num)
+    if hints is not None and is_main() and not (s.run_dir / "samples" / "hints.png").exists():
+        write_png_grid(to_uint8(hints), s.run_dir / "samples" / "hints.png", _ncol(s))
     for tag, denoiser in (("ema", s.ema_denoiser), ("raw", s.denoiser)):
-        x0 = gather_rows(_sample_eval(s, denoiser, labels, rows), num)
+        x0 = gather_rows(_sample_eval(s, denoiser, labels, rows, cycled(hints, rows)), num)
         if x0 is None:
             continue
         if not torch.isfinite(x0).all():
             warnings.warn(f"non-finite {tag} samples at step {done}; grid not saved", stacklevel=2)
             continue
-        ncol = s.num_classes if 0 < s.num_classes <= 16 else None
-        write_png_grid(to_uint8(x0), s.run_dir / "samples" / f"step-{done:06d}-{tag}.png", ncol)
+        write_png_grid(to_uint8(x0), s.run_dir / "samples" / f"step-{done:06d}-{tag}.png", _ncol(s))
 
 
-def _sample_eval(s: Session, denoiser: Denoiser, labels, rows: range) -> torch.Tensor:
+def grid_hints(s: Session, num: int) -> torch.Tensor | None:
+    """A ControlNet run's fixed grid hints: those of the first num images of the validation
+    split the session holds, else of the training split (cycled when fewer); None otherwise."""
+    source = s.val if s.val is not None else s.data
+    return dataset_hints(s.config, source.images, num)
+
+
+def _ncol(s: Session) -> int | None:
+    return s.num_classes if 0 < s.num_classes <= 16 else None
+
+
+def _sample_eval(
+    s: Session, denoiser: Denoiser, labels, rows: range, hints: torch.Tensor | None
+) -> torch.Tensor:
     was_training = denoiser.training
     denoiser.eval()
     try:
@@ -48,6 +65,7 @@ def _sample_eval(s: Session, denoiser: Denoiser, labels, rows: range) -> torch.T
             seeds=list(rows),
             sample=s.config.sample,
             device=s.device,
+            hints=hints,
         )
     finally:
         denoiser.train(was_training)

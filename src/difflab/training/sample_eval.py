@@ -5,7 +5,8 @@ Features are the difflab classifier's penultimate layer (train.eval_classifier, 
 trained on the training split when the run starts and cached, see classifier_cache). The
 reference is the validation split (data.val_split, else data.split), whose statistics are
 computed once. Samples use fixed seeds 0..N-1 and labels cycled over the classes, so the
-numbers of two steps differ only by the weights.
+numbers of two steps differ only by the weights. A ControlNet run's sample i is drawn under the
+hint of reference image i (cycled), so its FID scores images made from the reference's hints.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 import torch
 
+from difflab.control_hints import dataset_hints
 from difflab.data import ImageDataset, load_dataset
 from difflab.errors import ConfigError, TrainingError
 from difflab.evaluation import (
@@ -64,13 +66,16 @@ class SampleEvaluator:
         self.reference = reference_statistics(
             reference, self.features, cache_dir=cache_root() / "reference"
         ).stats
+        self.hints = dataset_hints(config, reference.images, config.train.eval_samples)
 
     @torch.no_grad()
     def __call__(self, s: Session, done: int) -> dict[str, Any]:
         run = LoadedRun(s.config, s.ema_denoiser, s.num_classes, s.image_shape, done)
         num = s.config.train.eval_samples
         try:
-            images, labels = generate(run, num=num, batch_size=EVAL_BATCH, device=s.device)
+            images, labels = generate(
+                run, num=num, batch_size=EVAL_BATCH, device=s.device, hints=self.hints
+            )
         except TrainingError as err:  # a diverged model should not end the run here
             warnings.warn(f"no sample metrics at step {done}: {err}", stacklevel=2)
             return {"step": done, "eval_error": str(err)}
