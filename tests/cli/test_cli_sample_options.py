@@ -185,6 +185,23 @@ def test_classifier_guidance_of_an_unconditional_model(tmp_path):
     torch.testing.assert_close(images[:3], plain, rtol=0, atol=0)
 
 
+def test_eval_scores_the_guided_labels_of_an_unconditional_run(tmp_path):
+    """Classifier guidance gives an unconditional run's samples target classes: eval scores
+    accuracy against them (without guidance there is nothing to score)."""
+    overrides = [f"run.root={tmp_path}", "train.steps=1", "train.sample_every=0"]
+    config = load_config(TINY, [*overrides, "train.val_every=0", "model.class_conditional=false"])
+    run_dir = train(config, tensorboard=False)
+    guide = str(_noisy_classifier(tmp_path / "guide"))
+    scorer = str(_noisy_classifier(tmp_path / "scorer", noisy=False))
+    argv = ["eval", str(run_dir), "--num", "4", "--steps", "2", "--classifier", scorer]
+    argv += ["--cache-dir", str(tmp_path), "--metric", "accuracy"]
+    out = tmp_path / "guided.json"
+    flags = ["--guidance-classifier", guide, "--classifier-scale", "1"]
+    assert main([*argv, *flags, "--out", str(out)]) == 0
+    assert 0 <= json.loads(out.read_text())["accuracy"] <= 1
+    assert main([*argv, "--out", str(tmp_path / "plain.json")]) == 2  # no labels to score
+
+
 SAMPLING_FLAGS = ["--sampler", "dpmpp-2m", "--steps", "3", "--grid", "karras", "--rho", "5"]
 SAMPLING_FLAGS += ["--sigma-max", "80", "--threshold", "static", "--guidance", "2"]
 SAMPLING_FLAGS += ["--sampler-option", "s_noise=1.5", "--classifier-scale", "0.5"]

@@ -88,7 +88,8 @@ def samples_from_run(run_dir: Path, args: argparse.Namespace, device: torch.devi
     info["sample"] = {k: v for k, v in asdict(sample).items() if k != "num"}  # num: grids'
     return Samples(
         images=images,
-        labels=labels if loaded.num_classes > 0 else None,
+        # Unconditional samples carry NULL_LABEL (< 0); classifier-guided ones their targets.
+        labels=None if bool((labels < 0).any()) else labels,
         out=run_dir / "eval" / f"eval-step-{loaded.step:06d}.json",
         reference=data.dataset,
         root=data.root,
