@@ -1,0 +1,49 @@
+"""bench/controlnet.py runs end to end on CPU in quick mode (a smoke test: a few training
+steps, so the numbers mean nothing), and its pieces are right."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "controlnet.py"
+
+
+@pytest.fixture(scope="module")
+def controlnet():
+    """The script as a module (bench/ is a folder of scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location("bench_controlnet", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_quick_run_prints_the_table(controlnet, tmp_path, capsys):
+    threads = torch.get_num_threads()
+    try:
+        rows = controlnet.main(["--quick", "--folder", str(tmp_path)])
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    assert "| samples | hint MSE | ± s.e. | accuracy | seconds |" in out
+    assert [r.name for r in rows] == [
+        "base run (ignores the hint)",
+        "ControlNet",
+        "ControlNet at scale 0",
+        "random pairing (a test digit of the same label)",
+    ]
+    assert all(f"| {r.name} | {r.mse:.4f} |" in out for r in rows)
+    # At scale 0 the ControlNet adds nothing: the frozen base's samples, pixel for pixel.
+    assert rows[2].mse == rows[0].mse
+    assert "largest pixel difference 0 (of 255)" in out
+    assert (tmp_path / "runs" / "digits-controlnet" / "model.json").is_file()
+
+
+def test_partner_is_another_image_of_the_same_label(controlnet):
+    labels = torch.tensor([0, 1, 0, 2, 1, 0, 2, 2, 1, 0])
+    partner = controlnet.same_label_partner(labels, torch.Generator().manual_seed(3))
+    assert torch.equal(labels[partner], labels)
+    assert (partner != torch.arange(len(labels))).all()
