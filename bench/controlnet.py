@@ -3,10 +3,11 @@
 python bench/controlnet.py [--folder /tmp/difflab-bench/controlnet] [--base-steps 1500]
     [--steps 1000] [--lr 1e-3] [--num 594] [--guidance 2] [--threads 1] [--quick]
 
-Trains the digits recipe (the base run) and a ControlNet on it with the blur hint (both kept in
---folder and reused when present), then samples --num images, image i under the hint of test
-image i % 297 with that image's label and seed i: with the ControlNet run, with the same run at
-ControlNet scale 0 (which must be the base), and with the base run (which ignores hints).
+Trains the digits recipe (the base run) and a ControlNet on it with the blur hint (both kept
+in --folder/runs, named by their settings, and reused when present), then samples --num
+images, image i under the hint of test image i % 297 with that image's label and seed i: with
+the ControlNet run, with the same run at ControlNet scale 0 (which must be the base), and with
+the base run (which ignores hints).
 Hint fidelity is the mean squared error, in [-1, 1] pixels, between the hint transform of each
 sample and the hint it was given. The "random pairing" row is the same error between the hint
 of each test image and the hint of another test image of the same label: what a sample that
@@ -67,15 +68,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def train_runs(args: argparse.Namespace) -> tuple[Path, Path]:
-    """(base run, ControlNet run) folders under args.folder, each trained unless present."""
+    """(base run, ControlNet run) folders under args.folder/runs, named by their settings, each
+    trained unless present."""
     root = args.folder / "runs"
     common = ["train.progress=false"]
     if args.quick:
         common += ["train.sample_every=0", "train.val_every=0", "train.checkpoint_every=0"]
-    base = root / "digits"
+    base = root / ("digits" if args.base_steps is None else f"digits-{args.base_steps}")
     steps = [] if args.base_steps is None else [f"train.steps={args.base_steps}"]
     _train(base, [*common, *steps])
-    controlnet = root / "digits-controlnet"
+    name = f"{base.name}-controlnet-blur{args.hint_factor}-{args.steps}-lr{args.lr:g}"
+    controlnet = root / name
     overrides = [
         *common,
         f"model.controlnet.base_run={base}",
@@ -94,7 +97,9 @@ def _train(run_dir: Path, overrides: list[str]) -> None:
     where = [f"run.root={run_dir.parent}", f"run.name={run_dir.name}"]
     if (run_dir / "model.json").is_file():
         where.append(f"train.resume={run_dir}")
+    start = time.perf_counter()
     train(load_config("digits", [*where, *overrides]), tensorboard=False)
+    print(f"{run_dir.name}: trained or resumed in {time.perf_counter() - start:.0f} s")
 
 
 def hint_mse(run: LoadedRun, images: Tensor, hints: Tensor) -> Tensor:

@@ -39,7 +39,7 @@ def test_quick_run_prints_the_table(controlnet, tmp_path, capsys):
     # At scale 0 the ControlNet adds nothing: the frozen base's samples, pixel for pixel.
     assert rows[2].mse == rows[0].mse
     assert "largest pixel difference 0 (of 255)" in out
-    assert (tmp_path / "runs" / "digits-controlnet" / "model.json").is_file()
+    assert (tmp_path / "runs" / "digits-4-controlnet-blur4-4-lr0.001" / "model.json").is_file()
 
 
 def test_partner_is_another_image_of_the_same_label(controlnet):
