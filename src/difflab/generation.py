@@ -233,19 +233,23 @@ def generate(
     batch_size: int = 64,
     device: torch.device | str = "cpu",
     hints: Tensor | None = None,
+    rows: range | None = None,
 ) -> tuple[Tensor, Tensor]:
     """(uint8 images [N, C, H, W], labels [N] with NULL_LABEL when unconditional).
 
     `sample` defaults to the run's config section (the recipe's recommendation); image i uses
     seed + i, and hint i % M of hints [M, C_hint, H, W] (required by a ControlNet run, refused
     by others: check_hints). With sample.classifier, images are guided toward their labels by
-    that noisy classifier (for an unconditional model, labels cycle over its classes)."""
+    that noisy classifier (for an unconditional model, labels cycle over its classes).
+    rows: draw only these images of the num (a rank's shard, which may run past num - 1 as
+    padding); the labels returned are still all num."""
     sample, classifier, num_classes = generation_setup(run, num, sample, device, hints)
-    y = resolve_labels(labels, num, num_classes)
+    rows = range(num) if rows is None else rows
+    y = resolve_labels(labels, max(num, rows.stop), num_classes)  # cycled on past num: padding
     images = draw_images(
         run,
         y,
-        rows=range(num),
+        rows=rows,
         seed=seed,
         sample=sample,
         classifier=classifier,

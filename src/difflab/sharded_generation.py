@@ -10,13 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from difflab.generation import (
-    LoadedRun,
-    draw_images,
-    generation_setup,
-    labels_or_null,
-    resolve_labels,
-)
+from difflab.generation import LoadedRun, generate
 from difflab.training.config import SampleConfig
 from difflab.training.distributed import gather_rows, shard_rows
 
@@ -34,19 +28,8 @@ def generate_sharded(
 ) -> tuple[Tensor, Tensor] | None:
     """generate(run, num=num, ...) split over the ranks: (uint8 images [num, C, H, W], labels
     [num]) on rank 0, None on the others."""
-    sample, classifier, num_classes = generation_setup(run, num, sample, device, hints)
-    rows = shard_rows(num)
-    y = resolve_labels(labels, max(num, rows.stop), num_classes)  # cycled on past num: padding
-    images = draw_images(
-        run,
-        y,
-        rows=rows,
-        seed=seed,
-        sample=sample,
-        classifier=classifier,
-        hints=hints,
-        batch_size=batch_size,
-        device=device,
-    )
+    images, y = generate(run, num=num, labels=labels, sample=sample, seed=seed,
+                         batch_size=batch_size, device=device, hints=hints,
+                         rows=shard_rows(num))  # fmt: skip
     gathered = gather_rows(images, num)
-    return None if gathered is None else (gathered, labels_or_null(y, num))
+    return None if gathered is None else (gathered, y)
