@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import sampling_setup as setup
 from difflab.evaluation import classifier_accuracy
@@ -25,8 +24,7 @@ SCALES = (0.0, 1.0, 2.0, 4.0, 8.0)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", type=Path, help="trained run (default: train digits once)")
-    parser.add_argument("--num", type=int, default=1000)
+    setup.add_common_arguments(parser)
     parser.add_argument("--cfg", type=float, nargs="+", default=[0.0, 0.5])
     parser.add_argument("--scales", type=float, nargs="+", default=list(SCALES))
     parser.add_argument("--sampler", default="ddim")
@@ -36,14 +34,9 @@ def main() -> None:
         choices=("static", "dynamic", "off"),
         help="x0 thresholding (default: static where the classifier guides, as in difflab sample)",
     )
-    parser.add_argument("--cache", type=Path, default=Path("/tmp/difflab-bench"))
-    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    setup.set_threads(args.threads)
-    data, test = setup.digits()
-    run = setup.trained_run(args.run, args.cache)
+    data, test, run, evaluator = setup.prepare(args)
     noisy = setup.noisy_classifier_dir(run, data, args.cache)
-    evaluator = setup.evaluation_classifier(data, test, args.cache)
     base = replace(
         run.config.sample, sampler=args.sampler, steps=args.steps, threshold=args.threshold
     )

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import sampling_setup as setup
 from difflab.evaluation import ClassifierFeatures, evaluate
@@ -39,19 +38,13 @@ class CallCounter:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", type=Path, help="trained run (default: train digits once)")
-    parser.add_argument("--num", type=int, default=1000)
+    setup.add_common_arguments(parser)
     parser.add_argument("--grid", default="uniform")
     parser.add_argument("--sigma-max", type=float, help="karras grid's largest sigma / alpha")
     parser.add_argument("--samplers", nargs="+", default=SAMPLERS.names())
     parser.add_argument("--calls", type=int, nargs="+", default=list(CALLS))
-    parser.add_argument("--cache", type=Path, default=Path("/tmp/difflab-bench"))
-    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    setup.set_threads(args.threads)
-    data, test = setup.digits()
-    run = setup.trained_run(args.run, args.cache)
-    evaluator = setup.evaluation_classifier(data, test, args.cache)
+    data, test, run, evaluator = setup.prepare(args)
     extractor = ClassifierFeatures(evaluator)
     metrics = dict(reference=data, extractor=extractor, cache_dir=args.cache / "fid-stats")
     floor = evaluate(test.images, test.labels, metrics=["fid"], **metrics)["fid"]

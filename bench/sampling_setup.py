@@ -7,6 +7,7 @@ a sample the guiding classifier merely fools is not counted as correct.
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import torch
@@ -70,3 +71,19 @@ def digits() -> tuple[ImageDataset, ImageDataset]:
 
 def set_threads(threads: int) -> None:
     torch.set_num_threads(threads)
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """--run, --num, --cache and --threads, as both sampling benchmarks take them."""
+    parser.add_argument("--run", type=Path, help="trained run (default: train digits once)")
+    parser.add_argument("--num", type=int, default=1000)
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/difflab-bench"))
+    parser.add_argument("--threads", type=int, default=1)
+
+
+def prepare(args: argparse.Namespace) -> tuple[ImageDataset, ImageDataset, LoadedRun, Classifier]:
+    """(digits train, test, the trained run, the evaluation classifier) for parsed args."""
+    set_threads(args.threads)
+    data, test = digits()
+    run = trained_run(args.run, args.cache)
+    return data, test, run, evaluation_classifier(data, test, args.cache)
