@@ -1,0 +1,1 @@
+"""Integrations with other libraries' models, each behind an extra (`pip install 'difflab[sd]'`)."""

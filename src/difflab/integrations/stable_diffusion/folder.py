@@ -1,0 +1,88 @@
+"""A local Stable Diffusion v1.x folder in diffusers' pipeline layout, read without downloading.
+
+The layout is what `StableDiffusionPipeline.save_pretrained` writes: model_index.json and one
+sub-folder per component (unet/, vae/, text_encoder/, tokenizer/, scheduler/). Weights are read
+from safetensors only (never pickles) and with `local_files_only=True`; a missing folder or
+file is a one-line DataError naming it, an unreadable one a CheckpointError.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import ModuleType
+
+from difflab.errors import CheckpointError, ConfigError, DataError
+
+UNET_FILES = ("config.json", "diffusion_pytorch_model.safetensors")
+TEXT_ENCODER_FILES = ("config.json", "model.safetensors")
+SCHEDULER_FILE = "scheduler_config.json"
+LOAD_ERRORS = (OSError, ValueError, RuntimeError, KeyError)
+
+
+def import_diffusers() -> ModuleType:
+    try:
+        import diffusers
+    except ImportError as err:
+        raise ConfigError("Stable Diffusion needs diffusers: pip install 'difflab[sd]'") from err
+    return diffusers
+
+
+def import_transformers() -> ModuleType:
+    try:
+        import transformers
+    except ImportError as err:
+        raise ConfigError("Stable Diffusion needs transformers: pip install 'difflab[sd]'") from err
+    return transformers
+
+
+def pipeline_folder(path: str | Path) -> Path:
+    """The pipeline folder itself; DataError when it does not exist."""
+    root = Path(path)
+    if not root.is_dir():
+        raise DataError(f"Stable Diffusion folder not found: {root} (model.pretrained)")
+    return root
+
+
+def component_folder(root: Path, name: str, files: tuple[str, ...] = ()) -> Path:
+    """root/name, checked to hold `files` (a weights file may be sharded: its .index.json)."""
+    folder = root / name
+    if not folder.is_dir():
+        raise DataError(f"the Stable Diffusion folder {root} has no {name}/ folder")
+    for file in files:
+        sharded = file.endswith(".safetensors") and (folder / f"{file}.index.json").is_file()
+        if not (folder / file).is_file() and not sharded:
+            raise DataError(f"the Stable Diffusion folder {folder} has no {file}")
+    return folder
+
+
+def load_unet(path: str | Path):
+    """The UNet2DConditionModel of a pipeline folder (unet/), in float32."""
+    folder = component_folder(pipeline_folder(path), "unet", UNET_FILES)
+    diffusers = import_diffusers()
+    try:
+        return diffusers.UNet2DConditionModel.from_pretrained(
+            folder, local_files_only=True, use_safetensors=True
+        )
+    except LOAD_ERRORS as err:
+        raise CheckpointError(f"cannot load the UNet in {folder}: {err}") from err
+
+
+def load_clip(path: str | Path):
+    """(tokenizer, CLIP text model) of a pipeline folder (tokenizer/, text_encoder/)."""
+    root = pipeline_folder(path)
+    tokenizer_folder = component_folder(root, "tokenizer")
+    encoder_folder = component_folder(root, "text_encoder", TEXT_ENCODER_FILES)
+    transformers = import_transformers()
+    try:
+        tokenizer = transformers.CLIPTokenizer.from_pretrained(
+            tokenizer_folder, local_files_only=True
+        )
+    except LOAD_ERRORS as err:
+        raise CheckpointError(f"cannot load the tokenizer in {tokenizer_folder}: {err}") from err
+    try:
+        encoder = transformers.CLIPTextModel.from_pretrained(
+            encoder_folder, local_files_only=True, use_safetensors=True
+        )
+    except LOAD_ERRORS as err:
+        raise CheckpointError(f"cannot load the text encoder in {encoder_folder}: {err}") from err
+    return tokenizer, encoder

@@ -1,0 +1,26 @@
+"""Stable Diffusion's UNet2DConditionModel as a difflab network F(x, t_net, cond)."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from difflab.conditioning.condition import Condition
+from difflab.errors import ConfigError
+
+
+class SDUNet(nn.Module):
+    """F(x [N, 4, h, w], t_net [N], cond with text [N, L, D]) -> the UNet's output [N, 4, h, w].
+
+    t_net is the timestep index (difflab's discrete network time); cond.text is the CLIP text
+    encoder's last hidden states, the UNet's cross-attention context. SD v1 attends to every
+    token (padding included), so cond.text_mask is not used.
+    """
+
+    def __init__(self, unet: nn.Module) -> None:
+        super().__init__()
+        self.unet = unet
+
+    def forward(self, x: Tensor, t_net: Tensor, cond: Condition | None) -> Tensor:
+        if cond is None or cond.text is None:
+            raise ConfigError("the Stable Diffusion UNet needs a text condition (cond.text)")
+        return self.unet(x, t_net, encoder_hidden_states=cond.text, return_dict=False)[0]
