@@ -6,6 +6,7 @@ settings = read_scheduler(folder)            # schedule + parameterization
 codec = VAECodec.from_folder(folder)         # difflab.latents
 """
 
+from difflab.integrations.stable_diffusion.export import export_pipeline
 from difflab.integrations.stable_diffusion.folder import load_clip, load_unet
 from difflab.integrations.stable_diffusion.network import SDUNet
 from difflab.integrations.stable_diffusion.scheduler import (
@@ -21,6 +22,7 @@ __all__ = [
     "SchedulerSettings",
     "TextEncoder",
     "diffusers_ddim_times",
+    "export_pipeline",
     "load_clip",
     "load_unet",
     "read_scheduler",

@@ -1,0 +1,42 @@
+"""Export to diffusers' folder format: StableDiffusionPipeline loads the folder, its UNet holds
+exactly the given weights and its frozen parts are the source's files."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from difflab.errors import CheckpointError
+from difflab.integrations.stable_diffusion import export_pipeline, load_unet
+
+diffusers = pytest.importorskip("diffusers")
+
+
+def shifted_weights(sd_folder) -> dict[str, torch.Tensor]:
+    return {k: v + 0.01 for k, v in load_unet(sd_folder).state_dict().items()}
+
+
+def test_exported_pipeline_loads_with_the_given_unet_weights(sd_folder, tmp_path):
+    weights = shifted_weights(sd_folder)
+    out = export_pipeline(sd_folder, weights, tmp_path / "run" / "diffusers")
+    pipe = diffusers.StableDiffusionPipeline.from_pretrained(out, local_files_only=True)
+    loaded = pipe.unet.state_dict()
+    assert loaded.keys() == weights.keys()
+    for key, value in weights.items():
+        torch.testing.assert_close(loaded[key], value, rtol=0, atol=0)
+    for part in ("vae/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors"):
+        assert (out / part).read_bytes() == (sd_folder / part).read_bytes()
+
+
+def test_export_replaces_an_earlier_one_whole(sd_folder, tmp_path):
+    out = tmp_path / "diffusers"
+    export_pipeline(sd_folder, load_unet(sd_folder).state_dict(), out)
+    (out / "stale.txt").write_text("from the earlier export")
+    export_pipeline(sd_folder, shifted_weights(sd_folder), out)
+    assert not (out / "stale.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["diffusers"]
+
+
+def test_weights_of_another_network_are_refused(sd_folder, tmp_path):
+    with pytest.raises(CheckpointError, match="do not fit the UNet"):
+        export_pipeline(sd_folder, {"conv.weight": torch.zeros(1)}, tmp_path / "out")
