@@ -66,6 +66,7 @@ def _sample_eval(
             sample=s.config.sample,
             device=s.device,
             hints=hints,
+            codec=s.codec,
         )
     finally:
         denoiser.train(was_training)

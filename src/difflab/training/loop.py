@@ -185,7 +185,7 @@ def _flops_per_image(s: Session) -> float:
     gradients reach trainable weights only through its hint. A fresh generator for the sample's
     augmentation, so counting draws nothing from training's random streams."""
     one = s.data.take(s.data.indices(0)[:1], torch.Generator(s.device))
-    return train_flops_per_image(s.state.model, s.image_shape, one.cond)
+    return train_flops_per_image(s.state.model, s.latent_shape, one.cond)
 
 
 class _Logger:
