@@ -42,7 +42,13 @@ from difflab.samplers import SAMPLERS, SamplingGrid, StackedGenerator, Threshold
 from difflab.samplers.options import grid_times, sampler_kwargs
 from difflab.schedules import make_schedule
 from difflab.training.checkpoint import load_latest_checkpoint
-from difflab.training.config import Config, SampleConfig, build_config, check_sample
+from difflab.training.config import (
+    SD_NETWORK,
+    Config,
+    SampleConfig,
+    build_config,
+    check_sample,
+)
 from difflab.training.controlnet import controlled_network
 from difflab.training.latent_data import build_codec, recorded_latent
 from difflab.training.recipes import read_yaml
@@ -70,15 +76,21 @@ class LoadedRun:
 def build_denoiser(
     config: Config, *, in_channels: int, image_size: int, num_classes: int
 ) -> Denoiser:
-    """The network of config.model behind its schedule and parameterization."""
+    """The network of config.model behind its schedule and parameterization (a Stable
+    Diffusion fine-tune's: model.pretrained's UNet)."""
     m = config.model
-    network = build_network(
-        m.network,
-        in_channels=in_channels,
-        image_size=image_size,
-        num_classes=num_classes or None,
-        options=dict(m.options),
-    )
+    if m.network == SD_NETWORK:
+        from difflab.integrations.stable_diffusion import sd_network
+
+        network = sd_network(str(m.pretrained), in_channels)
+    else:
+        network = build_network(
+            m.network,
+            in_channels=in_channels,
+            image_size=image_size,
+            num_classes=num_classes or None,
+            options=dict(m.options),
+        )
     if m.controlnet.base_run is not None:
         network = controlled_network(network, m.controlnet)
     schedule = make_schedule(

@@ -7,10 +7,17 @@ from types import ModuleType
 
 from difflab import __version__
 from difflab.cli import eval as eval_command
-from difflab.cli import recipes, sample, train, train_classifier
+from difflab.cli import finetune_sd, recipes, sample, train, train_classifier
 from difflab.errors import ConfigError
 
-SUBCOMMANDS: list[ModuleType] = [train, sample, eval_command, train_classifier, recipes]
+SUBCOMMANDS: list[ModuleType] = [
+    train,
+    sample,
+    eval_command,
+    train_classifier,
+    finetune_sd,
+    recipes,
+]
 
 
 class ArgumentParser(argparse.ArgumentParser):

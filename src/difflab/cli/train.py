@@ -19,6 +19,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="Train from a recipe (default: digits) or a YAML file, with key.sub=value "
         "overrides, e.g. `difflab train mnist data.root=/data/mnist train.steps=20000`.",
     )
+    return add_run_arguments(p)
+
+
+def add_run_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The arguments of a command that trains: recipe, overrides, --dry-run, --resume."""
     p.add_argument("items", nargs="*", metavar="RECIPE|FILE.yaml|key.sub=value")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     p.add_argument("--resume", metavar="RUN", help="continue the run in this folder")
@@ -82,21 +87,29 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(config.to_yaml(), end="")
         return 0
+    status, _ = train_and_report(config, args.trust_checkpoint)
+    return status
+
+
+def train_and_report(config: Config, trust_checkpoint: bool) -> tuple[int, Path | None]:
+    """(exit status, run folder on rank 0 when training finished, else None): train, leave the
+    process group, print the run folder or how it was interrupted."""
     from difflab.training.distributed import is_main, shutdown
     from difflab.training.loop import train
     from difflab.training.signals import Interrupted
 
     finished = False
     try:
-        run_dir = train(config, trust_checkpoint=args.trust_checkpoint)
+        run_dir = train(config, trust_checkpoint=trust_checkpoint)
         finished = True
     except Interrupted as stopped:
         if is_main():
             print(f"difflab: {stopped}", file=sys.stderr)
-        return stopped.exit_status
+        return stopped.exit_status, None
     finally:
         main = is_main()  # before leaving the process group, after which every rank is "rank 0"
         shutdown(finished)
-    if main:
-        print(f"run folder: {run_dir}")
-    return 0
+    if not main:
+        return 0, None
+    print(f"run folder: {run_dir}")
+    return 0, run_dir

@@ -20,6 +20,8 @@ from difflab.samplers.options import sampler_kwargs
 from difflab.schedules import GRIDS
 from difflab.training.config_types import from_dict, set_override
 
+SD_NETWORK = "sd-unet"  # model.network of a Stable Diffusion fine-tune: model.pretrained's UNet
+
 
 @dataclass
 class DataConfig:
@@ -32,6 +34,7 @@ class DataConfig:
     download: bool = False
     max_bad_fraction: float = 0.01
     options: dict[str, Any] = field(default_factory=dict)  # the dataset loader's own keywords
+    num_workers: int = 4  # DataLoader workers of a streamed dataset (coco); 0: in the loop
 
 
 @dataclass
@@ -67,6 +70,9 @@ class ModelConfig:
     class_conditional: bool = True
     controlnet: ControlNetConfig = field(default_factory=ControlNetConfig)
     latent: LatentConfig = field(default_factory=LatentConfig)
+    # Stable Diffusion fine-tuning: a local diffusers pipeline folder whose UNet is the network
+    # (model.network 'sd-unet'), VAE the codec and text encoder the frozen condition
+    pretrained: str | None = None
 
 
 @dataclass
@@ -217,8 +223,10 @@ def _check_values(c: Config) -> None:
         "> 0 or null",
         c.data.image_size,
     )
-    _require(m.network in NETWORKS, "model.network", f"one of {NETWORKS.names()}", m.network)
+    networks = [*NETWORKS.names(), SD_NETWORK]
+    _require(m.network in networks, "model.network", f"one of {networks}", m.network)
     check_controlnet(m.controlnet)
+    check_stable_diffusion(c)
     check_latent(m)
     check_sample(s)
     _require(
@@ -252,6 +260,33 @@ def check_latent(m: ModelConfig) -> None:
         "null with model.controlnet.base_run (ControlNet trains on pixel runs only)",
         lc.vae,
     )
+
+
+def check_stable_diffusion(c: Config) -> None:
+    """A Stable Diffusion fine-tune: its pretrained folder, COCO captions, text conditioning
+    only, no periodic work that needs labels or held-out images."""
+    m, t = c.model, c.train
+    if m.network != SD_NETWORK:
+        sd_only = f"{SD_NETWORK!r} with model.pretrained"
+        _require(m.pretrained is None, "model.network", sd_only, m.network)
+        return
+    folder = "a local diffusers Stable Diffusion folder with model.network 'sd-unet'"
+    _require(m.pretrained is not None, "model.pretrained", folder, None)
+    _require(c.data.root is not None, "data.root", "the COCO folder with model.pretrained", None)
+    _require(
+        c.data.dataset == "coco", "data.dataset", "'coco' with model.pretrained", c.data.dataset
+    )
+    _require(c.data.image_size is not None, "data.image_size", "set with model.pretrained", None)
+    _require(c.data.num_workers >= 0, "data.num_workers", ">= 0", c.data.num_workers)
+    for key, value, expected in [
+        ("model.class_conditional", m.class_conditional, False),
+        ("model.latent.vae", m.latent.vae, None),  # the pretrained folder's VAE
+        ("model.controlnet.base_run", m.controlnet.base_run, None),
+        ("data.val_split", c.data.val_split, None),
+        ("train.sample_every", t.sample_every, 0),
+        ("train.eval_every", t.eval_every, 0),
+    ]:
+        _require(value == expected, key, f"{expected!r} with model.pretrained", value)
 
 
 def check_sample(s: SampleConfig) -> None:

@@ -101,7 +101,7 @@ def _device_data(
     )
 
 
-def _write_run_files(run_dir: Path, config: Config, info: dict) -> None:
+def write_run_files(run_dir: Path, config: Config, info: dict) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(config.to_yaml())
     (run_dir / MODEL_INFO).write_text(json.dumps(info, indent=1))
@@ -188,32 +188,54 @@ def _run_info(config: Config, dataset: ImageDataset, codec: Codec, image_shape, 
     return {**pixels, "class_names": dataset.class_names, **record}
 
 
-def open_session(config: Config, *, trust_checkpoint: bool = False) -> Session:
-    """Build a run from config, resuming from config.train.resume when set (from its newest
-    checkpoint that loads; trust_checkpoint allows a state.pt that needs full pickle)."""
+def prepare_run(
+    config: Config, trust_checkpoint: bool
+) -> tuple[torch.device, Path, Checkpoint | None]:
+    """(device, run folder, the checkpoint to resume from or None), torch's CPU threads set."""
     t = config.train
     device = setup_device(t.device)
     if device.type == "cpu" and t.cpu_threads is not None:
         # Small models run faster on one thread: the ops are too small to split.
         torch.set_num_threads(t.cpu_threads)
+    run_dir = Path(t.resume) if t.resume else broadcast_from_main(new_run_dir(config))
+    checkpoint = load_latest_checkpoint(run_dir, trust=trust_checkpoint) if t.resume else None
+    return device, run_dir, checkpoint
+
+
+def start_training(
+    config: Config, denoiser: Denoiser, device: torch.device, checkpoint: Checkpoint | None
+) -> tuple[TrainState, int, Denoiser]:
+    """(train state, start step, EMA denoiser), resumed from checkpoint when there is one."""
+    state = build_train_state(config, denoiser, device)
+    start = _resume(state, checkpoint) if checkpoint is not None else 0
+    ema_denoiser = Denoiser(state.ema.module, denoiser.schedule, denoiser.parameterization)
+    return state, start, ema_denoiser
+
+
+def open_session(config: Config, *, trust_checkpoint: bool = False) -> Session:
+    """Build a run from config, resuming from config.train.resume when set (from its newest
+    checkpoint that loads; trust_checkpoint allows a state.pt that needs full pickle). A
+    Stable Diffusion fine-tune (model.pretrained) streams its data instead."""
+    if config.model.pretrained is not None:
+        from difflab.integrations.stable_diffusion.session import open_sd_session
+
+        return open_sd_session(config, trust_checkpoint=trust_checkpoint)
+    t = config.train
     dataset = _load(config, config.data.split)
     use_val = config.data.val_split is not None and t.val_every > 0
     val = _load(config, config.data.val_split) if use_val else None
+    device, run_dir, checkpoint = prepare_run(config, trust_checkpoint)
     codec = build_codec(config.model.latent, device)
     image_shape, info = _model_info(config, dataset, codec)
-    run_dir = Path(t.resume) if t.resume else broadcast_from_main(new_run_dir(config))
-    checkpoint = load_latest_checkpoint(run_dir, trust=trust_checkpoint) if t.resume else None
     torch.manual_seed(t.seed)
     denoiser = build_denoiser(config, **info).to(device)
     base_run = config.model.controlnet.base_run
     if base_run is not None and checkpoint is None:
         start_from_base(denoiser.network, load_run(base_run, device=device), config, info)
     if is_main():
-        _write_run_files(run_dir, config, _run_info(config, dataset, codec, image_shape, info))
+        write_run_files(run_dir, config, _run_info(config, dataset, codec, image_shape, info))
     barrier()
-    state = build_train_state(config, denoiser, device)
-    start = _resume(state, checkpoint) if checkpoint is not None else 0
-    ema_denoiser = Denoiser(state.ema.module, denoiser.schedule, denoiser.parameterization)
+    state, start, ema_denoiser = start_training(config, denoiser, device, checkpoint)
     return Session(
         config=config,
         run_dir=run_dir,

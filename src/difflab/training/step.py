@@ -29,6 +29,7 @@ class TrainState:
     loss_fn: DenoisingLoss
     grad_clip: float | None
     cond_dropout: float
+    null_text: Tensor | None = None  # [1, L, D] the empty prompt's embedding (text conditions)
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ def micro_batch_loss(
     t, eps = t[rows], eps[rows]
     if cond is not None and cond_dropout > 0:
         drop = torch.rand(total, generator=generator, device=device)[rows] < cond_dropout
-        cond = drop_condition(cond, drop)
+        cond = drop_condition(cond, drop, state.null_text)
     with state.precision.autocast():
         return state.loss_fn(state.forward, x0, t, eps, cond)
 

@@ -6,9 +6,9 @@ settings = read_scheduler(folder)            # schedule + parameterization
 codec = VAECodec.from_folder(folder)         # difflab.latents
 """
 
-from difflab.integrations.stable_diffusion.export import export_pipeline
+from difflab.integrations.stable_diffusion.export import export_pipeline, export_run
 from difflab.integrations.stable_diffusion.folder import load_clip, load_unet
-from difflab.integrations.stable_diffusion.network import SDUNet
+from difflab.integrations.stable_diffusion.network import SDUNet, sd_network
 from difflab.integrations.stable_diffusion.scheduler import (
     SchedulerSettings,
     diffusers_ddim_times,
@@ -23,8 +23,10 @@ __all__ = [
     "TextEncoder",
     "diffusers_ddim_times",
     "export_pipeline",
+    "export_run",
     "load_clip",
     "load_unet",
     "read_scheduler",
     "scheduler_settings",
+    "sd_network",
 ]

@@ -26,6 +26,7 @@ from difflab.integrations.stable_diffusion.folder import (
 )
 
 MODEL_INDEX = "model_index.json"
+EXPORT_FOLDER = "diffusers"  # runs/NAME/diffusers/
 
 
 def export_pipeline(pretrained: str | Path, unet_weights: dict[str, Tensor], out: str | Path):
@@ -45,6 +46,25 @@ def export_pipeline(pretrained: str | Path, unet_weights: dict[str, Tensor], out
     os.replace(tmp, out)
     shutil.rmtree(old, ignore_errors=True)
     return out
+
+
+def export_run(run_dir: str | Path) -> Path:
+    """Export a fine-tune's newest checkpoint's EMA UNet with its pretrained folder's frozen
+    parts to run_dir/diffusers/; returns that folder."""
+    from difflab.generation import MODEL_INFO
+    from difflab.training.checkpoint import load_latest_checkpoint
+    from difflab.training.config import build_config
+    from difflab.training.recipes import read_yaml
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file() or not (run_dir / MODEL_INFO).is_file():
+        raise CheckpointError(f"{run_dir} is not a difflab run folder (no config.yaml/model.json)")
+    config = build_config(read_yaml(run_dir / "config.yaml"))
+    if config.model.pretrained is None:
+        raise CheckpointError(f"{run_dir} is not a Stable Diffusion fine-tune (model.pretrained)")
+    ema = load_latest_checkpoint(run_dir, with_state=False).ema
+    weights = {k.removeprefix("unet."): v for k, v in ema.items()}  # SDUNet holds `unet`
+    return export_pipeline(config.model.pretrained, weights, run_dir / EXPORT_FOLDER)
 
 
 def _model_index(source: Path) -> Path:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from torch import Tensor, nn
 
 from difflab.conditioning.condition import Condition
 from difflab.errors import ConfigError
+from difflab.integrations.stable_diffusion.folder import load_unet
 
 
 class SDUNet(nn.Module):
@@ -24,3 +27,15 @@ class SDUNet(nn.Module):
         if cond is None or cond.text is None:
             raise ConfigError("the Stable Diffusion UNet needs a text condition (cond.text)")
         return self.unet(x, t_net, encoder_hidden_states=cond.text, return_dict=False)[0]
+
+
+def sd_network(folder: str | Path, in_channels: int) -> SDUNet:
+    """The UNet of a pipeline folder as a network for data of in_channels channels (the VAE's
+    latent channels)."""
+    unet = load_unet(folder)
+    if unet.config.in_channels != in_channels:
+        raise ConfigError(
+            f"the UNet of {folder} takes {unet.config.in_channels} channels, but the latents "
+            f"have {in_channels} (model.pretrained)"
+        )
+    return SDUNet(unet)
