@@ -123,3 +123,19 @@ def test_a_config_that_disagrees_with_the_folders_scheduler_is_refused(sd_folder
     with pytest.raises(ConfigError, match="'model.parameterization' is 'v' but .*says 'eps'"):
         open_sd_session(config)
     assert not any(tmp_path.iterdir())
+
+
+def test_finetune_sd_command_trains_then_exports(sd_folder, coco, tmp_path, capsys):
+    from difflab.cli.main import main
+
+    items = [f"model.pretrained={sd_folder}", f"data.root={coco}", f"run.root={tmp_path}"]
+    items += [f"data.image_size={IMAGE_SIZE}", "data.num_workers=1", "train.steps=1"]
+    items += ["train.batch_size=2", "train.device=cpu", "train.progress=false"]
+    assert main(["finetune-sd", "sd-v1-4-coco", *items]) == 0
+    out = capsys.readouterr().out
+    assert f"diffusers pipeline: {tmp_path / 'sd-v1-4-coco' / 'diffusers'}" in out
+    assert (tmp_path / "sd-v1-4-coco" / "diffusers" / "unet" / "config.json").is_file()
+    assert main(["finetune-sd", "digits"]) == 2
+    assert "finetune-sd takes a Stable Diffusion recipe" in capsys.readouterr().err
+    assert main(["finetune-sd", "sd-v1-4-coco", f"data.root={coco}"]) == 2
+    assert "'model.pretrained'" in capsys.readouterr().err
