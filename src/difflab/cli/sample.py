@@ -1,7 +1,8 @@
 """`difflab sample RUN --num N --labels 0-9 --guidance W --out PATH [--format png|folder|npz]`
 with sampler, grid, thresholding and classifier-guidance flags (`--sampler dpmpp-2m --steps 20
 --grid karras --threshold static --classifier PATH --classifier-scale 2`), and for a ControlNet
-run `--hint-image PATH` (an image or a folder of images: image i gets hint i % M)."""
+run `--hint-image PATH` (an image or a folder of images: image i gets hint i % M), and for a
+Stable Diffusion run `--prompt TEXT` (repeatable: image i gets prompt i % M)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     # -n as well: under torchrun, --num is taken for an abbreviation of its --numa-binding.
     p.add_argument("-n", "--num", type=int, default=64, help="number of images")
     p.add_argument("--labels", help="class labels, cycled: 3, 0-9 or 1,4,7 (default: all)")
+    p.add_argument(
+        "--prompt",
+        action="append",
+        help="text prompt of a Stable Diffusion run; repeat for several, cycled over the images",
+    )
     add_sampling_arguments(p, classifier_flags=("--classifier", "--guidance-classifier"))
     p.add_argument("--seed", type=int, default=0, help="image i uses seed + i")
     p.add_argument("--out", required=True, help="output .png grid, .npz file, or folder")
@@ -86,16 +92,19 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_run(
         args.run, weights=args.weights, device=device, trust_checkpoint=args.trust_checkpoint
     )
-    result = generate_sharded(
-        loaded,
-        num=args.num,
-        labels=labels,
-        sample=sample_config(args, loaded.config.sample),
-        seed=args.seed,
-        batch_size=args.batch_size,
-        device=device,
-        hints=hints_from_args(args, loaded),
-    )
+    if args.prompt is not None or loaded.config.model.pretrained is not None:
+        result = _prompt_images(args, loaded, labels, device)
+    else:
+        result = generate_sharded(
+            loaded,
+            num=args.num,
+            labels=labels,
+            sample=sample_config(args, loaded.config.sample),
+            seed=args.seed,
+            batch_size=args.batch_size,
+            device=device,
+            hints=hints_from_args(args, loaded),
+        )
     shutdown(finished=True)
     if result is None:  # not rank 0: rank 0 writes
         return 0
@@ -109,3 +118,22 @@ def run(args: argparse.Namespace) -> int:
         save_samples_npz(out, images, y)
     print(f"wrote {len(images)} images to {out}")
     return 0
+
+
+def _prompt_images(args: argparse.Namespace, loaded, labels: list[int] | None, device):
+    """(images, null labels) of a Stable Diffusion run's prompts, on rank 0 (not sharded)."""
+    import torch
+
+    from difflab.conditioning import NULL_LABEL
+    from difflab.integrations.stable_diffusion.sampling import prompt_images
+    from difflab.training.distributed import is_main
+
+    if labels is not None:
+        raise ConfigError("--labels does not apply to a Stable Diffusion run; use --prompt")
+    sample = sample_config(args, loaded.config.sample)
+    if not is_main():
+        return None
+    images = prompt_images(loaded, args.prompt or [], num=args.num, sample=sample,
+                           seed=args.seed, batch_size=args.batch_size, device=device)  # fmt: skip
+    null = torch.full((args.num,), NULL_LABEL, dtype=torch.long)
+    return images, null
