@@ -63,6 +63,7 @@ def open_sd_session(config: Config, *, trust_checkpoint: bool = False) -> Sessio
     denoiser = build_denoiser(config, in_channels=c, image_size=h, num_classes=0).to(device)
     if is_main():
         info = {"in_channels": 3, "image_size": dataset.image_size, "num_classes": 0}
+        info["class_names"] = []
         write_run_files(run_dir, config, {**info, **latent_record(latent, codec, image_shape)})
     barrier()
     state, start, ema_denoiser = start_training(config, denoiser, device, checkpoint)
