@@ -81,3 +81,10 @@ def test_an_image_size_the_vae_cannot_take_names_the_shape(capsys, tmp_path, vae
     argv = ["train", TINY, f"run.root={tmp_path}", f"model.latent.vae={vae_folder}"]
     _fails(capsys, [*argv, "data.image_size=7"], "(1, 7, 7)", "divisible by 2")
     assert not (tmp_path / "tiny").exists()  # refused before the run folder is made
+    # unet-cifar10 downsamples by 8: it cannot take the 4x4 latents of the 8x8 digits
+    _fails(capsys, [*argv, "model.network=unet-cifar10"], "latents (4, 4, 4) of the images")
+
+
+def test_classifier_guidance_is_refused_on_latents(capsys, tmp_path, latent_run):
+    argv = ["sample", str(latent_run), "--classifier", "clf", "--out", str(tmp_path / "x.png")]
+    _fails(capsys, argv, "classifier guidance needs a pixel run")
