@@ -43,8 +43,9 @@ def test_sample_grids_are_decoded_images(latent_run):
     assert grid.mode == "L" and grid.size == (10 * 9 + 1, 9 + 1)
 
 
-def test_the_network_is_built_for_and_sees_the_latents(tmp_path, vae_folder):
-    s = open_session(latent_config(tmp_path, vae_folder, "train.batch_size=4"))
+@pytest.mark.parametrize("network", [[], ["model.network=dit-tiny", "model.options={}"]])
+def test_the_network_is_built_for_and_sees_the_latents(tmp_path, vae_folder, network):
+    s = open_session(latent_config(tmp_path, vae_folder, "train.batch_size=4", *network))
     assert s.image_shape == (1, 8, 8) and s.latent_shape == (4, 4, 4)
     x = ToSymmetric()({"image": _digits("train")})["image"]
     expected = VAECodec.from_folder(vae_folder).encode(x)
