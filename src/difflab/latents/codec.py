@@ -88,8 +88,9 @@ class VAECodec(nn.Module):
         folder = _vae_folder(Path(path))
         diffusers = _import_diffusers()
         try:
+            # low_cpu_mem_usage=False: the tiny saving it offers needs accelerate
             vae = diffusers.AutoencoderKL.from_pretrained(
-                folder, local_files_only=True, use_safetensors=True
+                folder, local_files_only=True, use_safetensors=True, low_cpu_mem_usage=False
             )
         except (OSError, ValueError, RuntimeError) as err:
             raise CheckpointError(f"cannot load the VAE in {folder}: {err}") from err

@@ -19,6 +19,7 @@ from difflab.samplers import SAMPLERS
 from difflab.samplers.options import sampler_kwargs
 from difflab.schedules import GRIDS
 from difflab.training.config_types import from_dict, set_override
+from difflab.training.wandb_log import require_wandb
 
 SD_NETWORK = "sd-unet"  # model.network of a Stable Diffusion fine-tune: model.pretrained's UNet
 
@@ -140,6 +141,8 @@ class SampleConfig:
 class RunConfig:
     root: str = "runs"
     name: str | None = None  # defaults to the recipe's (or file's) name
+    wandb: Literal["off", "online", "offline"] = "off"  # W&B logging (the wandb extra)
+    wandb_project: str = "difflab"
 
 
 @dataclass
@@ -237,6 +240,7 @@ def _check_values(c: Config) -> None:
     )
     frac = c.data.max_bad_fraction
     _require(0 <= frac <= 1, "data.max_bad_fraction", "in [0, 1]", frac)
+    require_wandb(c.run.wandb)
 
 
 def check_controlnet(cn: ControlNetConfig) -> None:

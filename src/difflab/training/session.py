@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from difflab.data import ImageDataset, load_dataset
+from difflab.errors import ConfigError
 from difflab.generation import MODEL_INFO, build_denoiser, load_run
 from difflab.latents import Codec
 from difflab.losses import DenoisingLoss
@@ -180,6 +181,21 @@ def _model_info(
     }
 
 
+def _build_denoiser(config: Config, info: dict, image_shape: tuple[int, int, int]) -> Denoiser:
+    """build_denoiser for the data's shape; a network that cannot take a latent run's latents
+    says which latents, since its image_size is not the images'."""
+    try:
+        return build_denoiser(config, **info)
+    except ConfigError as err:
+        if config.model.latent.vae is None:
+            raise
+        latent = (info["in_channels"], info["image_size"], info["image_size"])
+        raise ConfigError(
+            f"{err} (model.latent.vae makes latents {latent} of the images {image_shape}; "
+            "data.image_size sets the images' size)"
+        ) from err
+
+
 def _run_info(config: Config, dataset: ImageDataset, codec: Codec, image_shape, info) -> dict:
     """model.json: the images' shape and classes (what users see) and a latent run's codec."""
     c, size, _ = image_shape
@@ -228,7 +244,7 @@ def open_session(config: Config, *, trust_checkpoint: bool = False) -> Session:
     codec = build_codec(config.model.latent, device)
     image_shape, info = _model_info(config, dataset, codec)
     torch.manual_seed(t.seed)
-    denoiser = build_denoiser(config, **info).to(device)
+    denoiser = _build_denoiser(config, info, image_shape).to(device)
     base_run = config.model.controlnet.base_run
     if base_run is not None and checkpoint is None:
         start_from_base(denoiser.network, load_run(base_run, device=device), config, info)
