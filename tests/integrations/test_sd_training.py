@@ -139,3 +139,15 @@ def test_finetune_sd_command_trains_then_exports(sd_folder, coco, tmp_path, caps
     assert "finetune-sd takes a Stable Diffusion recipe" in capsys.readouterr().err
     assert main(["finetune-sd", "sd-v1-4-coco", f"data.root={coco}"]) == 2
     assert "'model.pretrained'" in capsys.readouterr().err
+
+
+def test_the_run_records_the_pretrained_folder_as_an_absolute_path(
+    sd_folder, coco, tmp_path, monkeypatch
+):
+    import os
+
+    monkeypatch.chdir(tmp_path)
+    relative = os.path.relpath(sd_folder, tmp_path)
+    s = open_sd_session(sd_config(sd_folder, coco, tmp_path, f"model.pretrained={relative}"))
+    assert s.config.model.pretrained == str(sd_folder.resolve())
+    assert f"pretrained: {sd_folder.resolve()}" in (s.run_dir / "config.yaml").read_text()

@@ -42,10 +42,18 @@ def check_scheduler(config: Config, settings: SchedulerSettings, folder: str) ->
 
 def sd_latent(config: Config) -> LatentConfig:
     """The codec of a fine-tune: the pretrained folder's VAE, with model.latent's factors."""
-    return replace(config.model.latent, vae=str(Path(str(config.model.pretrained)).resolve()))
+    return replace(config.model.latent, vae=config.model.pretrained)
+
+
+def with_absolute_pretrained(config: Config) -> Config:
+    """config with model.pretrained as an absolute path, so the run's config.yaml and model.json
+    name the folder wherever the run is loaded from."""
+    folder = str(Path(str(config.model.pretrained)).expanduser().resolve())
+    return replace(config, model=replace(config.model, pretrained=folder))
 
 
 def open_sd_session(config: Config, *, trust_checkpoint: bool = False) -> Session:
+    config = with_absolute_pretrained(config)
     t, folder = config.train, str(config.model.pretrained)
     check_scheduler(config, read_scheduler(folder), folder)
     dataset = CocoCaptions(
