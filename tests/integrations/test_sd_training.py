@@ -151,3 +151,17 @@ def test_the_run_records_the_pretrained_folder_as_an_absolute_path(
     s = open_sd_session(sd_config(sd_folder, coco, tmp_path, f"model.pretrained={relative}"))
     assert s.config.model.pretrained == str(sd_folder.resolve())
     assert f"pretrained: {sd_folder.resolve()}" in (s.run_dir / "config.yaml").read_text()
+
+
+def test_flips_act_on_images_before_encoding(sd_folder, coco, tmp_path):
+    config = sd_config(sd_folder, coco, tmp_path, "data.flip=true", "train.batch_size=6")
+    s = open_sd_session(config)
+    batch = s.data.micro_batch(0, torch.Generator().manual_seed(0))
+    items = [s.data.stream.dataset[(0, i)] for i in s.data.indices(0).tolist()]
+    images = torch.stack([item.image for item in items]).float() / 127.5 - 1
+    plain, mirrored = s.codec.encode(images), s.codec.encode(images.flip(-1))
+    flipped = [torch.allclose(z, m) and not torch.allclose(z, p) for z, p, m in
+               zip(batch.x0, plain, mirrored, strict=True)]  # fmt: skip
+    kept = [torch.allclose(z, p) for z, p in zip(batch.x0, plain, strict=True)]
+    assert all(f or k for f, k in zip(flipped, kept, strict=True))
+    assert any(flipped) and any(kept)
