@@ -52,7 +52,7 @@ def _draws(data: batches.DeviceData, micro_index: int) -> list[torch.Tensor]:
     """(x0, t, eps, labels after dropout) of this rank's part of a micro-batch."""
     generator = seeded_generator(3, "step", 5, CPU)
     batch = data.micro_batch(micro_index, generator)
-    state = SimpleNamespace(loss_fn=_Recorder(), forward=None)
+    state = SimpleNamespace(loss_fn=_Recorder(), forward=None, null_text=None)
     state.precision = SimpleNamespace(autocast=nullcontext)
     return list(micro_batch_loss(state, batch, generator, cond_dropout=0.5))
 
