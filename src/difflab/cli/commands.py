@@ -6,11 +6,11 @@ import argparse
 from types import ModuleType
 
 from difflab import __version__
+from difflab.cli import distill, recipes, sample, train, train_classifier
 from difflab.cli import eval as eval_command
-from difflab.cli import recipes, sample, train, train_classifier
 from difflab.errors import ConfigError
 
-SUBCOMMANDS: list[ModuleType] = [train, sample, eval_command, train_classifier, recipes]
+SUBCOMMANDS: list[ModuleType] = [train, sample, eval_command, distill, train_classifier, recipes]
 
 
 class ArgumentParser(argparse.ArgumentParser):

@@ -59,7 +59,7 @@ def micro_batch_loss(
     device = x0.device
     total = batch.total or x0.shape[0]
     rows = slice(batch.offset, batch.offset + x0.shape[0])
-    t = state.loss_fn.schedule.sample_training_t(total, generator=generator, device=device)
+    t = state.loss_fn.sample_training_t(total, generator=generator, device=device)
     eps = torch.randn((total, *x0.shape[1:]), generator=generator, device=device, dtype=x0.dtype)
     t, eps = t[rows], eps[rows]
     if cond is not None and cond_dropout > 0:
