@@ -1,18 +1,19 @@
 """Progressive distillation on the digits model: FID (difflab classifier features) and class
 accuracy of the teacher's DDIM against its distilled students, at the same step counts.
 
-python bench/distill.py [--run RUN] [--num 1000] [--teacher-steps 64] [--students 8 4 2]
-    [--steps-per-round 300] [--batch-size 64] [--lr 5e-4] [--cache /tmp/difflab-bench] [--quick]
+python bench/distill.py [--run RUN] [--num 1000] [--teacher-steps 64] [--students 8 4 2 1]
+    [--steps-per-round 300] [--batch-size 64] [--lr 5e-4] [--seed 0] [--cache /tmp/difflab-bench]
+    [--quick]
 
 The students are one chain of halving rounds (Salimans & Ho 2022, Algorithm 2) from the
 teacher's DDIM at --teacher-steps, run in stages that each end at a listed student (difflab
-distill to 8 steps, then that run to 4, then to 2), each stage's run kept beside the teacher
+distill to 8 steps, then that run to 4, to 2, to 1), each stage's run kept beside the teacher
 run (CACHE/runs/ by default) and reused when the script runs again. Every sample uses the
-run's own sampling settings (DDIM, its CFG scale) at the row's step count. FID compares with
-the digits train split in the feature space of an evaluation classifier trained on clean
-digits; accuracy is that classifier's agreement with the requested labels. --quick is a
-seconds-long smoke test (a 2-step teacher and classifier, 2 steps a round): its numbers mean
-nothing.
+run's own sampling settings (DDIM, its CFG scale) at the row's step count, image i with seed
+--seed + i. FID compares with the digits train split in the feature space of an evaluation
+classifier trained on clean digits; accuracy is that classifier's agreement with the requested
+labels. --quick is a seconds-long smoke test (a 2-step teacher and classifier, 2 steps a
+round): its numbers mean nothing.
 """
 
 from __future__ import annotations
@@ -34,10 +35,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     setup.add_common_arguments(parser)
     parser.add_argument("--teacher-steps", type=int, default=64)
-    parser.add_argument("--students", type=int, nargs="+", default=[8, 4, 2])
+    parser.add_argument("--students", type=int, nargs="+", default=[8, 4, 2, 1])
     parser.add_argument("--steps-per-round", type=int, default=300)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=DistillConfig.lr)
+    parser.add_argument("--seed", type=int, default=0, help="image i uses seed + i")
     parser.add_argument("--quick", action="store_true", help="a seconds-long smoke test")
     args = parser.parse_args(argv)
     if args.quick:
@@ -86,7 +88,7 @@ def distilled_chain(teacher_dir: Path, args: argparse.Namespace) -> dict[int, Pa
 def score(run: LoadedRun, steps: int, args: argparse.Namespace, evaluator, metrics) -> str:
     """'FID | accuracy' of args.num DDIM samples at `steps` with the run's sampling settings."""
     sample = replace(run.config.sample, sampler="ddim", steps=steps, grid="uniform", eta=0.0)
-    images, labels = generate(run, num=args.num, sample=sample, batch_size=args.num)
+    images, labels = generate(run, num=args.num, sample=sample, seed=args.seed, batch_size=args.num)
     result = evaluate(images, labels, metrics=["fid", "accuracy"], classifier=evaluator, **metrics)
     return f"{result['fid']:.2f} | {result['accuracy']:.3f}"
 
