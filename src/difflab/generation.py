@@ -4,13 +4,15 @@ Image i of a call with `seed` uses its own generator seeded with seed + i (Stack
 so an image depends only on its seed, label and hint, not on the batch it was drawn in. A
 ControlNet run samples under control hints ([M, C_hint, H, W] in [-1, 1], image i gets hint
 i % M; difflab.control_hints makes them from image files) and refuses to sample without
-them: a ControlledUNet without a hint is its base network, which is not the run.
+them: a ControlledUNet without a hint is its base network, which is not the run. A latent
+diffusion run (model.latent.vae) samples latents and decodes them with its codec, so every
+function here takes and returns images.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,6 +35,7 @@ from difflab.conditioning import (
 from difflab.control_hints import check_hints, cycled
 from difflab.data import to_uint8
 from difflab.errors import CheckpointError, ConfigError, TrainingError
+from difflab.latents import Codec, IdentityCodec
 from difflab.networks import build_network
 from difflab.parameterization import Denoiser
 from difflab.samplers import SAMPLERS, SamplingGrid, StackedGenerator, ThresholdKind, thresholded
@@ -41,9 +44,12 @@ from difflab.schedules import make_schedule
 from difflab.training.checkpoint import load_latest_checkpoint
 from difflab.training.config import Config, SampleConfig, build_config, check_sample
 from difflab.training.controlnet import controlled_network
+from difflab.training.latent_data import build_codec, recorded_latent
 from difflab.training.recipes import read_yaml
 
-MODEL_INFO = "model.json"  # in_channels, image_size, num_classes, class_names of a run
+# in_channels, image_size (the images'), num_classes, class_names of a run; a latent run's
+# codec settings and latent_shape (training/latent_data.latent_record)
+MODEL_INFO = "model.json"
 
 
 @dataclass
@@ -51,8 +57,14 @@ class LoadedRun:
     config: Config
     denoiser: Denoiser
     num_classes: int  # 0 for an unconditional model
-    image_shape: tuple[int, int, int]  # (C, H, W)
+    image_shape: tuple[int, int, int]  # (C, H, W) of the images
     step: int
+    codec: Codec = field(default_factory=IdentityCodec)  # a latent run's VAE
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        """(c, h, w) of what the denoiser works on: the images' shape for pixel diffusion."""
+        return self.codec.latent_shape(self.image_shape)
 
 
 def build_denoiser(
@@ -92,21 +104,21 @@ def load_run(
     config = build_config(read_yaml(run_dir / "config.yaml"))
     info = json.loads((run_dir / MODEL_INFO).read_text())
     ckpt = load_latest_checkpoint(run_dir, trust=trust_checkpoint)
+    codec = build_codec(recorded_latent(info), device)
+    image_shape = (info["in_channels"], info["image_size"], info["image_size"])
+    c, size, _ = codec.latent_shape(image_shape)
     denoiser = build_denoiser(
-        config,
-        in_channels=info["in_channels"],
-        image_size=info["image_size"],
-        num_classes=info["num_classes"],
+        config, in_channels=c, image_size=size, num_classes=info["num_classes"]
     )
     tensors = ckpt.ema if weights == "ema" else ckpt.model
     denoiser.network.load_state_dict(tensors)
-    image_shape = (info["in_channels"], info["image_size"], info["image_size"])
     return LoadedRun(
         config=config,
         denoiser=denoiser.to(device).eval(),
         num_classes=info["num_classes"],
         image_shape=image_shape,
         step=ckpt.step,
+        codec=codec,
     )
 
 
@@ -122,20 +134,23 @@ def sample_images(
     classifier: Classifier | None = None,
     classifier_labels: Tensor | None = None,
     hints: Tensor | None = None,
+    codec: Codec | None = None,
 ) -> Tensor:
     """Samples in [-1, 1], [N, C, H, W] float32, one seed per image; labels [N] (the model's
     condition) or None; hints [N, C_hint, H, W] (a ControlNet's control images) or None, which
     a ControlledUNet takes for its base network. With a noisy classifier, guided toward
-    classifier_labels [N]."""
+    classifier_labels [N]. With a codec (latent diffusion) the sampler draws latents of
+    codec.latent_shape(image_shape) and the codec decodes them."""
+    codec = codec or IdentityCodec()
     schedule = denoiser.schedule
     generator = StackedGenerator(seeds, device)
-    x = generator.randn((len(seeds), *image_shape), device=device)
+    x = generator.randn((len(seeds), *codec.latent_shape(image_shape)), device=device)
     grid = SamplingGrid.build(schedule, grid_times(schedule, sample))
     denoise = guided_denoise(
         denoiser, labels, sample, device, classifier, classifier_labels, hints=hints
     )
     sampler = SAMPLERS.get(sample.sampler)
-    return sampler(denoise, x, grid, generator=generator, **sampler_kwargs(sample))
+    return codec.decode(sampler(denoise, x, grid, generator=generator, **sampler_kwargs(sample)))
 
 
 def guided_denoise(
@@ -191,6 +206,11 @@ def load_guidance_classifier(path: str, run: LoadedRun, device: torch.device | s
     classes; ConfigError naming the folder otherwise."""
     from difflab.evaluation.classifier import load_classifier
 
+    if not isinstance(run.codec, IdentityCodec):
+        raise ConfigError(
+            f"classifier {path}: classifier guidance needs a pixel run; this one samples "
+            "latents (model.latent.vae)"
+        )
     classifier = load_classifier(path, device)
     c = classifier.config
     if not c.noisy:
@@ -311,6 +331,7 @@ def draw_images(
             classifier=classifier,
             classifier_labels=y_batch,
             hints=cycled(hints, batch),
+            codec=run.codec,
         )
         if not torch.isfinite(x0).all():
             raise TrainingError("generated images contain non-finite values")

@@ -6,6 +6,7 @@ generator seeded by (seed, epoch). The data position is thus a function of the s
 With several processes, train.batch_size is the global batch and rank r takes the r-th equal
 part of each slice. Every rank transforms the whole micro-batch (cheap GPU work) before
 taking its part, so augmentation, like the batch order, does not depend on the world size.
+With a latent codec the split is held as its latents, encoded once (training/latent_data.py).
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ from difflab.data import (
     ToSymmetric,
 )
 from difflab.errors import ConfigError
+from difflab.latents import Codec, IdentityCodec
 from difflab.training.config import DataConfig
 from difflab.training.distributed import rank, world_size
+from difflab.training.latent_data import RandomOrientation, encode_split
 from difflab.training.rng import seeded_generator
 from difflab.training.step import MicroBatch
 
@@ -42,8 +45,35 @@ def make_transform(data: DataConfig, *, train: bool, hint: BatchTransform | None
     return Compose(transforms)
 
 
+def _held(
+    dataset: ImageDataset,
+    data: DataConfig,
+    device: torch.device,
+    train: bool,
+    seed: int,
+    hint: BatchTransform | None,
+    codec: Codec | None,
+) -> tuple[Tensor, BatchTransform]:
+    """(what the device holds of the split, the per-batch transform): the uint8 images and
+    make_transform; with a codec, the latents of the deterministically transformed images (both
+    orientations when training with data.flip) and the flip that picks one."""
+    if codec is None or isinstance(codec, IdentityCodec):
+        return dataset.images.to(device), make_transform(data, train=train, hint=hint)
+    flip = train and data.flip
+    latents = encode_split(
+        codec,
+        dataset.images,
+        make_transform(data, train=False),
+        both_orientations=flip,
+        generator=seeded_generator(seed, "encode", int(train), device),
+        device=device,
+    )
+    return latents, RandomOrientation() if flip else Compose([])
+
+
 class DeviceData:
-    """A dataset split on the device, cut into micro-batches of `batch_size` by index."""
+    """A dataset split on the device, cut into micro-batches of `batch_size` by index; with a
+    codec (latent diffusion) the split's latents, x0 of every batch being latents."""
 
     def __init__(
         self,
@@ -56,13 +86,15 @@ class DeviceData:
         device: torch.device,
         train: bool = True,
         hint: BatchTransform | None = None,
+        codec: Codec | None = None,
     ) -> None:
         if batch_size > len(dataset):
             raise ConfigError(
                 f"config key 'train.batch_size' ({batch_size}) exceeds the {len(dataset)} images "
                 f"of {dataset.name}/{dataset.split}"
             )
-        self.images = dataset.images.to(device)  # [N, C, H, W] uint8
+        # [N, C, H, W] uint8, or the latents with a codec
+        self.images, self.transform = _held(dataset, data, device, train, seed, hint, codec)
         self.labels = dataset.labels.to(device)  # [N] long
         self.batch_size = batch_size
         self.rank, self.world = rank(), world_size()
@@ -73,7 +105,6 @@ class DeviceData:
             )
         self.seed = seed
         self.class_conditional = class_conditional
-        self.transform = make_transform(data, train=train, hint=hint)
         self.batches_per_epoch = len(dataset) // batch_size
         self._epoch, self._perm = -1, torch.empty(0)
 

@@ -19,6 +19,7 @@ from difflab.samplers import SAMPLERS
 from difflab.samplers.options import sampler_kwargs
 from difflab.schedules import GRIDS
 from difflab.training.config_types import from_dict, set_override
+from difflab.training.wandb_log import require_wandb
 
 
 @dataclass
@@ -45,6 +46,18 @@ class ControlNetConfig:
 
 
 @dataclass
+class LatentConfig:
+    """Latent diffusion (Rombach et al. 2022): the network works on a frozen VAE's latents of
+    the images. Each split is encoded once when training starts; with data.flip both
+    orientations of every image are encoded and each sample picks one at random."""
+
+    vae: str | None = None  # local diffusers VAE or pipeline folder; None: pixel diffusion
+    scaling_factor: float | None = None  # z = (E(x) - shift) * scaling; None: the VAE config's
+    shift_factor: float | None = None  # None: the VAE config's (0 when it has none)
+    sample_posterior: bool = False  # encode a posterior sample (drawn once), not its mean
+
+
+@dataclass
 class ModelConfig:
     network: str = "unet-tiny"
     options: dict[str, Any] = field(default_factory=dict)  # passed to build_network
@@ -54,6 +67,7 @@ class ModelConfig:
     zero_terminal_snr: bool = False
     class_conditional: bool = True
     controlnet: ControlNetConfig = field(default_factory=ControlNetConfig)
+    latent: LatentConfig = field(default_factory=LatentConfig)
 
 
 @dataclass
@@ -121,6 +135,8 @@ class SampleConfig:
 class RunConfig:
     root: str = "runs"
     name: str | None = None  # defaults to the recipe's (or file's) name
+    wandb: Literal["off", "online", "offline"] = "off"  # W&B logging (the wandb extra)
+    wandb_project: str = "difflab"
 
 
 @dataclass
@@ -206,6 +222,7 @@ def _check_values(c: Config) -> None:
     )
     _require(m.network in NETWORKS, "model.network", f"one of {NETWORKS.names()}", m.network)
     check_controlnet(m.controlnet)
+    check_latent(m)
     check_sample(s)
     _require(
         not (t.parallel == "fsdp" and t.precision == "fp16"),
@@ -215,6 +232,7 @@ def _check_values(c: Config) -> None:
     )
     frac = c.data.max_bad_fraction
     _require(0 <= frac <= 1, "data.max_bad_fraction", "in [0, 1]", frac)
+    require_wandb(c.run.wandb)
 
 
 def check_controlnet(cn: ControlNetConfig) -> None:
@@ -225,6 +243,19 @@ def check_controlnet(cn: ControlNetConfig) -> None:
         make_hint(cn.hint, **cn.hint_options)
     except DifflabError as e:  # ConfigError, or OpenCV missing for Canny
         raise ConfigError(f"config key 'model.controlnet.hint_options': {e}") from None
+
+
+def check_latent(m: ModelConfig) -> None:
+    """Factors that can scale latents, and no ControlNet (its hints are pixels) on latents."""
+    lc = m.latent
+    scale = lc.scaling_factor
+    _require(scale is None or scale > 0, "model.latent.scaling_factor", "> 0 or null", scale)
+    _require(
+        lc.vae is None or m.controlnet.base_run is None,
+        "model.latent.vae",
+        "null with model.controlnet.base_run (ControlNet trains on pixel runs only)",
+        lc.vae,
+    )
 
 
 def check_sample(s: SampleConfig) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 
@@ -19,11 +20,12 @@ from difflab.training.sharding import full_model_state, full_optimizer_state
 from difflab.training.step import micro_batch_loss
 
 
-def save_samples(s: Session, done: int) -> None:
+def save_samples(s: Session, done: int) -> list[Path]:
     """Grids from the EMA and the raw weights, fixed seeds 0..num-1, labels cycled over the
     classes, in run/samples/step-000500-{ema,raw}.png. A ControlNet run's image i is drawn under
     the hint of the i-th held-out image (grid_hints), those hints shown in run/samples/hints.png.
-    Every rank samples its shard of the seeds (shard_rows); rank 0 gathers and writes."""
+    Every rank samples its shard of the seeds (shard_rows); rank 0 gathers and writes, and
+    returns the grids it wrote."""
     num = s.config.sample.num
     rows = shard_rows(num)
     labels = resolve_labels(None, rows.stop, s.num_classes)
@@ -31,6 +33,7 @@ def save_samples(s: Session, done: int) -> None:
     hints = grid_hints(s, num)
     if hints is not None and is_main() and not (s.run_dir / "samples" / "hints.png").exists():
         write_png_grid(to_uint8(hints), s.run_dir / "samples" / "hints.png", _ncol(s))
+    written = []
     for tag, denoiser in (("ema", s.ema_denoiser), ("raw", s.denoiser)):
         x0 = gather_rows(_sample_eval(s, denoiser, labels, rows, cycled(hints, rows)), num)
         if x0 is None:
@@ -38,7 +41,10 @@ def save_samples(s: Session, done: int) -> None:
         if not torch.isfinite(x0).all():
             warnings.warn(f"non-finite {tag} samples at step {done}; grid not saved", stacklevel=2)
             continue
-        write_png_grid(to_uint8(x0), s.run_dir / "samples" / f"step-{done:06d}-{tag}.png", _ncol(s))
+        path = s.run_dir / "samples" / f"step-{done:06d}-{tag}.png"
+        write_png_grid(to_uint8(x0), path, _ncol(s))
+        written.append(path)
+    return written
 
 
 def grid_hints(s: Session, num: int) -> torch.Tensor | None:
@@ -66,6 +72,7 @@ def _sample_eval(
             sample=s.config.sample,
             device=s.device,
             hints=hints,
+            codec=s.codec,
         )
     finally:
         denoiser.train(was_training)

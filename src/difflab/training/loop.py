@@ -40,6 +40,7 @@ from difflab.training.sharding import is_sharded
 from difflab.training.signals import Interrupted, StopRequest
 from difflab.training.step import skips_on_device, train_step
 from difflab.training.step_counts import Seen, StepCounts
+from difflab.training.wandb_log import WandbLog
 
 
 def train(
@@ -60,7 +61,12 @@ def train(
         session = open_session(config, trust_checkpoint=trust_checkpoint)
         if is_main() and config.train.resume:
             trim_metrics(session.run_dir, session.start_step)
-        log = MetricsLog(session.run_dir, tensorboard=tensorboard, enabled=is_main())
+        log = MetricsLog(
+            session.run_dir,
+            tensorboard=tensorboard,
+            enabled=is_main(),
+            wandb=_wandb(config, session.run_dir) if is_main() else None,
+        )
         try:
             _log_skipped_data(session, log)
             with StopRequest() as stop:
@@ -72,6 +78,13 @@ def train(
     finally:
         torch.set_num_threads(threads)
     return session.run_dir
+
+
+def _wandb(config: Config, run_dir: Path) -> WandbLog | None:
+    r = config.run
+    if r.wandb == "off":
+        return None
+    return WandbLog(run_dir, mode=r.wandb, project=r.wandb_project, config=config.to_dict())
 
 
 def _log_skipped_data(s: Session, log: MetricsLog) -> None:
@@ -185,7 +198,7 @@ def _flops_per_image(s: Session) -> float:
     gradients reach trainable weights only through its hint. A fresh generator for the sample's
     augmentation, so counting draws nothing from training's random streams."""
     one = s.data.take(s.data.indices(0)[:1], torch.Generator(s.device))
-    return train_flops_per_image(s.state.model, s.image_shape, one.cond)
+    return train_flops_per_image(s.state.model, s.latent_shape, one.cond)
 
 
 class _Logger:
@@ -244,7 +257,8 @@ def _periodic(
 ) -> None:
     """Sample grids, validation, sample metrics and checkpoints due after `done` steps."""
     if due.samples:
-        save_samples(s, done)  # every rank samples a shard of the seeds
+        for path in save_samples(s, done):  # every rank samples a shard of the seeds
+            log.image(f"samples/{path.stem.rsplit('-', 1)[-1]}", path, done)
     if due.val and (is_main() or is_sharded(s.state.model)):
         # Sharded weights need every rank in each forward, so all compute the same loss.
         val_loss = validation_loss(s)

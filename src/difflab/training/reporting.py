@@ -1,4 +1,5 @@
-"""Run reporting: metrics as JSON lines and TensorBoard scalars (rank 0), a progress bar."""
+"""Run reporting: metrics as JSON lines, TensorBoard scalars and sample grids, optionally W&B
+(rank 0); a progress bar."""
 
 from __future__ import annotations
 
@@ -8,13 +9,25 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from PIL import Image
 from tqdm import tqdm
+
+from difflab.training.wandb_log import WandbLog
 
 
 class MetricsLog:
-    """run/metrics.jsonl (one JSON object per record) and TensorBoard scalars in run/tb/."""
+    """run/metrics.jsonl (one JSON object per record), TensorBoard scalars and images in
+    run/tb/, and the same on W&B when given a WandbLog."""
 
-    def __init__(self, run_dir: Path, *, tensorboard: bool = True, enabled: bool = True) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        *,
+        tensorboard: bool = True,
+        enabled: bool = True,
+        wandb: WandbLog | None = None,
+    ) -> None:
         self.path = run_dir / "metrics.jsonl"
         self._file = self.path.open("a") if enabled else None
         self._tb = None
@@ -22,6 +35,7 @@ class MetricsLog:
             from torch.utils.tensorboard import SummaryWriter
 
             self._tb = SummaryWriter(str(run_dir / "tb"))
+        self._wandb = wandb if enabled else None
 
     def write(self, record: dict[str, Any]) -> None:
         if self._file is None:
@@ -32,12 +46,24 @@ class MetricsLog:
             for key, value in record.items():
                 if key != "step" and isinstance(value, int | float):
                     self._tb.add_scalar(key, value, record["step"])
+        if self._wandb is not None:
+            self._wandb.log(record)
+
+    def image(self, key: str, path: Path, step: int) -> None:
+        """A PNG already written (a sample grid), shown under key at step."""
+        if self._tb is not None:
+            hwc = np.asarray(Image.open(path).convert("RGB"))
+            self._tb.add_image(key, hwc, step, dataformats="HWC")
+        if self._wandb is not None:
+            self._wandb.image(key, path, step)
 
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
         if self._tb is not None:
             self._tb.close()
+        if self._wandb is not None:
+            self._wandb.close()
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-_STREAMS = {"step": 1, "epoch": 2, "validation": 3}
+_STREAMS = {"step": 1, "epoch": 2, "validation": 3, "encode": 4}
 
 
 def seeded_generator(seed: int, stream: str, index: int, device: torch.device) -> torch.Generator:

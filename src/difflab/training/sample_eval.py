@@ -70,7 +70,7 @@ class SampleEvaluator:
 
     @torch.no_grad()
     def __call__(self, s: Session, done: int) -> dict[str, Any]:
-        run = LoadedRun(s.config, s.ema_denoiser, s.num_classes, s.image_shape, done)
+        run = LoadedRun(s.config, s.ema_denoiser, s.num_classes, s.image_shape, done, s.codec)
         num = s.config.train.eval_samples
         try:
             images, labels = generate(

@@ -12,7 +12,9 @@ import torch
 from torch import nn
 
 from difflab.data import ImageDataset, load_dataset
+from difflab.errors import ConfigError
 from difflab.generation import MODEL_INFO, build_denoiser, load_run
+from difflab.latents import Codec
 from difflab.losses import DenoisingLoss
 from difflab.parameterization import Denoiser
 from difflab.training.batches import DeviceData
@@ -27,6 +29,7 @@ from difflab.training.distributed import (
     setup_device,
 )
 from difflab.training.ema import EMA
+from difflab.training.latent_data import build_codec, latent_record
 from difflab.training.optim import build_optimizer
 from difflab.training.precision import resolve_precision
 from difflab.training.rng import restore_rng_state
@@ -44,11 +47,17 @@ class Session:
     state: TrainState
     denoiser: Denoiser  # raw weights
     ema_denoiser: Denoiser
-    image_shape: tuple[int, int, int]  # (C, H, W)
+    image_shape: tuple[int, int, int]  # (C, H, W) of the images
     num_classes: int  # 0 when unconditional
     start_step: int
+    codec: Codec  # IdentityCodec, or a latent run's VAE
     # (path, reason) of the unreadable training images the loader skipped
     data_skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        """(c, h, w) of what the network sees: the images' shape for pixel diffusion."""
+        return self.codec.latent_shape(self.image_shape)
 
 
 def new_run_dir(config: Config) -> Path:
@@ -77,7 +86,9 @@ def _load(config: Config, split: str) -> ImageDataset:
 VAL_BATCH = 256  # validation runs without gradients, so in larger batches
 
 
-def _device_data(config: Config, dataset: ImageDataset, device, *, train: bool) -> DeviceData:
+def _device_data(
+    config: Config, dataset: ImageDataset, device, codec: Codec, *, train: bool
+) -> DeviceData:
     return DeviceData(
         dataset,
         data=config.data,
@@ -87,6 +98,7 @@ def _device_data(config: Config, dataset: ImageDataset, device, *, train: bool) 
         device=device,
         train=train,
         hint=hint_transform(config.model.controlnet),
+        codec=codec,
     )
 
 
@@ -152,6 +164,46 @@ def _resume(state: TrainState, ckpt: Checkpoint) -> int:
     return ckpt.step
 
 
+def _model_info(
+    config: Config, dataset: ImageDataset, codec: Codec
+) -> tuple[tuple[int, int, int], dict]:
+    """(the images' (C, H, W), the network's data shape: in_channels, image_size (of the
+    latents with a VAE codec, which refuses images it cannot encode), num_classes)."""
+    c, h, _ = dataset.image_shape
+    size = config.data.image_size or h
+    image_shape = (c, size, size)
+    latent_c, latent_size, _ = codec.latent_shape(image_shape)
+    num_classes = dataset.num_classes if config.model.class_conditional else 0
+    return image_shape, {
+        "in_channels": latent_c,
+        "image_size": latent_size,
+        "num_classes": num_classes,
+    }
+
+
+def _build_denoiser(config: Config, info: dict, image_shape: tuple[int, int, int]) -> Denoiser:
+    """build_denoiser for the data's shape; a network that cannot take a latent run's latents
+    says which latents, since its image_size is not the images'."""
+    try:
+        return build_denoiser(config, **info)
+    except ConfigError as err:
+        if config.model.latent.vae is None:
+            raise
+        latent = (info["in_channels"], info["image_size"], info["image_size"])
+        raise ConfigError(
+            f"{err} (model.latent.vae makes latents {latent} of the images {image_shape}; "
+            "data.image_size sets the images' size)"
+        ) from err
+
+
+def _run_info(config: Config, dataset: ImageDataset, codec: Codec, image_shape, info) -> dict:
+    """model.json: the images' shape and classes (what users see) and a latent run's codec."""
+    c, size, _ = image_shape
+    pixels = {"in_channels": c, "image_size": size, "num_classes": info["num_classes"]}
+    record = latent_record(config.model.latent, codec, image_shape)
+    return {**pixels, "class_names": dataset.class_names, **record}
+
+
 def open_session(config: Config, *, trust_checkpoint: bool = False) -> Session:
     """Build a run from config, resuming from config.train.resume when set (from its newest
     checkpoint that loads; trust_checkpoint allows a state.pt that needs full pickle)."""
@@ -163,19 +215,17 @@ def open_session(config: Config, *, trust_checkpoint: bool = False) -> Session:
     dataset = _load(config, config.data.split)
     use_val = config.data.val_split is not None and t.val_every > 0
     val = _load(config, config.data.val_split) if use_val else None
-    num_classes = dataset.num_classes if config.model.class_conditional else 0
-    c, h, _ = dataset.image_shape
-    size = config.data.image_size or h
+    codec = build_codec(config.model.latent, device)
+    image_shape, info = _model_info(config, dataset, codec)
     run_dir = Path(t.resume) if t.resume else broadcast_from_main(new_run_dir(config))
     checkpoint = load_latest_checkpoint(run_dir, trust=trust_checkpoint) if t.resume else None
-    info = {"in_channels": c, "image_size": size, "num_classes": num_classes}
     torch.manual_seed(t.seed)
-    denoiser = build_denoiser(config, **info).to(device)
+    denoiser = _build_denoiser(config, info, image_shape).to(device)
     base_run = config.model.controlnet.base_run
     if base_run is not None and checkpoint is None:
         start_from_base(denoiser.network, load_run(base_run, device=device), config, info)
     if is_main():
-        _write_run_files(run_dir, config, {**info, "class_names": dataset.class_names})
+        _write_run_files(run_dir, config, _run_info(config, dataset, codec, image_shape, info))
     barrier()
     state = build_train_state(config, denoiser, device)
     start = _resume(state, checkpoint) if checkpoint is not None else 0
@@ -184,13 +234,14 @@ def open_session(config: Config, *, trust_checkpoint: bool = False) -> Session:
         config=config,
         run_dir=run_dir,
         device=device,
-        data=_device_data(config, dataset, device, train=True),
-        val=_device_data(config, val, device, train=False) if val is not None else None,
+        data=_device_data(config, dataset, device, codec, train=True),
+        val=_device_data(config, val, device, codec, train=False) if val is not None else None,
         state=state,
         denoiser=denoiser,
         ema_denoiser=ema_denoiser,
-        image_shape=(c, size, size),
-        num_classes=num_classes,
+        image_shape=image_shape,
+        num_classes=info["num_classes"],
         start_step=start,
+        codec=codec,
         data_skipped=list(dataset.skipped),
     )

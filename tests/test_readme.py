@@ -1,0 +1,23 @@
+"""The README's Python example runs as written (with fewer training steps)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_readme_python_example_runs(tmp_path, monkeypatch):
+    (block,) = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    assert '"train.steps=500"' in block
+    fast = '"train.steps=2", "train.sample_every=0", "train.val_every=0", "train.progress=false"'
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(block.replace('"train.steps=500"', fast), scope)  # noqa: S102
+    images, labels = scope["images"], scope["labels"]
+    assert images.dtype == torch.uint8 and images.shape == (20, 1, 8, 8)
+    assert labels.tolist() == [3] * 20
+    assert scope["sample"].guidance == 2.0
