@@ -2,16 +2,20 @@
 student that predicts x~ lands where the teacher's two DDIM steps land (Salimans & Ho 2022,
 Algorithm 2), in every parameterization, discrete and continuous time; the loss built on it."""
 
+from contextlib import nullcontext
+from types import SimpleNamespace
+
 import pytest
 import torch
 from torch import nn
 
-from difflab.conditioning import conditioned
+from difflab.conditioning import NULL_LABEL, Condition, conditioned
 from difflab.distillation import DistillationLoss, distillation_target, target_eps
-from difflab.parameterization import Denoiser, training_target
+from difflab.parameterization import Denoiser, Prediction, training_target
 from difflab.parameterization.denoiser import coefficients
 from difflab.samplers import SAMPLERS, SamplingGrid
 from difflab.schedules import make_schedule, uniform_grid
+from difflab.training.step import MicroBatch, micro_batch_loss
 from samplers.gaussian_mixture import MixtureNetwork, two_dim_mixture
 
 KINDS = ("eps", "x0", "v")
@@ -157,3 +161,48 @@ def test_training_times_are_the_student_grid_noisy_times():
     values, counts = t.unique(return_counts=True)
     assert torch.equal(values.flip(0), times[:-1:2])
     assert counts.min() > 400
+
+
+class LabelTeacher:
+    """A teacher whose x0 is its label (0 for the null label), recording the labels it sees."""
+
+    def __init__(self) -> None:
+        self.seen: list[torch.Tensor] = []
+
+    def __call__(self, x_t, t, cond):
+        self.seen.append(cond.labels.clone())
+        x0 = cond.labels.clamp(min=0).float().view(-1, 1).expand_as(x_t)
+        return Prediction(x0=x0, eps=torch.zeros_like(x_t))
+
+
+class ConditionRecorder(nn.Module):
+    def forward(self, x, t_net, cond):
+        self.labels = cond.labels.clone()
+        return torch.zeros_like(x)
+
+
+def test_teacher_sees_the_dropped_condition_the_student_sees():
+    """Condition dropout reaches teacher and student alike, so a dropped (null) label learns the
+    teacher's unconditional path and the student keeps one for classifier-free guidance."""
+    schedule, _, times, x0, _ = setup("v", "discrete")
+    teacher, student = LabelTeacher(), ConditionRecorder()
+    loss = DistillationLoss(schedule, "v", teacher=teacher, teacher_times=times)
+    state = SimpleNamespace(loss_fn=loss, forward=student)
+    state.precision = SimpleNamespace(autocast=nullcontext)
+    batch = MicroBatch(x0, Condition(labels=torch.arange(len(x0)) % 10))
+    micro_batch_loss(state, batch, torch.Generator().manual_seed(0), cond_dropout=0.5)
+    assert all(torch.equal(seen, student.labels) for seen in teacher.seen)
+    assert (student.labels == NULL_LABEL).any() and (student.labels != NULL_LABEL).any()
+
+
+@pytest.mark.parametrize("scale", [0.0, 1.0, 3.0])
+def test_teacher_guidance_mixes_the_teacher_predictions(scale):
+    """teacher_guidance w: x~ is built from D_u + w (D_c - D_u) of the teacher (1 = none)."""
+    schedule, _, times, x0, _ = setup("v", "discrete")
+    loss = DistillationLoss(
+        schedule, "v", teacher=LabelTeacher(), teacher_times=times, teacher_guidance=scale
+    )
+    labels = torch.arange(len(x0)) % 10
+    pred = loss._teacher_denoise(Condition(labels=labels))(x0, times[0])
+    expected = scale * labels.float().view(-1, 1).expand_as(x0)  # D_u = 0, D_c = label
+    torch.testing.assert_close(pred.x0, expected)

@@ -16,7 +16,7 @@ from difflab.losses import DenoisingLoss
 from difflab.parameterization.denoiser import coefficients
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False)
 class DistillationLoss(DenoisingLoss):
     """DenoisingLoss whose x0 and eps come from a frozen teacher.
 
