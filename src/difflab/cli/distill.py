@@ -27,6 +27,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from difflab.distillation import build_distill_settings, distill
+    from difflab.training.distributed import is_main, shutdown
 
     settings = build_distill_settings(args.overrides)
     if args.dry_run:
@@ -34,6 +35,13 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not (Path(args.run) / "config.yaml").is_file():
         raise ConfigError(f"{args.run} is not a difflab run folder (no config.yaml there)")
-    run_dir = distill(args.run, settings.distill)
-    print(f"run folder: {run_dir}")
+    finished = False
+    try:
+        run_dir = distill(args.run, settings.distill)
+        finished = True
+    finally:
+        main = is_main()  # before leaving the process group (torchrun), as `difflab train`
+        shutdown(finished)
+    if main:
+        print(f"run folder: {run_dir}")
     return 0

@@ -78,6 +78,7 @@ def student_run_config(teacher: Config, teacher_dir: Path, d: DistillConfig) -> 
         checkpoint_every=k,
         eval_every=0,
         device=d.device,
+        parallel="ddp",  # each round's teacher is a copy of the student: no sharded weights
         resume=None,
     )
     sample = replace(
