@@ -15,6 +15,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from difflab.data import load_dataset
 from difflab.errors import ConfigError
+from difflab.losses import DenoisingLoss
 from difflab.networks import build_network
 from difflab.schedules import make_schedule
 from difflab.training import batches, distributed
@@ -39,10 +40,8 @@ def _device_data(monkeypatch, rank: int, world: int, batch_size: int = 8) -> bat
     )
 
 
-class _Recorder:
-    """A loss function that returns what it was given."""
-
-    schedule = make_schedule("cosine", num_steps=1000)
+class _Recorder(DenoisingLoss):
+    """A loss function that returns what it was given (its t drawn as DenoisingLoss draws)."""
 
     def __call__(self, forward, x0, t, eps, cond):
         return x0, t, eps, cond.labels
@@ -52,7 +51,7 @@ def _draws(data: batches.DeviceData, micro_index: int) -> list[torch.Tensor]:
     """(x0, t, eps, labels after dropout) of this rank's part of a micro-batch."""
     generator = seeded_generator(3, "step", 5, CPU)
     batch = data.micro_batch(micro_index, generator)
-    state = SimpleNamespace(loss_fn=_Recorder(), forward=None, null_text=None)
+    state = SimpleNamespace(loss_fn=_Recorder(make_schedule("cosine"), "eps"), forward=None)
     state.precision = SimpleNamespace(autocast=nullcontext)
     return list(micro_batch_loss(state, batch, generator, cond_dropout=0.5))
 

@@ -15,7 +15,7 @@ from difflab.training.checkpoint import load_latest_checkpoint
 from difflab.training.loop import train
 from difflab.training.recipes import load_config
 from difflab.training.reporting import read_metrics
-from difflab.training.step import MicroBatch, micro_batch_loss
+from difflab.training.step import MicroBatch, micro_batch_loss, train_step
 
 from .tiny_coco import write_tiny_coco
 from .tiny_sd import IMAGE_SIZE
@@ -86,14 +86,15 @@ def test_resume_repeats_the_losses(sd_folder, coco, tmp_path):
 
 
 def test_caption_dropout_gives_the_empty_prompts_embedding(sd_folder, coco, tmp_path):
-    s = open_sd_session(sd_config(sd_folder, coco, tmp_path))
+    s = open_sd_session(sd_config(sd_folder, coco, tmp_path, "train.cond_dropout=1"))
     batch = s.data.micro_batch(0, torch.Generator().manual_seed(0))
     null = Condition(text=TextEncoder.from_folder(sd_folder).encode(["", ""]))
     with torch.no_grad():
-        dropped = micro_batch_loss(s.state, batch, torch.Generator().manual_seed(1), 1.0)
-        as_null = MicroBatch(batch.x0, null)
-        expected = micro_batch_loss(s.state, as_null, torch.Generator().manual_seed(1), 0.0)
+        expected = micro_batch_loss(
+            s.state, MicroBatch(batch.x0, null), torch.Generator().manual_seed(1), 0.0
+        )
         kept = micro_batch_loss(s.state, batch, torch.Generator().manual_seed(1), 0.0)
+    dropped, _ = train_step(s.state, [batch], torch.Generator().manual_seed(1), 0)
     torch.testing.assert_close(dropped, expected)
     assert not torch.allclose(dropped, kept)
 

@@ -6,14 +6,15 @@ import argparse
 from types import ModuleType
 
 from difflab import __version__
+from difflab.cli import distill, finetune_sd, recipes, sample, train, train_classifier
 from difflab.cli import eval as eval_command
-from difflab.cli import finetune_sd, recipes, sample, train, train_classifier
 from difflab.errors import ConfigError
 
 SUBCOMMANDS: list[ModuleType] = [
     train,
     sample,
     eval_command,
+    distill,
     train_classifier,
     finetune_sd,
     recipes,

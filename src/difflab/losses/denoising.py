@@ -21,6 +21,13 @@ class DenoisingLoss:
     weighting: str = "uniform"
     min_snr_gamma: float = 5.0
 
+    def sample_training_t(
+        self, n: int, *, generator: torch.Generator | None, device: torch.device | str
+    ) -> Tensor:
+        """The noise levels t of n training samples: the schedule's training distribution
+        (a distillation loss draws from its student's grid instead)."""
+        return self.schedule.sample_training_t(n, generator=generator, device=device)
+
     def per_sample(
         self, network: nn.Module, x0: Tensor, t: Tensor, eps: Tensor, cond: Condition | None
     ) -> Tensor:

@@ -6,6 +6,7 @@ import math
 
 from torch import Tensor
 
+from difflab.parameterization.prediction import Prediction
 from difflab.samplers.base import (
     SAMPLERS,
     DenoiseFn,
@@ -22,6 +23,12 @@ def ddim_noise_std(alpha: float, sigma: float, alpha_next: float, sigma_next: fl
     if eta == 0.0 or sigma_next == 0.0:
         return 0.0
     return eta * (sigma_next / sigma) * math.sqrt(max(0.0, 1.0 - (alpha / alpha_next) ** 2))
+
+
+def ddim_step(pred: Prediction, alpha_next: Tensor | float, sigma_next: Tensor | float) -> Tensor:
+    """x_next = alpha_next x0_hat + sigma_next eps_hat: the deterministic DDIM update (eq. 12
+    with eta = 0); alpha_next, sigma_next are floats or tensors that broadcast (per sample)."""
+    return alpha_next * pred.x0 + sigma_next * pred.eps
 
 
 @SAMPLERS.register("ddim")
@@ -43,7 +50,7 @@ def sample_ddim(
         alpha, sigma = grid.coef(i)
         alpha_n, sigma_n = grid.coef(i + 1)
         s = ddim_noise_std(alpha, sigma, alpha_n, sigma_n, eta)
-        x = alpha_n * pred.x0 + math.sqrt(max(sigma_n**2 - s**2, 0.0)) * pred.eps
+        x = ddim_step(pred, alpha_n, math.sqrt(max(sigma_n**2 - s**2, 0.0)))
         if s > 0:
             x = x + s * randn_like(x, generator)
         if callback is not None:

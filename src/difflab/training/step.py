@@ -50,22 +50,27 @@ class MicroBatch:
 
 
 def micro_batch_loss(
-    state: TrainState, batch: MicroBatch, generator: torch.Generator, cond_dropout: float
+    state: TrainState,
+    batch: MicroBatch,
+    generator: torch.Generator,
+    cond_dropout: float,
+    null_text: Tensor | None = None,
 ) -> Tensor:
     """The denoising loss of one micro-batch: t, eps and condition dropout drawn from generator.
 
     The draws are made for the whole micro-batch and cut to this rank's rows, so every sample
-    gets the same t and eps whatever the world size."""
+    gets the same t and eps whatever the world size. Dropped text becomes null_text [1, L, D]
+    (the empty prompt's embedding), or zeros without it."""
     x0, cond = batch.x0, batch.cond
     device = x0.device
     total = batch.total or x0.shape[0]
     rows = slice(batch.offset, batch.offset + x0.shape[0])
-    t = state.loss_fn.schedule.sample_training_t(total, generator=generator, device=device)
+    t = state.loss_fn.sample_training_t(total, generator=generator, device=device)
     eps = torch.randn((total, *x0.shape[1:]), generator=generator, device=device, dtype=x0.dtype)
     t, eps = t[rows], eps[rows]
     if cond is not None and cond_dropout > 0:
         drop = torch.rand(total, generator=generator, device=device)[rows] < cond_dropout
-        cond = drop_condition(cond, drop, state.null_text)
+        cond = drop_condition(cond, drop, null_text)
     with state.precision.autocast():
         return state.loss_fn(state.forward, x0, t, eps, cond)
 
@@ -92,7 +97,9 @@ def train_step(
     total = torch.zeros((), device=batches[0].x0.device)
     for k, batch in enumerate(batches):
         with gradient_sync(state.forward, state.model, enabled=k == len(batches) - 1):
-            loss = micro_batch_loss(state, batch, generator, state.cond_dropout) / len(batches)
+            loss = micro_batch_loss(
+                state, batch, generator, state.cond_dropout, state.null_text
+            ) / len(batches)
             state.precision.scaler.scale(loss).backward()
         total += loss.detach()
     state.precision.scaler.unscale_(state.optimizer)
