@@ -53,13 +53,15 @@ def with_absolute_pretrained(config: Config) -> Config:
 
 
 def open_sd_session(config: Config, *, trust_checkpoint: bool = False) -> Session:
+    """The session of a fine-tune (model.pretrained), resumed from config.train.resume when
+    set; config.data.root and image_size are set (checked with the config)."""
     config = with_absolute_pretrained(config)
     t, folder = config.train, str(config.model.pretrained)
     check_scheduler(config, read_scheduler(folder), folder)
     dataset = CocoCaptions(
-        str(config.data.root or ""),
+        str(config.data.root),
         split=_split(config.data.split),
-        image_size=int(config.data.image_size or 0),
+        image_size=config.data.image_size,
         seed=t.seed,
     )
     device, run_dir, checkpoint = prepare_run(config, trust_checkpoint)
