@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from difflab.conditioning import Condition, classifier_free_guidance
+from difflab.errors import ConfigError
 from difflab.integrations.stable_diffusion import (
     SDUNet,
     TextEncoder,
@@ -87,7 +88,9 @@ def test_other_beta_schedules_match_diffusers(beta_schedule, betas, T):
 def test_ddim_grid_is_diffusers_timesteps_then_its_final_level(steps, overrides):
     config = {**SD_V1_SCHEDULER, **overrides}
     if config["timestep_spacing"] == "trailing" and 1000 % steps:
-        pytest.skip("refused: diffusers' trailing DDIM skips its own timesteps here")
+        with pytest.raises(ConfigError, match="does not step between its own timesteps"):
+            diffusers_ddim_times(scheduler_settings(config), steps)
+        return
     scheduler = diffusers.DDIMScheduler(**config)
     scheduler.set_timesteps(steps)
     grid = diffusers_ddim_times(scheduler_settings(config), steps)
