@@ -6,7 +6,15 @@ import argparse
 from types import ModuleType
 
 from difflab import __version__
-from difflab.cli import distill, finetune_sd, recipes, sample, train, train_classifier
+from difflab.cli import (
+    distill,
+    finetune_sd,
+    recipes,
+    report,
+    sample,
+    train,
+    train_classifier,
+)
 from difflab.cli import eval as eval_command
 from difflab.errors import ConfigError
 
@@ -17,6 +25,7 @@ SUBCOMMANDS: list[ModuleType] = [
     distill,
     train_classifier,
     finetune_sd,
+    report,
     recipes,
 ]
 

@@ -146,9 +146,14 @@ def _complete_steps(folder: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+def complete_checkpoints(run_dir: Path | str) -> list[Path]:
+    """The checkpoint folders of a run that have a marker, oldest first (not verified)."""
+    return _complete_steps(Path(run_dir) / "checkpoints")
+
+
 def latest_checkpoint(run_dir: Path | str) -> Path | None:
     """The newest checkpoint folder of a run that has a marker, or None (not verified)."""
-    complete = _complete_steps(Path(run_dir) / "checkpoints")
+    complete = complete_checkpoints(run_dir)
     return complete[-1] if complete else None
 
 

@@ -34,6 +34,7 @@ from difflab.training.hooks import save_samples, save_state, validation_loss
 from difflab.training.optim import set_lr
 from difflab.training.reporting import MetricsLog, progress_bar, read_metrics, trim_metrics
 from difflab.training.rng import seeded_generator
+from difflab.training.run_report import write_report
 from difflab.training.sample_eval import SampleEvaluator
 from difflab.training.session import Session, open_session
 from difflab.training.sharding import is_sharded
@@ -187,7 +188,7 @@ def run_loop(
             break
     if done < t.steps and done > s.start_step and not _every(t.checkpoint_every, done):
         counts.check(counts.read(), done)
-        save_state(s, done)  # gathers on every rank, writes on rank 0
+        _checkpoint(s, done)
         barrier()
     bar.close()
     return done
@@ -266,6 +267,19 @@ def _periodic(
     if due.eval and evaluator is not None:
         log.write(evaluator(s, done))  # rank 0 only
     if due.checkpoint:
-        save_state(s, done)  # gathers on every rank, writes on rank 0
+        _checkpoint(s, done)
     if due:
         barrier()
+
+
+def _checkpoint(s: Session, done: int) -> None:
+    """A checkpoint (gathered on every rank, written on rank 0), then rank 0 rewrites the run's
+    report.html, so a killed run keeps a recent one. A report that cannot be written is a
+    warning: training goes on."""
+    save_state(s, done)
+    if not is_main():
+        return
+    try:
+        write_report(s.run_dir)
+    except OSError as err:
+        warnings.warn(f"cannot write the report of {s.run_dir}: {err}", stacklevel=2)

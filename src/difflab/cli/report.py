@@ -1,0 +1,25 @@
+"""`difflab report RUN [--out PATH]`: (re)write a run's report.html from its folder."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "report",
+        help="write a run's report.html (status, metric charts, grids, checkpoints, config)",
+        description="Write the self-contained HTML report of a run folder, the page the trainer "
+        "writes at each checkpoint: status, a chart of every metric, the sample grids, the "
+        "complete checkpoints, skipped data and the resolved config. Opens offline.",
+    )
+    p.add_argument("run", metavar="RUN", help="run folder")
+    p.add_argument("--out", help="output file (default: RUN/report.html)")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from difflab.training.run_report import write_report
+
+    print(f"wrote {write_report(args.run, args.out)}")
+    return 0
