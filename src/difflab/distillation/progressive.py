@@ -30,6 +30,7 @@ from difflab.training.config import Config, RunConfig
 from difflab.training.distributed import is_main
 from difflab.training.loop import run_loop
 from difflab.training.reporting import MetricsLog, read_metrics
+from difflab.training.run_report import write_report
 from difflab.training.session import Session, build_train_state, open_session
 
 SETTINGS_FILE = "distill.yaml"  # the distillation settings and teacher run, in the run folder
@@ -177,6 +178,7 @@ def distill(teacher_dir: Path | str, d: DistillConfig, *, tensorboard: bool = Tr
         if is_main():
             config.train.steps = len(grids) * d.steps_per_round
             _write_settings(session.run_dir, config, teacher_dir, d)
+            write_report(session.run_dir)  # with the rounds' train.steps and last round_loss
     finally:
         torch.set_num_threads(threads)
     return session.run_dir

@@ -15,18 +15,19 @@ def line_chart(name: str, points: list[tuple[float, float]]) -> str:
     title = f"<title>{escape(name)}</title>"
     if not points:
         return _svg(title + _text(WIDTH / 2, HEIGHT / 2, "no finite values", "middle"))
+    if len(points) == 1:
+        (step, value), x, y = points[0], WIDTH / 2, HEIGHT / 2
+        return _svg(
+            f'{title}<circle cx="{x}" cy="{y}" r="3"/>'
+            + _text(x, y - 8, _number(value), "middle")
+            + _text(x, y + 18, f"step {int(step)}", "middle")
+        )
     steps, values = [p[0] for p in points], [p[1] for p in points]
     x_of = _scale(min(steps), max(steps), PAD_LEFT, WIDTH - PAD_RIGHT)
     y_of = _scale(min(values), max(values), HEIGHT - PAD_BOTTOM, PAD_TOP)
-    if len(points) == 1:
-        x, y = x_of(steps[0]), y_of(values[0])
-        mark = f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3"/>' + _text(
-            x, y - 8, _number(values[0]), "middle"
-        )
-    else:
-        coords = " ".join(f"{x_of(s):.1f},{y_of(v):.1f}" for s, v in points)
-        mark = f'<polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="{coords}"/>'
-    return _svg(title + _frame() + _labels(steps, values) + mark)
+    coords = " ".join(f"{x_of(s):.1f},{y_of(v):.1f}" for s, v in points)
+    line = f'<polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="{coords}"/>'
+    return _svg(title + _frame() + _labels(steps, values) + line)
 
 
 def _scale(lo: float, hi: float, out_lo: float, out_hi: float):
@@ -50,8 +51,8 @@ def _labels(steps: list[float], values: list[float]) -> str:
         (
             _text(PAD_LEFT - 4, PAD_TOP + 10, _number(max(values)), "end"),
             _text(PAD_LEFT - 4, bottom, _number(min(values)), "end"),
-            _text(PAD_LEFT, bottom + 16, f"step {_number(min(steps))}", "start"),
-            _text(right, bottom + 16, f"step {_number(max(steps))}", "end"),
+            _text(PAD_LEFT, bottom + 16, f"step {int(min(steps))}", "start"),
+            _text(right, bottom + 16, f"step {int(max(steps))}", "end"),
         )
     )
 
