@@ -37,7 +37,8 @@ class Page(HTMLParser):
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
         self.tags.append(tag)
-        self._open.append(a.get("class") or tag)
+        if tag not in ("img", "meta"):  # void elements: no end tag
+            self._open.append(a.get("class") or tag)
         if tag == "figure" and a.get("class") == "chart":
             self._chart = self.charts.setdefault(
                 a["data-series"], {"points": 0, "caption": "", "text": []}
@@ -50,7 +51,8 @@ class Page(HTMLParser):
             self.imgs.append(a["src"])
 
     def handle_endtag(self, tag):
-        self._open.pop()
+        if self._open.pop() == "chart":
+            self._chart = None
 
     def handle_data(self, data):
         where = self._open[-1] if self._open else ""
@@ -102,7 +104,7 @@ def test_training_writes_the_report_of_the_run(tiny_run):
     assert ">finished</strong>: 4 of 4 steps" in (tiny_run / REPORT_FILE).read_text()
 
 
-def test_cli_report_elsewhere_links_the_grids(tiny_run, tmp_path):
+def test_cli_report_elsewhere_links_the_grids(tiny_run, tmp_path, capsys):
     from difflab.cli.main import main
 
     out = tmp_path / "site" / "r.html"
@@ -111,6 +113,8 @@ def test_cli_report_elsewhere_links_the_grids(tiny_run, tmp_path):
     assert len(page.imgs) == 4
     assert all((out.parent / unquote(src)).is_file() for src in page.imgs)
     assert not list(out.parent.glob(".*.tmp"))
+    assert main(["report", str(tiny_run), "--out", str(out.parent)]) == 2  # a folder
+    assert f"cannot write the report of {tiny_run}" in capsys.readouterr().err
 
 
 def test_report_at_a_checkpoint_of_a_stopped_run_escapes_its_text(tmp_path):

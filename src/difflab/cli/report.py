@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from difflab.errors import ConfigError
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
@@ -21,5 +23,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from difflab.training.run_report import write_report
 
-    print(f"wrote {write_report(args.run, args.out)}")
+    try:
+        out = write_report(args.run, args.out)
+    except OSError as err:  # e.g. --out is a folder, or the run's files are unreadable
+        raise ConfigError(f"cannot write the report of {args.run}: {err}") from None
+    print(f"wrote {out}")
     return 0
