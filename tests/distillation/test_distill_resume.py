@@ -138,3 +138,5 @@ def test_distill_resume_of_a_folder_that_is_no_distillation_is_an_error(
 def test_distill_resume_takes_no_teacher_or_overrides(reference, capsys):
     assert main(["distill", "--resume", str(reference), "distill.lr=1"]) == 2
     assert "drop 'distill.lr=1'" in capsys.readouterr().err
+    assert main(["distill", "--resume", str(reference), "--dry-run"]) == 0
+    assert "teacher_steps: 8\n  target_steps: 1\n" in capsys.readouterr().out
