@@ -177,10 +177,12 @@ def test_a_folder_that_is_not_a_run_is_an_error_naming_it(tmp_path, capsys):
 
 
 def test_distilled_run_report_counts_every_round(tiny_run):
-    from difflab.distillation import DistillConfig, distill
+    from difflab.distillation import DistillConfig, distill, resume_distill
 
     d = DistillConfig(teacher_steps=8, target_steps=2, steps_per_round=1, batch_size=4)
-    run = distill(tiny_run, d, tensorboard=False)
+    run = distill(tiny_run, d, tensorboard=False, stop_at=1)
+    assert _page(run / REPORT_FILE).checkpoints == ["step-000001"]
+    resume_distill(run, tensorboard=False)
     text = (run / REPORT_FILE).read_text()
     assert ">finished</strong>: 2 of 2 steps" in text
     assert Page(text).charts["round_loss"]["points"] == 2
