@@ -182,6 +182,8 @@ def test_distilled_run_report_counts_every_round(tiny_run):
     d = DistillConfig(teacher_steps=8, target_steps=2, steps_per_round=1, batch_size=4)
     run = distill(tiny_run, d, tensorboard=False, stop_at=1)
     assert _page(run / REPORT_FILE).checkpoints == ["step-000001"]
+    stopped = (run / REPORT_FILE).read_text()
+    assert "not finished" in stopped and "1 of 2 steps in the newest checkpoint" in stopped
     resume_distill(run, tensorboard=False)
     text = (run / REPORT_FILE).read_text()
     assert ">finished</strong>: 2 of 2 steps" in text

@@ -263,8 +263,7 @@ def _run_rounds(
     tensorboard: bool,
     stop_at: int | None,
 ) -> Path:
-    """Rounds from `first` (resumed: continue it from the session's checkpoint); at the end,
-    the run's config gets train.steps of all rounds."""
+    """Rounds from `first` (resumed: continue it from the session's checkpoint)."""
     log = MetricsLog(session.run_dir, tensorboard=tensorboard, enabled=is_main())
     try:
         with StopRequest() as stop:
@@ -272,10 +271,15 @@ def _run_rounds(
     finally:
         log.close()
     if finished and is_main():
-        t = replace(session.config.train, steps=len(grids) * d.steps_per_round, resume=None)
-        (session.run_dir / "config.yaml").write_text(replace(session.config, train=t).to_yaml())
-        write_report(session.run_dir)  # with train.steps of all rounds and the last round_loss
+        write_report(session.run_dir)  # with the last round's round_loss
     return session.run_dir
+
+
+def write_run_config(session: Session, rounds: int, d: DistillConfig) -> None:
+    """The run's config.yaml with train.steps of all rounds (the session's holds one round's),
+    so a report or a resume of a stopped run sees the whole distillation."""
+    t = replace(session.config.train, steps=rounds * d.steps_per_round, resume=None)
+    (session.run_dir / "config.yaml").write_text(replace(session.config, train=t).to_yaml())
 
 
 def distill(
@@ -296,6 +300,7 @@ def distill(
         session = open_student(teacher, config)
         if is_main():
             write_settings(session.run_dir, teacher_dir, d)
+            write_run_config(session, len(grids), d)
         return _run_rounds(
             session, grids, d, 0, resumed=False, tensorboard=tensorboard, stop_at=stop_at
         )
