@@ -13,6 +13,7 @@ from difflab.errors import ConfigError
 from difflab.generation import image_grid, load_run
 from difflab.integrations.stable_diffusion.sampling import prompt_images
 from difflab.integrations.stable_diffusion.session import open_sd_session
+from difflab.training import distributed, hooks
 from difflab.training.hooks import save_samples
 from difflab.training.loop import train
 from difflab.training.recipes import load_config
@@ -81,6 +82,29 @@ def test_non_finite_samples_are_warned_about_and_not_saved(sd_folder, coco, tmp_
     assert s.state.model.unet.training
     assert written == [s.run_dir / "samples" / "step-000007-raw.png"]
     assert [p.name for p in (s.run_dir / "samples").iterdir()] == ["step-000007-raw.png"]
+
+
+def test_two_ranks_draw_the_grids_of_one(sd_folder, coco, tmp_path, monkeypatch):
+    s = open_sd_session(sd_config(sd_folder, coco, tmp_path, *GRIDS))
+    single = [read_grid(path) for path in save_samples(s, 1)]
+    pending, drawn = [], []  # rank 1's parts, in call order; rows each rank sampled
+
+    def gather(x, num):  # rank 0 gathers rank 1's part after its own
+        drawn.append(x.shape[0])
+        if distributed.rank() == 1:
+            pending.append(x)
+            return None
+        return torch.cat([x, pending.pop(0)])[:num]
+
+    monkeypatch.setattr(hooks, "gather_rows", gather)
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)
+    written = {}
+    for r in (1, 0):
+        monkeypatch.setattr(distributed, "rank", lambda r=r: r)
+        written[r] = save_samples(s, 2)
+    assert written[1] == [] and drawn == [2, 2, 2, 2]  # 3 images: 2 a rank, 1 padding
+    for path, image in zip(written[0], single, strict=True):
+        np.testing.assert_array_equal(read_grid(path), image)
 
 
 def test_grids_without_prompts_are_refused(sd_folder, coco, tmp_path):

@@ -279,12 +279,6 @@ def check_stable_diffusion(c: Config) -> None:
         no_text = "empty without model.pretrained (only a Stable Diffusion run samples from text)"
         _require(not c.sample.prompts, "sample.prompts", no_text, c.sample.prompts)
         return
-    _require(
-        t.sample_every == 0 or bool(c.sample.prompts),
-        "sample.prompts",
-        "at least one prompt with train.sample_every > 0 (or train.sample_every 0)",
-        c.sample.prompts,
-    )
     folder = "a local diffusers Stable Diffusion folder with model.network 'sd-unet'"
     _require(m.pretrained is not None, "model.pretrained", folder, None)
     _require(c.data.root is not None, "data.root", "the COCO folder with model.pretrained", None)
@@ -301,6 +295,12 @@ def check_stable_diffusion(c: Config) -> None:
         ("train.eval_every", t.eval_every, 0),
     ]:
         _require(value == expected, key, f"{expected!r} with model.pretrained", value)
+    _require(
+        t.sample_every == 0 or bool(c.sample.prompts),
+        "sample.prompts",
+        "at least one prompt with train.sample_every > 0 (or train.sample_every 0)",
+        c.sample.prompts,
+    )
 
 
 def check_sample(s: SampleConfig) -> None:
