@@ -4,7 +4,6 @@ step counts are ConfigErrors naming the keys (PITFALLS: "student not initialised
 teacher; a single halving round")."""
 
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 import torch
@@ -25,8 +24,6 @@ from difflab.distillation.progressive import (
 from difflab.errors import ConfigError
 from difflab.generation import build_denoiser, generate, load_run
 from difflab.schedules import make_schedule, uniform_grid
-
-TINY = str(Path(__file__).parents[1] / "training" / "tiny.yaml")
 
 
 @pytest.mark.parametrize("num_steps", [1000, None], ids=["discrete", "continuous"])
@@ -77,15 +74,6 @@ def test_steps_that_do_not_halve_down_are_config_errors(teacher, target):
 def test_bad_settings_name_the_key(item, named):
     with pytest.raises(ConfigError, match=named.replace("[", r"\[").replace(")", r"\)")):
         build_distill_settings([item])
-
-
-@pytest.fixture(scope="module")
-def teacher_dir(tmp_path_factory) -> Path:
-    """A tiny digits run: 2 steps, no hooks but the final checkpoint."""
-    root = tmp_path_factory.mktemp("runs")
-    items = ["train.steps=2", "train.sample_every=0", "train.val_every=0", "train.seed=5"]
-    assert main(["train", TINY, f"run.root={root}", *items]) == 0
-    return root / "tiny"
 
 
 def _equal(a: torch.nn.Module, b: torch.nn.Module) -> bool:

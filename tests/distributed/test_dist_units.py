@@ -3,6 +3,7 @@ micro-batch and of its random draws put together are the single-process ones; gr
 accumulation all-reduces once per step; a batch that does not split is a ConfigError."""
 
 import gc
+import types
 from contextlib import nullcontext
 from types import SimpleNamespace
 
@@ -112,3 +113,17 @@ def test_fsdp_units_are_the_blocks_a_network_calls():
     assert len(blocks) == expected
     dit = build_network("dit-tiny", in_channels=1, image_size=8, num_classes=None)
     assert repeated_blocks(dit) == list(dit.blocks)
+
+
+def test_ranks_agree_on_a_stop_every_few_steps_one_process_every_step(monkeypatch):
+    from difflab.training import loop
+
+    agreed = []
+    monkeypatch.setattr(loop, "any_rank", lambda flag: agreed.append(flag) or flag)
+    stop = types.SimpleNamespace(signum=15)
+    monkeypatch.setattr(loop, "is_distributed", lambda: True)
+    asked = [done for done in range(1, 31) if loop._stop_requested(stop, done)]
+    assert asked == [10, 20, 30] and len(agreed) == 3
+    monkeypatch.setattr(loop, "is_distributed", lambda: False)
+    assert all(loop._stop_requested(stop, done) for done in range(1, 5))
+    assert not loop._stop_requested(None, 3)

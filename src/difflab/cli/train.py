@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 from difflab.errors import ConfigError
@@ -82,8 +83,20 @@ def warn_inexact_resume(saved: Config, config: Config) -> None:
         )
 
 
+def refuse_distilled(config: Config) -> None:
+    """A distilled run continues as a distillation (its loss), never as plain training."""
+    from difflab.distillation.config import is_distilled
+
+    run_dir = Path(config.train.resume) if config.train.resume else None
+    if run_dir is not None and is_distilled(run_dir):
+        raise ConfigError(
+            f"{run_dir} is a distilled run; continue it with `difflab distill --resume {run_dir}`"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     config = resolve(args)
+    refuse_distilled(config)
     if args.dry_run:
         print(config.to_yaml(), end="")
         return 0
@@ -94,13 +107,20 @@ def run(args: argparse.Namespace) -> int:
 def train_and_report(config: Config, trust_checkpoint: bool) -> tuple[int, Path | None]:
     """(exit status, run folder on rank 0 when training finished, else None): train, leave the
     process group, print the run folder or how it was interrupted."""
-    from difflab.training.distributed import is_main, shutdown
     from difflab.training.loop import train
+
+    return run_and_report(lambda: train(config, trust_checkpoint=trust_checkpoint))
+
+
+def run_and_report(work: Callable[[], Path]) -> tuple[int, Path | None]:
+    """(exit status, run folder on rank 0 when work finished, else None): run the training
+    work, leave the process group, print the run folder or how it was interrupted."""
+    from difflab.training.distributed import is_main, shutdown
     from difflab.training.signals import Interrupted
 
     finished = False
     try:
-        run_dir = train(config, trust_checkpoint=trust_checkpoint)
+        run_dir = work()
         finished = True
     except Interrupted as stopped:
         if is_main():

@@ -8,7 +8,7 @@ from difflab.distillation.config import (
     student_steps,
 )
 from difflab.distillation.loss import DistillationLoss
-from difflab.distillation.progressive import distill, round_grids
+from difflab.distillation.progressive import distill, resume_distill, round_grids
 from difflab.distillation.target import distillation_target, target_eps
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "build_distill_settings",
     "distill",
     "distillation_target",
+    "resume_distill",
     "round_grids",
     "student_steps",
     "target_eps",

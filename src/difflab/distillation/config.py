@@ -5,12 +5,15 @@ condition dropout) comes from the teacher run's config."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
 from difflab.errors import ConfigError
 from difflab.training.config_types import from_dict, set_override
+
+SETTINGS_FILE = "distill.yaml"  # the distillation settings and teacher run, in the run folder
 
 
 @dataclass
@@ -78,3 +81,31 @@ def student_steps(d: DistillConfig) -> list[int]:
     while out[-1] > d.target_steps:
         out.append(out[-1] // 2)
     return out
+
+
+def write_settings(run_dir: Path, teacher_dir: Path, d: DistillConfig) -> None:
+    """distill.yaml, written when the distilled run's folder is made: it marks the folder as a
+    distillation and holds what `difflab distill --resume` continues with."""
+    settings = {"teacher_run": str(teacher_dir), "distill": asdict(d)}
+    (run_dir / SETTINGS_FILE).write_text(yaml.safe_dump(settings, sort_keys=False))
+
+
+def is_distilled(run_dir: Path) -> bool:
+    return (run_dir / SETTINGS_FILE).is_file()
+
+
+def read_settings(run_dir: Path) -> tuple[str, DistillConfig]:
+    """(teacher run, validated settings) a distilled run recorded; ConfigError (one line)
+    when run_dir is not a distilled run."""
+    if not is_distilled(run_dir):
+        kind = "a training run" if (run_dir / "config.yaml").is_file() else "no difflab run"
+        raise ConfigError(
+            f"{run_dir} is not a distilled run (no {SETTINGS_FILE} there; it is {kind}); "
+            "`difflab distill --resume` continues a run that `difflab distill` made"
+        )
+    recorded = yaml.safe_load((run_dir / SETTINGS_FILE).read_text()) or {}
+    if not isinstance(recorded, dict):
+        raise ConfigError(f"{run_dir / SETTINGS_FILE} holds no settings mapping")
+    settings = from_dict(DistillSettings, {"distill": recorded.get("distill")}, prefix="")
+    check_distill(settings.distill)
+    return str(recorded.get("teacher_run")), settings.distill

@@ -8,31 +8,51 @@ and the step count halves, until target_steps. Each round is the trainer's own l
 (training.loop.run_loop) over train_step with a DistillationLoss: optimizer, EMA, precision,
 logging, sample grids, validation and checkpoints are the trainer's. The distilled run's
 folder is an ordinary run whose `sample` section is DDIM at the student's step count.
+
+Resume: the folder's distill.yaml (written first) holds the settings, teachers/ the teacher of
+each round as it started; `resume_distill` finds the round of the newest checkpoint's step.
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import replace
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
-import yaml
 from torch import Tensor
 
-from difflab.distillation.config import DistillConfig, student_steps
+from difflab.distillation.config import (
+    DistillConfig,
+    read_settings,
+    student_steps,
+    write_settings,
+)
 from difflab.distillation.loss import DistillationLoss
+from difflab.distillation.teachers import load_teacher, save_teacher
 from difflab.errors import ConfigError
 from difflab.generation import LoadedRun, load_run
 from difflab.parameterization import Denoiser
 from difflab.schedules import NoiseSchedule, uniform_grid
-from difflab.training.config import Config, RunConfig
-from difflab.training.distributed import is_main
+from difflab.training.config import Config, RunConfig, build_config
+from difflab.training.distributed import any_rank, is_main
 from difflab.training.loop import run_loop
-from difflab.training.reporting import MetricsLog, read_metrics
+from difflab.training.recipes import read_yaml
+from difflab.training.reporting import MetricsLog, read_metrics, trim_metrics
 from difflab.training.session import Session, build_train_state, open_session
+from difflab.training.signals import Interrupted, StopRequest
+from difflab.training.step import TrainState
 
-SETTINGS_FILE = "distill.yaml"  # the distillation settings and teacher run, in the run folder
+
+def teacher_grids(schedule: NoiseSchedule, spacing, d: DistillConfig) -> list[Tensor]:
+    """The teacher grid of each round: d.teacher_steps, / 2, ... steps of the run's uniform
+    grid, each student grid (every other time) checked to be the run's own grid."""
+    times = uniform_grid(schedule, d.teacher_steps, spacing=spacing)
+    grids = round_grids(times, len(student_steps(d)))
+    check_nested(schedule, grids, spacing)
+    return [teacher for teacher, _ in grids]
 
 
 def round_grids(times: Tensor, rounds: int) -> list[tuple[Tensor, Tensor]]:
@@ -108,44 +128,111 @@ def frozen_copy(denoiser: Denoiser) -> Denoiser:
     return Denoiser(network, denoiser.schedule, denoiser.parameterization)
 
 
-def round_session(session: Session, r: int, teacher_times: Tensor, d: DistillConfig) -> Session:
-    """The session of round r (0-based): its loss's teacher a frozen copy of the student, a
-    fresh optimizer and EMA (a copy of the student), steps r K .. (r + 1) K, samples at the
-    student's step count."""
-    k, student = d.steps_per_round, session.denoiser
-    config = replace(
+def _round_config(session: Session, r: int, teacher_times: Tensor, d: DistillConfig) -> Config:
+    """Round r (0-based) trains to step (r + 1) K and samples at the student's step count."""
+    return replace(
         session.config,
-        train=replace(session.config.train, steps=(r + 1) * k),
+        train=replace(session.config.train, steps=(r + 1) * d.steps_per_round),
         sample=replace(session.config.sample, steps=(len(teacher_times) - 1) // 2),
     )
-    state = build_train_state(config, student, session.device)
+
+
+def _with_teacher(
+    session: Session,
+    config: Config,
+    state: TrainState,
+    teacher: Denoiser,
+    teacher_times: Tensor,
+    d: DistillConfig,
+) -> Session:
+    """The round's session: state's loss the distillation loss of teacher on its grid."""
     base = state.loss_fn
     state.loss_fn = DistillationLoss(
         base.schedule,
         base.parameterization,
         base.weighting,
         base.min_snr_gamma,
-        teacher=frozen_copy(student),
+        teacher=teacher,
         teacher_times=teacher_times,
         teacher_guidance=d.teacher_guidance,
     )
+    student = session.denoiser
     ema = Denoiser(state.ema.module, student.schedule, student.parameterization)
-    return replace(session, config=config, state=state, ema_denoiser=ema, start_step=r * k)
+    return replace(session, config=config, state=state, ema_denoiser=ema)
 
 
-def run_round(
-    session: Session, log: MetricsLog, r: int, teacher_times: Tensor, d: DistillConfig
-) -> None:
-    """Round r: train the student on the teacher's two-step targets, log the round's mean loss,
-    then make the student's EMA the student (the next round's teacher and start)."""
-    s = round_session(session, r, teacher_times, d)
-    teacher_steps = len(teacher_times) - 1
-    head = {"round": r + 1, "teacher_steps": teacher_steps, "student_steps": teacher_steps // 2}
-    log.write({"step": s.start_step, **head})
-    done = run_loop(s, log)
-    if is_main():
-        log.write({"step": done, **head, "round_loss": _mean_loss(s.run_dir, s.start_step, done)})
-    session.denoiser.network.load_state_dict(s.state.ema.module.state_dict())
+def round_session(session: Session, r: int, teacher_times: Tensor, d: DistillConfig) -> Session:
+    """The session of round r (0-based): its loss's teacher a frozen copy of the student, a
+    fresh optimizer and EMA (a copy of the student), steps r K .. (r + 1) K, samples at the
+    student's step count."""
+    config = _round_config(session, r, teacher_times, d)
+    state = build_train_state(config, session.denoiser, session.device)
+    s = _with_teacher(session, config, state, frozen_copy(session.denoiser), teacher_times, d)
+    return replace(s, start_step=r * d.steps_per_round)
+
+
+def resumed_round_session(
+    session: Session, r: int, teacher_times: Tensor, d: DistillConfig
+) -> Session:
+    """Round r continued from the mid-round checkpoint the session resumed: the student, its
+    optimizer and EMA as restored; the teacher the one recorded at the round's start."""
+    teacher = frozen_copy(session.denoiser)
+    teacher.network.load_state_dict(load_teacher(session.run_dir, r))
+    config = _round_config(session, r, teacher_times, d)
+    return _with_teacher(session, config, session.state, teacher, teacher_times, d)
+
+
+@dataclass
+class Rounds:
+    """The rounds of one distillation over the student's session; stop_at stops after that
+    many steps (with a checkpoint) as a kill would, stop on SIGTERM/SIGINT."""
+
+    session: Session
+    log: MetricsLog
+    teacher_grids: list[Tensor]
+    d: DistillConfig
+    stop: StopRequest
+    stop_at: int | None = None
+
+    def run(self, first: int, resumed: bool) -> bool:
+        """Rounds first, first + 1, ... (the first one continued when resumed); False when
+        stopped before the end. Raises Interrupted where a signal arrived."""
+        total = len(self.teacher_grids) * self.d.steps_per_round
+        for r in range(first, len(self.teacher_grids)):
+            done, end = self._round(r, resumed and r == first)
+            if done < total and self._stopped(done, end):
+                if self.stop.signum is not None:
+                    run_dir = self.session.run_dir
+                    raise Interrupted(self.stop.signum, done, run_dir, "difflab distill")
+                return False
+        return True
+
+    def _stopped(self, done: int, end: int) -> bool:
+        """Whether the round that ended at `done` was cut short, or stop_at or a signal (on any
+        rank: every rank stops) came at its end."""
+        at_stop = self.stop_at is not None and done >= self.stop_at
+        return done < end or at_stop or any_rank(self.stop.signum is not None)
+
+    def _round(self, r: int, resumed: bool) -> tuple[int, int]:
+        """Round r (or the rest of it): train the student on the teacher's two-step targets,
+        log the round's mean loss, make the student's EMA the student (the next round's
+        teacher and start). Return (steps done, the round's last step)."""
+        times, k = self.teacher_grids[r], self.d.steps_per_round
+        make = resumed_round_session if resumed else round_session
+        s = make(self.session, r, times, self.d)
+        steps = len(times) - 1
+        head = {"round": r + 1, "teacher_steps": steps, "student_steps": steps // 2}
+        if not resumed:
+            if is_main():
+                save_teacher(s.run_dir, r, s.state.loss_fn.teacher.network.state_dict())
+            self.log.write({"step": r * k, **head})
+        done, end = run_loop(s, self.log, self.stop_at, self.stop), s.config.train.steps
+        if done == end:
+            if is_main():
+                round_loss = _mean_loss(s.run_dir, r * k, done)
+                self.log.write({"step": done, **head, "round_loss": round_loss})
+            self.session.denoiser.network.load_state_dict(s.state.ema.module.state_dict())
+        return done, end
 
 
 def _mean_loss(run_dir: Path, start: int, end: int) -> float | None:
@@ -155,36 +242,81 @@ def _mean_loss(run_dir: Path, start: int, end: int) -> float | None:
     return sum(losses) / len(losses) if losses else None
 
 
-def distill(teacher_dir: Path | str, d: DistillConfig, *, tensorboard: bool = True) -> Path:
-    """Distill the run at teacher_dir (its EMA weights) from d.teacher_steps DDIM steps down to
-    d.target_steps; return the new run folder. torch's CPU thread count is restored on return."""
+@contextmanager
+def _threads_restored() -> Iterator[None]:
+    """torch's CPU thread count (which the session sets from train.cpu_threads) on exit."""
     threads = torch.get_num_threads()
-    teacher_dir = Path(teacher_dir)
     try:
-        teacher = load_run(teacher_dir)
-        config = student_run_config(teacher.config, teacher_dir, d)
-        schedule = teacher.denoiser.schedule
-        times = uniform_grid(schedule, d.teacher_steps, spacing=config.sample.spacing)
-        grids = round_grids(times, len(student_steps(d)))
-        check_nested(schedule, grids, config.sample.spacing)
-        session = open_student(teacher, config)
-        log = MetricsLog(session.run_dir, tensorboard=tensorboard, enabled=is_main())
-        try:
-            for r, (teacher_times, _) in enumerate(grids):
-                run_round(session, log, r, teacher_times, d)
-        finally:
-            log.close()
-        if is_main():
-            config.train.steps = len(grids) * d.steps_per_round
-            _write_settings(session.run_dir, config, teacher_dir, d)
+        yield
     finally:
         torch.set_num_threads(threads)
+
+
+def _run_rounds(
+    session: Session,
+    grids: list[Tensor],
+    d: DistillConfig,
+    first: int,
+    *,
+    resumed: bool,
+    tensorboard: bool,
+    stop_at: int | None,
+) -> Path:
+    """Rounds from `first` (resumed: continue it from the session's checkpoint); at the end,
+    the run's config gets train.steps of all rounds."""
+    log = MetricsLog(session.run_dir, tensorboard=tensorboard, enabled=is_main())
+    try:
+        with StopRequest() as stop:
+            finished = Rounds(session, log, grids, d, stop, stop_at).run(first, resumed)
+    finally:
+        log.close()
+    if finished and is_main():
+        t = replace(session.config.train, steps=len(grids) * d.steps_per_round, resume=None)
+        (session.run_dir / "config.yaml").write_text(replace(session.config, train=t).to_yaml())
     return session.run_dir
 
 
-def _write_settings(run_dir: Path, config: Config, teacher_dir: Path, d: DistillConfig) -> None:
-    """The distilled run's final config (train.steps of all rounds, DDIM at target_steps) and
-    its distillation settings beside it."""
-    (run_dir / "config.yaml").write_text(config.to_yaml())
-    settings = {"teacher_run": str(teacher_dir), "distill": vars(d)}
-    (run_dir / SETTINGS_FILE).write_text(yaml.safe_dump(settings, sort_keys=False))
+def distill(
+    teacher_dir: Path | str,
+    d: DistillConfig,
+    *,
+    tensorboard: bool = True,
+    stop_at: int | None = None,
+) -> Path:
+    """Distill the run at teacher_dir (its EMA weights) from d.teacher_steps DDIM steps down to
+    d.target_steps; return the new run folder. stop_at interrupts it after that many steps
+    (with a checkpoint), as a kill would. Raises Interrupted after SIGTERM/SIGINT."""
+    teacher_dir = Path(teacher_dir)
+    with _threads_restored():
+        teacher = load_run(teacher_dir)
+        config = student_run_config(teacher.config, teacher_dir, d)
+        grids = teacher_grids(teacher.denoiser.schedule, config.sample.spacing, d)
+        session = open_student(teacher, config)
+        if is_main():
+            write_settings(session.run_dir, teacher_dir, d)
+        return _run_rounds(
+            session, grids, d, 0, resumed=False, tensorboard=tensorboard, stop_at=stop_at
+        )
+
+
+def resume_distill(
+    run_dir: Path | str, *, tensorboard: bool = True, stop_at: int | None = None
+) -> Path:
+    """Continue the distillation in run_dir from its newest complete checkpoint, with the
+    settings it recorded: mid-round with the round's recorded teacher and the restored
+    student, EMA, optimizer and RNG state; at a round's end, from the next round."""
+    run_dir = Path(run_dir)
+    with _threads_restored():
+        _, d = read_settings(run_dir)
+        config = build_config(read_yaml(run_dir / "config.yaml"))
+        config.train.resume = str(run_dir)
+        session = open_session(config)
+        grids = teacher_grids(session.denoiser.schedule, config.sample.spacing, d)
+        if is_main():
+            trim_metrics(run_dir, session.start_step)
+        first, into = divmod(session.start_step, d.steps_per_round)
+        if not into:  # a round's end: its EMA is the next round's student (and teacher)
+            session.denoiser.network.load_state_dict(session.state.ema.module.state_dict())
+        return _run_rounds(
+            session, grids, d, first, resumed=into > 0, tensorboard=tensorboard, stop_at=stop_at
+        )

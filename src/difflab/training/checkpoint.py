@@ -51,7 +51,7 @@ class Checkpoint:
         return int(self.state["step"])
 
 
-def _fsync(path: Path) -> None:
+def fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -75,11 +75,11 @@ def _write_folder(tmp: Path, step: int, model, ema, state: dict[str, Any]) -> No
     save_file(ema, tmp / "ema.safetensors")
     torch.save({**state, "step": step}, tmp / "state.pt")
     for name in FILES:
-        _fsync(tmp / name)
+        fsync(tmp / name)
     manifest = {name: file_sha256(tmp / name) for name in FILES}
     (tmp / MARKER).write_text(json.dumps({"step": step, "sha256": manifest}, indent=1))
-    _fsync(tmp / MARKER)
-    _fsync(tmp)
+    fsync(tmp / MARKER)
+    fsync(tmp)
 
 
 def _move_into_place(tmp: Path, final: Path) -> None:
@@ -88,7 +88,7 @@ def _move_into_place(tmp: Path, final: Path) -> None:
     if final.exists():
         os.replace(final, old)
     os.replace(tmp, final)
-    _fsync(final.parent)
+    fsync(final.parent)
     shutil.rmtree(old, ignore_errors=True)
 
 

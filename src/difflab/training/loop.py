@@ -26,6 +26,7 @@ from difflab.training.config import Config
 from difflab.training.distributed import (
     any_rank,
     barrier,
+    is_distributed,
     is_main,
     world_size,
 )
@@ -144,9 +145,16 @@ class Due:
         return self.samples or self.val or self.eval or self.checkpoint
 
 
-def _stop_requested(stop: StopRequest | None) -> bool:
+# Under torchrun the ranks agree on a stop every this many steps: the agreement is a host
+# all-reduce, a network round trip between nodes, too slow to make after every short step.
+STOP_CHECK_EVERY = 10
+
+
+def _stop_requested(stop: StopRequest | None, done: int) -> bool:
     """Whether a signal arrived, here or on any rank (every rank must stop at the same step);
-    agreed on the host, so the GPU's queue is not waited for."""
+    agreed on the host, so the GPU's queue is not waited for. One process checks every step."""
+    if is_distributed() and done % STOP_CHECK_EVERY:
+        return False
     return any_rank(stop is not None and stop.signum is not None)
 
 
@@ -183,7 +191,7 @@ def run_loop(
                 window = Window()
             counts.check(seen, done)
         _periodic(s, log, done, evaluator, due)
-        if _stop_requested(stop):
+        if _stop_requested(stop, done):
             break
     if done < t.steps and done > s.start_step and not _every(t.checkpoint_every, done):
         counts.check(counts.read(), done)

@@ -20,12 +20,15 @@ SIGNALS = (signal.SIGTERM, signal.SIGINT)
 class Interrupted(DifflabError):
     """Training stopped on a signal after writing a checkpoint it can resume from."""
 
-    def __init__(self, signum: int, step: int, run_dir: Path) -> None:
+    def __init__(
+        self, signum: int, step: int, run_dir: Path, command: str = "difflab train"
+    ) -> None:
+        """command: the one that continues the run with --resume."""
         self.signum, self.step, self.run_dir = signum, step, run_dir
         name = signal.Signals(signum).name
         super().__init__(
             f"stopped by {name} after step {step} with a checkpoint; continue with "
-            f"`difflab train --resume {run_dir}`"
+            f"`{command} --resume {run_dir}`"
         )
 
     @property
