@@ -48,6 +48,7 @@ def sd_config(sd_folder, coco, tmp_path, *overrides):
             "train.precision=fp32",
             "train.compile=off",
             "train.progress=false",
+            "train.sample_every=0",
             *overrides,
         ],
     )
@@ -132,8 +133,10 @@ def test_finetune_sd_command_trains_then_exports(sd_folder, coco, tmp_path, caps
     items = [f"model.pretrained={sd_folder}", f"data.root={coco}", f"run.root={tmp_path}"]
     items += [f"data.image_size={IMAGE_SIZE}", "data.num_workers=1", "train.steps=1"]
     items += ["train.batch_size=2", "train.device=cpu", "train.progress=false"]
+    items += ["sample.steps=2", "sample.num=2"]  # the recipe's prompts, grids at the end
     assert main(["finetune-sd", "sd-v1-4-coco", *items]) == 0
     out = capsys.readouterr().out
+    assert (tmp_path / "sd-v1-4-coco" / "samples" / "step-000001-ema.png").is_file()
     assert f"diffusers pipeline: {tmp_path / 'sd-v1-4-coco' / 'diffusers'}" in out
     assert (tmp_path / "sd-v1-4-coco" / "diffusers" / "unet" / "config.json").is_file()
     assert main(["finetune-sd", "digits"]) == 2

@@ -135,6 +135,8 @@ class SampleConfig:
     classifier: str | None = None
     classifier_scale: float = 1.0  # classifier guidance scale (with `classifier`)
     num: int = 40  # images in each periodic sample grid
+    # a Stable Diffusion run's periodic grid prompts, cycled over its sample.num images
+    prompts: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -268,11 +270,14 @@ def check_latent(m: ModelConfig) -> None:
 
 def check_stable_diffusion(c: Config) -> None:
     """A Stable Diffusion fine-tune: its pretrained folder, COCO captions, text conditioning
-    only, no periodic work that needs labels or held-out images."""
+    only, grid prompts for its sample grids, no periodic work that needs labels or held-out
+    images. Other runs take no prompts."""
     m, t = c.model, c.train
     if m.network != SD_NETWORK:
         sd_only = f"{SD_NETWORK!r} with model.pretrained"
         _require(m.pretrained is None, "model.network", sd_only, m.network)
+        no_text = "empty without model.pretrained (only a Stable Diffusion run samples from text)"
+        _require(not c.sample.prompts, "sample.prompts", no_text, c.sample.prompts)
         return
     folder = "a local diffusers Stable Diffusion folder with model.network 'sd-unet'"
     _require(m.pretrained is not None, "model.pretrained", folder, None)
@@ -287,10 +292,15 @@ def check_stable_diffusion(c: Config) -> None:
         ("model.latent.vae", m.latent.vae, None),  # the pretrained folder's VAE
         ("model.controlnet.base_run", m.controlnet.base_run, None),
         ("data.val_split", c.data.val_split, None),
-        ("train.sample_every", t.sample_every, 0),
         ("train.eval_every", t.eval_every, 0),
     ]:
         _require(value == expected, key, f"{expected!r} with model.pretrained", value)
+    _require(
+        t.sample_every == 0 or bool(c.sample.prompts),
+        "sample.prompts",
+        "at least one prompt with train.sample_every > 0 (or train.sample_every 0)",
+        c.sample.prompts,
+    )
 
 
 def check_sample(s: SampleConfig) -> None:

@@ -86,6 +86,11 @@ def _convert(hint: Any, value: Any) -> tuple[bool, Any]:
             return False, value
         items = [_convert(a, v) for a, v in zip(args, value, strict=True)]
         return all(ok for ok, _ in items), tuple(v for _, v in items)
+    if origin is list:
+        if not isinstance(value, list):
+            return False, value
+        items = [_convert(get_args(hint)[0], v) for v in value]
+        return all(ok for ok, _ in items), [v for _, v in items]
     if origin is dict or hint is dict:
         return isinstance(value, dict), value
     return _convert_scalar(hint, value)
@@ -120,6 +125,8 @@ def _describe(hint: Any) -> str:
         return " or ".join(_describe(a) for a in get_args(hint))
     if origin is tuple:
         return f"a list of {len(get_args(hint))} numbers"
+    if origin is list:
+        return f"a list, each item {_describe(get_args(hint)[0])}"
     if origin is dict or hint is dict:
         return "a mapping"
     if hint is type(None):

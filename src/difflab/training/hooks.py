@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -13,6 +15,7 @@ from difflab.data import to_uint8
 from difflab.generation import resolve_labels, sample_images, write_png_grid
 from difflab.parameterization import Denoiser
 from difflab.training.checkpoint import save_checkpoint
+from difflab.training.config import SD_NETWORK
 from difflab.training.distributed import gather_rows, is_main, shard_rows
 from difflab.training.rng import capture_rng_state, seeded_generator
 from difflab.training.session import Session
@@ -21,21 +24,18 @@ from difflab.training.step import micro_batch_loss
 
 
 def save_samples(s: Session, done: int) -> list[Path]:
-    """Grids from the EMA and the raw weights, fixed seeds 0..num-1, labels cycled over the
-    classes, in run/samples/step-000500-{ema,raw}.png. A ControlNet run's image i is drawn under
-    the hint of the i-th held-out image (grid_hints), those hints shown in run/samples/hints.png.
-    Every rank samples its shard of the seeds (shard_rows); rank 0 gathers and writes, and
-    returns the grids it wrote."""
+    """Grids from the EMA and the raw weights, fixed seeds 0..num-1, in
+    run/samples/step-000500-{ema,raw}.png: labels cycled over the classes, or a Stable Diffusion
+    run's sample.prompts cycled over the images (one column per prompt). A ControlNet run's
+    image i is drawn under the hint of the i-th held-out image (grid_hints), those hints shown
+    in run/samples/hints.png. Every rank samples its shard of the seeds (shard_rows); rank 0
+    gathers and writes, and returns the grids it wrote."""
     num = s.config.sample.num
     rows = shard_rows(num)
-    labels = resolve_labels(None, rows.stop, s.num_classes)
-    labels = labels[rows.start :] if labels is not None else None
-    hints = grid_hints(s, num)
-    if hints is not None and is_main() and not (s.run_dir / "samples" / "hints.png").exists():
-        write_png_grid(to_uint8(hints), s.run_dir / "samples" / "hints.png", _ncol(s))
+    draw = _prompt_draw(s, rows) if s.config.model.network == SD_NETWORK else _class_draw(s, rows)
     written = []
     for tag, denoiser in (("ema", s.ema_denoiser), ("raw", s.denoiser)):
-        x0 = gather_rows(_sample_eval(s, denoiser, labels, rows, cycled(hints, rows)), num)
+        x0 = gather_rows(_in_eval(draw, denoiser), num)
         if x0 is None:
             continue
         if not torch.isfinite(x0).all():
@@ -47,6 +47,50 @@ def save_samples(s: Session, done: int) -> list[Path]:
     return written
 
 
+Draw = Callable[[Denoiser], torch.Tensor]  # a denoiser -> this rank's grid images in [-1, 1]
+
+
+def _class_draw(s: Session, rows: range) -> Draw:
+    """The images of rows: labels cycled over the classes, a ControlNet run's grid hints (which
+    rank 0 writes to run/samples/hints.png the first time)."""
+    num = s.config.sample.num
+    labels = resolve_labels(None, rows.stop, s.num_classes)
+    labels = labels[rows.start :] if labels is not None else None
+    hints = grid_hints(s, num)
+    if hints is not None and is_main() and not (s.run_dir / "samples" / "hints.png").exists():
+        write_png_grid(to_uint8(hints), s.run_dir / "samples" / "hints.png", _ncol(s))
+    return partial(
+        sample_images,
+        image_shape=s.image_shape,
+        labels=labels,
+        seeds=list(rows),
+        sample=s.config.sample,
+        device=s.device,
+        hints=cycled(hints, rows),
+        codec=s.codec,
+    )
+
+
+def _prompt_draw(s: Session, rows: range) -> Draw:
+    """The images of rows of a Stable Diffusion run: sample.prompts cycled, guided against the
+    empty prompt, decoded by the run's VAE (stable_diffusion.sampling.text_images)."""
+    from difflab.integrations.stable_diffusion.sampling import PROMPT_BATCH, text_images
+
+    sample = s.config.sample
+    return partial(
+        text_images,
+        text=s.data.text,  # the session's CaptionedLatents: its frozen text encoder
+        codec=s.codec,
+        prompts=sample.prompts,
+        rows=rows,
+        seed=0,
+        latent_shape=s.latent_shape,
+        sample=sample,
+        device=s.device,
+        batch_size=PROMPT_BATCH,
+    )
+
+
 def grid_hints(s: Session, num: int) -> torch.Tensor | None:
     """A ControlNet run's fixed grid hints: those of the first num images of the validation
     split the session holds, else of the training split (cycled when fewer); None otherwise."""
@@ -55,25 +99,15 @@ def grid_hints(s: Session, num: int) -> torch.Tensor | None:
 
 
 def _ncol(s: Session) -> int | None:
-    return s.num_classes if 0 < s.num_classes <= 16 else None
+    n = len(s.config.sample.prompts) or s.num_classes  # prompts: a Stable Diffusion run's
+    return n if 0 < n <= 16 else None
 
 
-def _sample_eval(
-    s: Session, denoiser: Denoiser, labels, rows: range, hints: torch.Tensor | None
-) -> torch.Tensor:
+def _in_eval(draw: Draw, denoiser: Denoiser) -> torch.Tensor:
     was_training = denoiser.training
     denoiser.eval()
     try:
-        return sample_images(
-            denoiser,
-            image_shape=s.image_shape,
-            labels=labels,
-            seeds=list(rows),
-            sample=s.config.sample,
-            device=s.device,
-            hints=hints,
-            codec=s.codec,
-        )
+        return draw(denoiser)
     finally:
         denoiser.train(was_training)
 

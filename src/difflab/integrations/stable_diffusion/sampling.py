@@ -18,10 +18,13 @@ from difflab.data import to_uint8
 from difflab.errors import ConfigError, TrainingError
 from difflab.generation import LoadedRun
 from difflab.integrations.stable_diffusion.text import TextEncoder
+from difflab.latents import Codec
 from difflab.parameterization import Denoiser
 from difflab.samplers import SAMPLERS, SamplingGrid, StackedGenerator
 from difflab.samplers.options import grid_times, sampler_kwargs
 from difflab.training.config import SD_NETWORK, SampleConfig, check_sample
+
+PROMPT_BATCH = 8  # images sampled at once: prompt_images' default and the training grids'
 
 
 @torch.no_grad()
@@ -53,29 +56,58 @@ def prompt_images(
     num: int,
     sample: SampleConfig | None = None,
     seed: int = 0,
-    batch_size: int = 8,
+    batch_size: int = PROMPT_BATCH,
     device: torch.device | str = "cpu",
 ) -> Tensor:
     """uint8 images [num, 3, H, W] of a Stable Diffusion run: image i from seed + i and
     prompts[i % len(prompts)]; `sample` defaults to the run's sample section."""
     sample = _checked(run, prompts, num, sample)
     text = TextEncoder.from_folder(str(run.config.model.pretrained)).to(device)
+    x0 = text_images(
+        run.denoiser,
+        text,
+        run.codec,
+        prompts,
+        range(num),
+        seed=seed,
+        latent_shape=run.latent_shape,
+        sample=sample,
+        device=device,
+        batch_size=batch_size,
+    )
+    if not torch.isfinite(x0).all():
+        raise TrainingError("generated images contain non-finite values")
+    return to_uint8(x0).cpu()
+
+
+def text_images(
+    denoiser: Denoiser,
+    text: TextEncoder,
+    codec: Codec,
+    prompts: Sequence[str],
+    rows: range,
+    *,
+    seed: int,
+    latent_shape: tuple[int, int, int],
+    sample: SampleConfig,
+    device: torch.device | str,
+    batch_size: int,
+) -> Tensor:
+    """Decoded images [len(rows), 3, H, W] in [-1, 1]: row i from seed + i and
+    prompts[i % len(prompts)], sampled batch_size rows at a time (also the training grids)."""
     chunks = []
-    for start in range(0, num, batch_size):
-        rows = range(start, min(num, start + batch_size))
+    for start in range(rows.start, rows.stop, batch_size):
+        chunk = range(start, min(rows.stop, start + batch_size))
         z = sample_text_latents(
-            run.denoiser,
+            denoiser,
             text,
-            [prompts[i % len(prompts)] for i in rows],
-            seeds=[seed + i for i in rows],
-            latent_shape=run.latent_shape,
+            [prompts[i % len(prompts)] for i in chunk],
+            seeds=[seed + i for i in chunk],
+            latent_shape=latent_shape,
             sample=sample,
             device=device,
         )
-        x0 = run.codec.decode(z)
-        if not torch.isfinite(x0).all():
-            raise TrainingError("generated images contain non-finite values")
-        chunks.append(to_uint8(x0).cpu())
+        chunks.append(codec.decode(z))
     return torch.cat(chunks)
 
 

@@ -71,6 +71,7 @@ def open_sd_session(config: Config, *, trust_checkpoint: bool = False) -> Sessio
     image_shape = (3, dataset.image_size, dataset.image_size)
     c, h, _ = codec.latent_shape(image_shape)
     denoiser = build_denoiser(config, in_channels=c, image_size=h, num_classes=0).to(device)
+    denoiser.train()  # diffusers loads the UNet in eval mode; it trains as every network does
     if is_main():
         info = {"in_channels": 3, "image_size": dataset.image_size, "num_classes": 0}
         info["class_names"] = []
