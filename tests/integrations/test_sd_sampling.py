@@ -67,6 +67,19 @@ def test_sample_command_writes_prompt_images(run_dir, tmp_path, capsys):
     assert "--labels does not apply" in capsys.readouterr().err
 
 
+def test_sample_command_defaults_to_the_runs_prompts(run_dir, tmp_path):
+    import numpy as np
+
+    run = load_run(run_dir)
+    assert len(run.config.sample.prompts) >= 2  # the recipe's grid prompts
+    out = tmp_path / "default.npz"
+    argv = ["sample", str(run_dir), "-n", "2", "--steps", "2", "--out", str(out)]
+    assert main([*argv, "--device", "cpu"]) == 0
+    sample = SampleConfig(**{**vars(run.config.sample), "steps": 2})
+    expected = prompt_images(run, run.config.sample.prompts, num=2, sample=sample)
+    assert np.array_equal(np.load(out)["arr_0"], expected.permute(0, 2, 3, 1).numpy())
+
+
 def test_sampling_without_a_prompt_is_refused(run_dir):
     run = load_run(run_dir)
     with pytest.raises(ConfigError, match="at least one --prompt"):

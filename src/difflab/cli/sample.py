@@ -2,7 +2,8 @@
 with sampler, grid, thresholding and classifier-guidance flags (`--sampler dpmpp-2m --steps 20
 --grid karras --threshold static --classifier PATH --classifier-scale 2`), and for a ControlNet
 run `--hint-image PATH` (an image or a folder of images: image i gets hint i % M), and for a
-Stable Diffusion run `--prompt TEXT` (repeatable: image i gets prompt i % M)."""
+Stable Diffusion run `--prompt TEXT` (repeatable: image i gets prompt i % M; default: the run's
+sample.prompts)."""
 
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--prompt",
         action="append",
-        help="text prompt of a Stable Diffusion run; repeat for several, cycled over the images",
+        help="text prompt of a Stable Diffusion run; repeat for several, cycled over the images "
+        "(default: the run's sample.prompts)",
     )
     add_sampling_arguments(p, classifier_flags=("--classifier", "--guidance-classifier"))
     p.add_argument("--seed", type=int, default=0, help="image i uses seed + i")
@@ -133,7 +135,8 @@ def _prompt_images(args: argparse.Namespace, loaded, labels: list[int] | None, d
     sample = sample_config(args, loaded.config.sample)
     if not is_main():
         return None
-    images = prompt_images(loaded, args.prompt or [], num=args.num, sample=sample,
+    prompts = args.prompt or loaded.config.sample.prompts  # default: the run's grid prompts
+    images = prompt_images(loaded, prompts, num=args.num, sample=sample,
                            seed=args.seed, batch_size=args.batch_size, device=device)  # fmt: skip
     null = torch.full((args.num,), NULL_LABEL, dtype=torch.long)
     return images, null

@@ -117,7 +117,10 @@ def _checked(
     if run.config.model.network != SD_NETWORK:
         raise ConfigError("text prompts need a Stable Diffusion run (model.pretrained)")
     if not prompts:
-        raise ConfigError("a Stable Diffusion run samples from text: give at least one --prompt")
+        raise ConfigError(
+            "a Stable Diffusion run samples from text: give at least one --prompt (or set the "
+            "run's sample.prompts)"
+        )
     if num < 1:
         raise ConfigError(f"--num must be at least 1, got {num}")
     sample = run.config.sample if sample is None else sample
