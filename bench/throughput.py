@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -145,15 +146,24 @@ def fail(trial: Trial, error: Exception) -> None:
     trial.step = None
 
 
-def start(bench: Bench, kind: str, setting: str, batch: int) -> Trial:
-    """Build the setting's step and run its warm-up (compilation, CUDA-graph recording)."""
+# (bench, kind, setting, batch) -> the setting's step; bench/sd_speed.py passes its own.
+Build = Callable[[Any, str, str, int], Callable[[int], Any]]
+
+
+def build_step(bench: Bench, kind: str, setting: str, batch: int) -> Callable[[int], None]:
+    """The setting's step on a network built from seed 0: the same weights in every setting."""
     library, mode = setting.split(":")
+    torch.manual_seed(0)
+    network = make_network(library, bench.shape).to(bench.device)
+    builders = TRAIN_BUILDERS if kind == "train" else SAMPLE_BUILDERS
+    return builders[library](network, mode, batch, bench)
+
+
+def start(bench: Any, kind: str, setting: str, batch: int, build: Build = build_step) -> Trial:
+    """Build the setting's step and run its warm-up (compilation, CUDA-graph recording)."""
     trial = Trial(Row(kind=kind, setting=setting, batch=batch))
     try:
-        torch.manual_seed(0)
-        network = make_network(library, bench.shape).to(bench.device)
-        builders = TRAIN_BUILDERS if kind == "train" else SAMPLE_BUILDERS
-        trial.step = builders[library](network, mode, batch, bench)
+        trial.step = build(bench, kind, setting, batch)
         # A sampled batch is sample_steps network calls: one warms up CUDA graphs already.
         began = time.perf_counter()
         for _ in range(bench.warmup if kind == "train" else 1):
@@ -200,13 +210,15 @@ def finish(bench: Bench, trial: Trial, memory: bool) -> Row:
     return row
 
 
-def measure_group(bench: Bench, kind: str, settings: list[str], batch: int) -> list[Row]:
+def measure_group(
+    bench: Any, kind: str, settings: list[str], batch: int, build: Build = build_step
+) -> list[Row]:
     """Rows of the settings at one kind and batch. Interleaved: all are built, then their
     windows alternate, so that load from elsewhere hits each alike (peak memory is then not
     per setting). Otherwise one after the other, each on a freshly emptied device."""
     if bench.interleave:
         release(bench.device)
-        trials = [start(bench, kind, setting, batch) for setting in settings]
+        trials = [start(bench, kind, setting, batch, build) for setting in settings]
         for _ in range(bench.repeats):
             for trial in trials:
                 run_window(bench, trial)
@@ -214,7 +226,7 @@ def measure_group(bench: Bench, kind: str, settings: list[str], batch: int) -> l
     rows = []
     for setting in settings:
         release(bench.device)
-        trial = start(bench, kind, setting, batch)
+        trial = start(bench, kind, setting, batch, build)
         for _ in range(bench.repeats):
             run_window(bench, trial)
         rows.append(finish(bench, trial, memory=True))
