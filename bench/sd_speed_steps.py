@@ -9,7 +9,7 @@ latents and embeddings are random tensors made once per batch size (the same in 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -41,15 +41,21 @@ SD_V1_SCHEDULER = dict(
 
 @dataclass(frozen=True)
 class SDSize:
-    """A UNet2DConditionModel configuration (empty: diffusers' default, SD v1's layout)."""
+    """A UNet2DConditionModel configuration: its arguments other than diffusers' defaults."""
 
     name: str
-    unet: dict[str, Any] = field(default_factory=dict)
-    latent_size: int = 64  # 512 px images through the VAE's factor 8
-    text_dim: int = 768  # CLIP ViT-L/14's hidden size
+    unet: dict[str, Any]
+    latent_size: int  # latents 4 x latent_size x latent_size
+    text_dim: int  # the text encoder's hidden size
 
 
-FULL = SDSize("SD v1 UNet, random weights, latents 4x64x64, text 77x768")
+# SD v1.x's unet/config.json: diffusers' defaults but for these two (512 px images, CLIP ViT-L/14).
+FULL = SDSize(
+    "SD v1 UNet (860M), random weights, latents 4x64x64, text 77x768",
+    dict(sample_size=64, cross_attention_dim=768),
+    latent_size=64,
+    text_dim=768,
+)
 # The UNet of tests/integrations/tiny_sd.py.
 TINY = SDSize(
     "tiny SD UNet (tests' config), latents 4x8x8, text 77x32",
@@ -109,15 +115,20 @@ def unet_flops(size: SDSize, device: torch.device) -> tuple[float, float]:
 def difflab_train(unet: nn.Module, mode: str, batch: int, bench: Any) -> Step:
     """train_step on the TrainState of an SD run (as open_sd_session makes it: the trainer's
     state, then caption dropout to the null text): as built ("default": bf16 autocast, fused
-    AdamW and CUDA graphs on CUDA; eager float32 on CPU) or with compilation off ("eager")."""
+    AdamW and CUDA graphs on CUDA; eager float32 on CPU), or with the network compiled in the
+    given mode and layout instead."""
     device, config = bench.device, Config(model=ModelConfig(network=SD_NETWORK))
     config.model.schedule = "scaled-linear"
-    if mode == "eager":
+    compile_mode, channels_last = parse_mode(mode) if mode != "default" else (None, False)
+    if mode != "default":
         config.train.compile = "off"
+    network = SDUNet(unet.to(memory_format=torch.channels_last) if channels_last else unet)
     x = make_inputs(bench.size, batch, device)
-    denoiser = Denoiser(SDUNet(unet), scheduler_settings(SD_V1_SCHEDULER).make_schedule(), "eps")
+    denoiser = Denoiser(network, scheduler_settings(SD_V1_SCHEDULER).make_schedule(), "eps")
     state = build_train_state(config, denoiser, device)
     state = replace(state, cond_dropout=config.train.cond_dropout, null_text=x.null_text)
+    if mode != "default":
+        state = replace(state, forward=compiled(network, compile_mode))
     batches = [MicroBatch(x0=x.latents, cond=Condition(text=x.text))]
 
     def step(i: int) -> None:

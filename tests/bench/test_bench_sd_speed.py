@@ -54,3 +54,13 @@ def test_without_diffusers_it_says_so_and_exits_2(sd_speed, monkeypatch, capsys)
         sd_speed.main(TINY)
     assert exit_info.value.code == 2
     assert "diffusers" in capsys.readouterr().out
+
+
+def test_full_size_is_the_sd_v1_unet(sd_speed):
+    pytest.importorskip("diffusers")
+    import torch
+
+    steps = importlib.import_module("sd_speed_steps")
+    unet = steps.make_unet(steps.FULL, torch.device("meta"))
+    assert sum(p.numel() for p in unet.parameters()) == 859_520_964  # SD v1.5's UNet
+    assert unet.config.cross_attention_dim == steps.FULL.text_dim == 768
