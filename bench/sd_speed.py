@@ -3,8 +3,8 @@
 python bench/sd_speed.py [--device cuda|cpu] [--tiny] [--part train|sample|all] [--batch N]
     [--steps N] [--repeats N] [--sample-steps N] [--modes ...] [--sample-modes ...]
 
-Both libraries run SD v1's UNet2DConditionModel (diffusers' default configuration, about 860M
-parameters) with the same random weights in this one process on the same device, on the same
+Both libraries run SD v1's UNet2DConditionModel (its unet/config.json, 860M parameters) with
+the same random weights in this one process on the same device, on the same
 precomputed latents and text embeddings (see sd_speed_steps.py for the steps). Timing, FLOP
 counts, the table and the ratios against diffusers' best are bench/throughput.py's. After the
 sampling rows, both libraries sample the same latents in float32 eager and the largest
