@@ -70,6 +70,7 @@ class StreamingData:
         self.skipped: dict[str, str] = {}
         self._iterator: Iterator[StreamBatch] | None = None
         self._next = -1
+        self._perm: tuple[int, Tensor] | None = None
 
     def position(self, micro_index: int) -> tuple[int, int]:
         """(epoch, batch within the epoch) of micro-batch number micro_index."""
@@ -78,9 +79,14 @@ class StreamingData:
     def indices(self, micro_index: int) -> Tensor:
         """The dataset rows of micro-batch micro_index (all ranks' parts)."""
         epoch, j = self.position(micro_index)
-        g = seeded_generator(self.seed, "epoch", epoch, torch.device("cpu"))
-        perm = torch.randperm(len(self.dataset), generator=g)
-        return perm[j * self.batch_size : (j + 1) * self.batch_size]
+        return self._permutation(epoch)[j * self.batch_size : (j + 1) * self.batch_size]
+
+    def _permutation(self, epoch: int) -> Tensor:
+        """The epoch's order, drawn once per epoch (COCO: 118k rows)."""
+        if self._perm is None or self._perm[0] != epoch:
+            g = seeded_generator(self.seed, "epoch", epoch, torch.device("cpu"))
+            self._perm = (epoch, torch.randperm(len(self.dataset), generator=g))
+        return self._perm[1]
 
     def keys(self, micro_index: int) -> list[tuple[int, int]]:
         """(epoch, row) of this rank's part of micro-batch micro_index."""
