@@ -178,7 +178,8 @@ def difflab_sample(unet: nn.Module, mode: str, batch: int, bench: Any) -> Step:
     """sample_text_latents' path on given embeddings: samplers.ddim over classifier-free
     guidance of a Denoiser of SamplingNetwork(SDUNet), on diffusers' DDIM grid. "default" is
     sampling_network (bf16, channels_last, CUDA graphs on CUDA); other modes compile as named.
-    The text is given in the network's dtype, as the pipeline casts its prompt embeddings."""
+    SamplingNetwork gives the network the text in its dtype, as the pipeline casts its prompt
+    embeddings."""
     network = SDUNet(unet)
     if mode == "default" and not bench.fp32:
         fast = sampling_network(network, bench.device)
@@ -190,7 +191,7 @@ def difflab_sample(unet: nn.Module, mode: str, batch: int, bench: Any) -> Step:
     settings = scheduler_settings(SD_V1_SCHEDULER)
     denoiser = Denoiser(fast, settings.make_schedule(), settings.parameterization)
     x = make_inputs(bench.size, batch, bench.device)
-    cond = Condition(text=x.text.to(fast.dtype))
+    cond = Condition(text=x.text)  # SamplingNetwork casts it to its weights' dtype
     denoise = classifier_free_guidance(denoiser, cond, cond.null(x.null_text), GUIDANCE)
     grid = SamplingGrid.build(denoiser.schedule, diffusers_ddim_times(settings, bench.sample_steps))
     ddim = SAMPLERS.get("ddim")

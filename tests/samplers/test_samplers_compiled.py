@@ -1,9 +1,12 @@
 """SamplingNetwork: same function as the network it wraps, in float32 fresh tensors, and the
 caller's network untouched; the schedule table is copied to a device once."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
+from difflab.conditioning import Condition
 from difflab.networks import build_network
 from difflab.parameterization import Denoiser
 from difflab.samplers import SAMPLERS, SamplingGrid
@@ -38,6 +41,28 @@ def test_bf16_channels_last_close_and_the_callers_network_untouched():
     assert (out - reference).norm() / reference.norm() < 2e-2
     assert all(p.dtype == torch.float32 and p.requires_grad for p in net.parameters())
     assert net.conv_in.weight.is_contiguous()
+
+
+def test_the_condition_reaches_the_network_in_its_dtype():
+    seen = []
+
+    class Recorder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.ones(()))
+
+        def forward(self, x, t, cond):
+            seen.append(cond)
+            return x * self.w
+
+    cond = Condition(labels=torch.tensor([1, 2]), text=torch.randn(2, 3, 4), hint=torch.randn(2, 1))
+    cond = replace(cond, text_mask=torch.ones(2, 3, dtype=torch.bool))
+    SamplingNetwork(Recorder(), dtype=torch.bfloat16)(torch.randn(2, 1, 8, 8), torch.ones(2), cond)
+    (got,) = seen
+    assert got.text.dtype == got.hint.dtype == torch.bfloat16
+    assert got.labels.dtype == torch.long and got.text_mask.dtype == torch.bool
+    torch.testing.assert_close(got.text.float(), cond.text, rtol=1e-2, atol=1e-2)
+    assert cond.text.dtype == torch.float32  # the caller's condition untouched
 
 
 def test_ddim_through_a_sampling_network_matches_the_plain_denoiser():

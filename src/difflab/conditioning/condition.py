@@ -38,6 +38,12 @@ class Condition:
     def to(self, device: torch.device | str) -> Condition:
         return replace(self, **{k: v.to(device) for k, v in self._items().items()})
 
+    def cast(self, dtype: torch.dtype) -> Condition:
+        """The floating-point parts (text embeddings, hint) in dtype; labels and masks as
+        they are."""
+        items = self._items().items()
+        return replace(self, **{k: v.to(dtype) for k, v in items if v.is_floating_point()})
+
     def null(self, null_text: Tensor | None = None) -> Condition:
         """The null condition of the same kinds and batch size."""
         out: dict[str, Tensor] = {}

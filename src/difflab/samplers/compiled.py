@@ -48,6 +48,7 @@ class SamplingNetwork(nn.Module):
         if self.mode == "reduce-overhead":
             torch.compiler.cudagraph_mark_step_begin()
         x = x.to(dtype=self.dtype, memory_format=self.memory_format)  # [N, C, H, W]
+        cond = cond.cast(self.dtype) if cond is not None else None  # text, hint as the weights
         return self._forward(x, t, cond).to(torch.float32, copy=True)
 
 
