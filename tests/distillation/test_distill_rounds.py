@@ -131,3 +131,16 @@ def test_distill_cli_runs_three_rounds_and_sample_uses_the_student_steps(teacher
     assert main(["sample", str(run_dir), "--num", "4", "--out", str(out), "--guidance", "1"]) == 0
     assert out.is_file()
     assert "distill" in (run_dir / "distill.yaml").read_text()
+
+
+def test_each_round_keeps_the_sessions_condition_dropout_and_null_text(teacher_dir):
+    """A Stable Diffusion run's session drops captions to the empty prompt's embedding (its
+    state's cond_dropout and null_text, which build_train_state does not know): every round,
+    fresh or resumed, must drop them the same way."""
+    teacher = load_run(teacher_dir)
+    d = DistillConfig(teacher_steps=4, target_steps=2, batch_size=8, name="dropout")
+    session = open_student(teacher, student_run_config(teacher.config, teacher_dir, d))
+    null_text = torch.randn(1, 3, 5)
+    session.state.cond_dropout, session.state.null_text = 0.25, null_text
+    s = round_session(session, 0, uniform_grid(teacher.denoiser.schedule, d.teacher_steps), d)
+    assert s.state.cond_dropout == 0.25 and s.state.null_text is null_text

@@ -165,9 +165,11 @@ def _with_teacher(
 def round_session(session: Session, r: int, teacher_times: Tensor, d: DistillConfig) -> Session:
     """The session of round r (0-based): its loss's teacher a frozen copy of the student, a
     fresh optimizer and EMA (a copy of the student), steps r K .. (r + 1) K, samples at the
-    student's step count."""
+    student's step count. Condition dropout and the null text are the session's (a Stable
+    Diffusion run's caption dropout to the empty prompt), as a resumed round has them."""
     config = _round_config(session, r, teacher_times, d)
     state = build_train_state(config, session.denoiser, session.device)
+    state.cond_dropout, state.null_text = session.state.cond_dropout, session.state.null_text
     s = _with_teacher(session, config, state, frozen_copy(session.denoiser), teacher_times, d)
     return replace(s, start_step=r * d.steps_per_round)
 
