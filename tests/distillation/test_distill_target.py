@@ -206,3 +206,31 @@ def test_teacher_guidance_mixes_the_teacher_predictions(scale):
     pred = loss._teacher_denoise(Condition(labels=labels))(x0, times[0])
     expected = scale * labels.float().view(-1, 1).expand_as(x0)  # D_u = 0, D_c = label
     torch.testing.assert_close(pred.x0, expected)
+
+
+class TextTeacher:
+    """A teacher whose x0 is the mean of each sample's text embedding."""
+
+    def __call__(self, x_t, t, cond):
+        x0 = cond.text.mean(dim=(1, 2)).view(-1, 1).expand_as(x_t)
+        return Prediction(x0=x0, eps=torch.zeros_like(x_t))
+
+
+def test_teacher_guidance_of_a_text_condition_is_against_the_empty_prompt():
+    """A text-conditioned run (Stable Diffusion) is guided too: D_u is the teacher at the
+    null text (the empty prompt's embedding), not left out."""
+    schedule, _, times, x0, _ = setup("v", "discrete")
+    null_text = torch.full((1, 3, 4), 0.5)
+    loss = DistillationLoss(
+        schedule,
+        "v",
+        teacher=TextTeacher(),
+        teacher_times=times,
+        teacher_guidance=3.0,
+        null_text=null_text,
+    )
+    text = torch.arange(len(x0), dtype=torch.float32).view(-1, 1, 1).expand(-1, 3, 4)
+    cond = Condition(text=text, text_mask=torch.ones(len(x0), 3, dtype=torch.bool))
+    pred = loss._teacher_denoise(cond)(x0, times[0])
+    expected = 0.5 + 3.0 * (text[:, 0, :1] - 0.5)  # D_u = 0.5, D_c = the sample's text
+    torch.testing.assert_close(pred.x0, expected.expand_as(x0))

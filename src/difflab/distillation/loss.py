@@ -24,11 +24,14 @@ class DistillationLoss(DenoisingLoss):
     student's grid is every other time, t_0, t_2, ..., t_2N, and training times are its noisy
     times t_0 ... t_{2N-2}, each with t_mid = t_{2i+1} and t_next = t_{2i+2}. The teacher sees
     the (dropped) condition the student sees, so a null label distills the teacher's
-    unconditional path; teacher_guidance != 1 applies classifier-free guidance in the target."""
+    unconditional path; teacher_guidance != 1 applies classifier-free guidance in the target,
+    against the null condition (with null_text [1, L, D], the empty prompt's embedding, as the
+    null text)."""
 
     teacher: ConditionalDenoiser
     teacher_times: Tensor
     teacher_guidance: float = 1.0
+    null_text: Tensor | None = None
 
     def sample_training_t(
         self, n: int, *, generator: torch.Generator | None, device: torch.device | str
@@ -55,6 +58,7 @@ class DistillationLoss(DenoisingLoss):
         return super().per_sample(network, x_tilde, t, eps_tilde, cond)
 
     def _teacher_denoise(self, cond: Condition | None) -> DenoiseFn:
-        if self.teacher_guidance == 1.0 or cond is None or cond.labels is None:
+        if self.teacher_guidance == 1.0 or cond is None:
             return conditioned(self.teacher, cond)
-        return classifier_free_guidance(self.teacher, cond, cond.null(), self.teacher_guidance)
+        null = cond.null(self.null_text)
+        return classifier_free_guidance(self.teacher, cond, null, self.teacher_guidance)

@@ -156,6 +156,7 @@ def _with_teacher(
         teacher=teacher,
         teacher_times=teacher_times,
         teacher_guidance=d.teacher_guidance,
+        null_text=state.null_text,
     )
     student = session.denoiser
     ema = Denoiser(state.ema.module, student.schedule, student.parameterization)
