@@ -144,3 +144,15 @@ def test_each_round_keeps_the_sessions_condition_dropout_and_null_text(teacher_d
     session.state.cond_dropout, session.state.null_text = 0.25, null_text
     s = round_session(session, 0, uniform_grid(teacher.denoiser.schedule, d.teacher_steps), d)
     assert s.state.cond_dropout == 0.25 and s.state.null_text is null_text
+
+
+@pytest.mark.parametrize(("teacher_guidance", "guidance"), [(1.0, 2.5), (3.0, 1.0), (0.0, 1.0)])
+def test_a_student_of_a_guided_teacher_samples_without_guidance(
+    teacher_dir, teacher_guidance, guidance
+):
+    """The student of teacher_guidance w learns D_u + w (D_c - D_u); the run's guidance g on
+    top would sample at g * w. Without teacher guidance the student keeps the run's g."""
+    teacher = load_run(teacher_dir).config
+    teacher = replace(teacher, sample=replace(teacher.sample, guidance=2.5))
+    d = DistillConfig(teacher_guidance=teacher_guidance)
+    assert student_run_config(teacher, teacher_dir, d).sample.guidance == guidance

@@ -78,7 +78,9 @@ def check_nested(schedule: NoiseSchedule, grids: list[tuple[Tensor, Tensor]], sp
 def student_run_config(teacher: Config, teacher_dir: Path, d: DistillConfig) -> Config:
     """The distilled run's config: the teacher's data and model; training in rounds of
     d.steps_per_round at a constant learning rate (train.steps is set per round), a sample
-    grid, validation and checkpoint at each round's end; sampling by DDIM at target_steps."""
+    grid, validation and checkpoint at each round's end; sampling by DDIM at target_steps,
+    without guidance where the student learned the teacher's guided denoiser
+    (teacher_guidance != 1): guiding it again would multiply the scales."""
     if teacher.model.controlnet.base_run is not None:
         raise ConfigError(f"{teacher_dir} is a ControlNet run; distill its base run instead")
     k = d.steps_per_round
@@ -109,6 +111,7 @@ def student_run_config(teacher: Config, teacher_dir: Path, d: DistillConfig) -> 
         grid="uniform",
         eta=0.0,
         sampler_options={},
+        guidance=teacher.sample.guidance if d.teacher_guidance == 1.0 else 1.0,
     )
     name = d.name or f"{teacher_dir.name}-distilled"
     run = RunConfig(root=str(teacher_dir.parent), name=name)
