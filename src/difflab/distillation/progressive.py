@@ -16,6 +16,7 @@ each round as it started; `resume_distill` finds the round of the newest checkpo
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -33,11 +34,12 @@ from difflab.distillation.config import (
 from difflab.distillation.loss import DistillationLoss
 from difflab.distillation.teachers import load_teacher, save_teacher
 from difflab.errors import ConfigError
-from difflab.generation import LoadedRun, load_run
+from difflab.generation import MODEL_INFO, LoadedRun, load_run
 from difflab.parameterization import Denoiser
 from difflab.schedules import NoiseSchedule, uniform_grid
-from difflab.training.config import Config, RunConfig, build_config
+from difflab.training.config import Config, ModelConfig, RunConfig, build_config
 from difflab.training.distributed import any_rank, is_main
+from difflab.training.latent_data import recorded_latent
 from difflab.training.loop import run_loop
 from difflab.training.recipes import read_yaml
 from difflab.training.reporting import MetricsLog, read_metrics, trim_metrics
@@ -115,7 +117,18 @@ def student_run_config(teacher: Config, teacher_dir: Path, d: DistillConfig) -> 
     )
     name = d.name or f"{teacher_dir.name}-distilled"
     run = RunConfig(root=str(teacher_dir.parent), name=name)
-    return Config(data=teacher.data, model=teacher.model, train=train, sample=sample, run=run)
+    model = _with_recorded_codec(teacher, teacher_dir)
+    return Config(data=teacher.data, model=model, train=train, sample=sample, run=run)
+
+
+def _with_recorded_codec(teacher: Config, teacher_dir: Path) -> ModelConfig:
+    """The teacher's model section, a latent run's codec as its model.json records it (the
+    VAE's absolute path, the factors it used), as load_run rebuilds it: model.latent.vae may be
+    relative to where the teacher was trained."""
+    if teacher.model.latent.vae is None:
+        return teacher.model
+    info = json.loads((teacher_dir / MODEL_INFO).read_text())
+    return replace(teacher.model, latent=recorded_latent(info))
 
 
 def open_student(teacher: LoadedRun, config: Config) -> Session:
