@@ -4,6 +4,7 @@ step counts are ConfigErrors naming the keys (PITFALLS: "student not initialised
 teacher; a single halving round")."""
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -156,3 +157,11 @@ def test_a_student_of_a_guided_teacher_samples_without_guidance(
     teacher = replace(teacher, sample=replace(teacher.sample, guidance=2.5))
     d = DistillConfig(teacher_guidance=teacher_guidance)
     assert student_run_config(teacher, teacher_dir, d).sample.guidance == guidance
+
+
+def test_distilled_run_of_dot_goes_beside_the_teacher(teacher_dir, monkeypatch):
+    """`difflab distill .` in the teacher's folder: RUN-distilled beside it, not a folder
+    named "-distilled" inside it."""
+    monkeypatch.chdir(teacher_dir)
+    config = student_run_config(load_run(".").config, Path("."), DistillConfig())
+    assert Path(config.run.root) / config.run.name == teacher_dir.with_name("tiny-distilled")

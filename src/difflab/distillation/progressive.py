@@ -115,8 +115,9 @@ def student_run_config(teacher: Config, teacher_dir: Path, d: DistillConfig) -> 
         sampler_options={},
         guidance=teacher.sample.guidance if d.teacher_guidance == 1.0 else 1.0,
     )
-    name = d.name or f"{teacher_dir.name}-distilled"
-    run = RunConfig(root=str(teacher_dir.parent), name=name)
+    beside = teacher_dir.resolve()  # `difflab distill .` names the folder it is run in
+    name = d.name or f"{beside.name}-distilled"
+    run = RunConfig(root=str(beside.parent), name=name)
     model = _with_recorded_codec(teacher, teacher_dir)
     return Config(data=teacher.data, model=model, train=train, sample=sample, run=run)
 
