@@ -23,12 +23,13 @@ class FakeRun:
         self.init = kwargs
         self.logged: list[tuple[dict, int]] = []
         self.finished = False
+        self.exit_code = None
 
     def log(self, data, step):
         self.logged.append((data, step))
 
-    def finish(self):
-        self.finished = True
+    def finish(self, exit_code=None):
+        self.finished, self.exit_code = True, exit_code
 
 
 @pytest.fixture
@@ -54,7 +55,7 @@ def test_wandb_run_mirrors_metrics_and_grids(tmp_path, fake_wandb):
     assert run.init["mode"] == "offline" and run.init["project"] == "difflab"
     assert run.init["name"] == "w" and run.init["dir"] == str(run_dir)
     assert run.init["config"] == config.to_dict()
-    assert run.finished
+    assert run.finished and run.exit_code == 0
     scalars = [(d, step) for d, step in run.logged if "loss" in d or "val_loss" in d]
     expected = [r for r in read_metrics(run_dir) if "loss" in r or "val_loss" in r]
     assert [step for _, step in scalars] == [r["step"] for r in expected]
@@ -69,6 +70,20 @@ def test_wandb_run_mirrors_metrics_and_grids(tmp_path, fake_wandb):
         (["samples/raw"], 4),
     ]
     assert images[0][0]["samples/ema"] == ("image", str(run_dir / "samples/step-000002-ema.png"))
+
+
+def test_a_run_ended_by_an_exception_is_a_failed_wandb_run(tmp_path, fake_wandb, monkeypatch):
+    """Finished with exit code 1, not shown as a run that completed (exit code 0)."""
+
+    def diverged(*args, **kwargs):
+        raise RuntimeError("diverged")
+
+    monkeypatch.setattr("difflab.training.loop.train_step", diverged)
+    config = load_config(TINY, [f"run.root={tmp_path}", "run.wandb=offline"])
+    with pytest.raises(RuntimeError, match="diverged"):
+        train(config, tensorboard=False)
+    (run,) = fake_wandb.runs
+    assert run.finished and run.exit_code == 1
 
 
 def test_resume_continues_the_same_wandb_run(tmp_path, fake_wandb):

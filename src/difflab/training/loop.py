@@ -75,8 +75,10 @@ def train(
                 done = run_loop(session, log, stop_at, stop)
             if stop.signum is not None and done < config.train.steps:
                 raise Interrupted(stop.signum, done, session.run_dir)
-        finally:
-            log.close()
+        except BaseException:
+            log.close(failed=True)
+            raise
+        log.close()
     finally:
         torch.set_num_threads(threads)
     return session.run_dir

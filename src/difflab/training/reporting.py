@@ -57,13 +57,14 @@ class MetricsLog:
         if self._wandb is not None:
             self._wandb.image(key, path, step)
 
-    def close(self) -> None:
+    def close(self, failed: bool = False) -> None:
+        """failed: the run ended by an exception (the W&B run is marked failed)."""
         if self._file is not None:
             self._file.close()
         if self._tb is not None:
             self._tb.close()
         if self._wandb is not None:
-            self._wandb.close()
+            self._wandb.close(exit_code=1 if failed else 0)
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:

@@ -65,5 +65,6 @@ class WandbLog:
     def image(self, key: str, path: Path, step: int) -> None:
         self._run.log({key: self._wandb.Image(str(path))}, step=step)
 
-    def close(self) -> None:
-        self._run.finish()
+    def close(self, exit_code: int = 0) -> None:
+        """Finish the W&B run: exit_code 0 marks it finished, any other failed."""
+        self._run.finish(exit_code=exit_code)
