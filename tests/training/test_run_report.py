@@ -3,6 +3,7 @@ checkpoints on disk, escaped text, written at each checkpoint."""
 
 import json
 import math
+import re
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote
@@ -14,6 +15,7 @@ from difflab.training.checkpoint import MARKER
 from difflab.training.loop import train
 from difflab.training.recipes import load_config
 from difflab.training.run_report import REPORT_FILE, write_report
+from difflab.training.svg_chart import HEIGHT, PAD_BOTTOM, PAD_LEFT, PAD_RIGHT, PAD_TOP, WIDTH
 
 TINY = str(Path(__file__).with_name("tiny.yaml"))
 SCRIPT = "</pre><script>alert(1)</script>"
@@ -155,6 +157,26 @@ def test_nonfinite_values_are_skipped_and_counted(tmp_path):
     assert page.charts["eval_fid"]["text"] == ["no finite values"]
     assert "script" not in page.tags
     assert page.imgs == ["samples/step-000004-%3Cscript%3E.png"]
+
+
+def test_a_long_run_draws_each_pixel_columns_extremes_not_every_point(tmp_path):
+    """20,000 logged steps: the polyline keeps the first, lowest, highest and last point of
+    each pixel column (the same drawn line, its ends and extremes), so the page stays small."""
+    n = 20_000
+    (tmp_path / "config.yaml").write_text(f"train:\n  steps: {n}\n")
+    loss = [1 + (step % 7) / 10 for step in range(1, n + 1)]
+    loss[12_345], loss[54] = 9.0, -3.0  # one highest and one lowest value
+    lines = [json.dumps({"step": step, "loss": v}) for step, v in enumerate(loss, start=1)]
+    (tmp_path / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    text = write_report(tmp_path).read_text()
+    assert len(text) < 60_000  # each of 20,000 points would take about 14 bytes
+    points = re.search(r'<polyline [^>]*points="([^"]*)"', text).group(1).split()
+    xy = [tuple(map(float, p.split(","))) for p in points]
+    assert len(xy) <= 4 * (WIDTH - PAD_LEFT - PAD_RIGHT + 1)  # four per pixel column
+    assert [x for x, _ in xy] == sorted(x for x, _ in xy)
+    assert (xy[0][0], xy[-1][0]) == (PAD_LEFT, WIDTH - PAD_RIGHT)
+    assert min(y for _, y in xy) == PAD_TOP and max(y for _, y in xy) == HEIGHT - PAD_BOTTOM
+    assert "20000 points" in Page(text).charts["loss"]["caption"]
 
 
 def test_a_report_that_cannot_be_written_warns_and_training_goes_on(tmp_path, monkeypatch):
