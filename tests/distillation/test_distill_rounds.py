@@ -21,6 +21,7 @@ from difflab.distillation.progressive import (
     open_student,
     round_session,
     student_run_config,
+    teacher_grids,
 )
 from difflab.errors import ConfigError
 from difflab.generation import build_denoiser, generate, load_run
@@ -49,6 +50,12 @@ def test_spacing_that_does_not_nest_is_refused(spacing):
     grids = round_grids(uniform_grid(schedule, 16, spacing=spacing), 3)
     with pytest.raises(ConfigError, match="sample.spacing"):
         check_nested(schedule, grids, spacing)
+
+
+def test_more_teacher_steps_than_timesteps_names_the_key():
+    d = DistillConfig(teacher_steps=2048, target_steps=4)
+    with pytest.raises(ConfigError, match=r"'distill\.teacher_steps'.* 1000 timesteps.*2048"):
+        teacher_grids(make_schedule("cosine"), "trailing", d)
 
 
 @pytest.mark.parametrize(

@@ -52,6 +52,11 @@ from difflab.training.step import TrainState
 def teacher_grids(schedule: NoiseSchedule, spacing, d: DistillConfig) -> list[Tensor]:
     """The teacher grid of each round: d.teacher_steps, / 2, ... steps of the run's uniform
     grid, each student grid (every other time) checked to be the run's own grid."""
+    if schedule.discrete and d.teacher_steps > schedule.num_steps:
+        raise ConfigError(
+            f"config key 'distill.teacher_steps' must be at most the teacher run's "
+            f"{schedule.num_steps} timesteps (model.num_steps), got {d.teacher_steps}"
+        )
     times = uniform_grid(schedule, d.teacher_steps, spacing=spacing)
     grids = round_grids(times, len(student_steps(d)))
     check_nested(schedule, grids, spacing)
