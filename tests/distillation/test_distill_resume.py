@@ -135,6 +135,20 @@ def test_distill_resume_of_a_folder_that_is_no_distillation_is_an_error(
     assert not (folder / "teachers").exists()
 
 
+@pytest.mark.parametrize(
+    "text,named",
+    [("distill: [1\n", "is not valid YAML"), ("teacher_run: runs/x\n", "no 'distill' settings")],
+    ids=["broken", "cut-short"],
+)
+def test_a_bad_distill_yaml_is_one_line_naming_it(tmp_path, capsys, text, named):
+    """A distill.yaml that does not parse, or lost its settings, is never resumed with
+    default settings."""
+    (tmp_path / "distill.yaml").write_text(text)
+    assert main(["distill", "--resume", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(tmp_path / "distill.yaml") in err and named in err
+
+
 def test_distill_resume_takes_no_teacher_or_overrides(reference, capsys):
     assert main(["distill", "--resume", str(reference), "distill.lr=1"]) == 2
     assert "drop 'distill.lr=1'" in capsys.readouterr().err

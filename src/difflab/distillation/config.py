@@ -12,6 +12,7 @@ import yaml
 
 from difflab.errors import ConfigError
 from difflab.training.config_types import from_dict, set_override
+from difflab.training.recipes import read_yaml
 
 SETTINGS_FILE = "distill.yaml"  # the distillation settings and teacher run, in the run folder
 
@@ -103,9 +104,9 @@ def read_settings(run_dir: Path) -> tuple[str, DistillConfig]:
             f"{run_dir} is not a distilled run (no {SETTINGS_FILE} there; it is {kind}); "
             "`difflab distill --resume` continues a run that `difflab distill` made"
         )
-    recorded = yaml.safe_load((run_dir / SETTINGS_FILE).read_text()) or {}
-    if not isinstance(recorded, dict):
-        raise ConfigError(f"{run_dir / SETTINGS_FILE} holds no settings mapping")
+    recorded = read_yaml(run_dir / SETTINGS_FILE)  # ConfigError naming the file
+    if not isinstance(recorded.get("distill"), dict):
+        raise ConfigError(f"{run_dir / SETTINGS_FILE} holds no 'distill' settings mapping")
     settings = from_dict(DistillSettings, {"distill": recorded.get("distill")}, prefix="")
     check_distill(settings.distill)
     return str(recorded.get("teacher_run")), settings.distill
