@@ -179,6 +179,19 @@ def test_a_long_run_draws_each_pixel_columns_extremes_not_every_point(tmp_path):
     assert "20000 points" in Page(text).charts["loss"]["caption"]
 
 
+@pytest.mark.parametrize("where", [".", ".."])
+def test_a_report_of_a_relative_folder_names_it(tmp_path, monkeypatch, where):
+    """`difflab report .` in the run folder (or `..` in its samples): the page names the
+    folder, not '' or '..'."""
+    run = tmp_path / "run-7"
+    (run / "samples").mkdir(parents=True)
+    (run / "config.yaml").write_text("train:\n  steps: 2\n")
+    monkeypatch.chdir(run if where == "." else run / "samples")
+    text = write_report(where).read_text()
+    assert "<h1>difflab run run-7</h1>" in text and "Folder <code>run-7</code>" in text
+    assert (run / REPORT_FILE).is_file()
+
+
 def test_a_report_that_cannot_be_written_warns_and_training_goes_on(tmp_path, monkeypatch):
     def fail(run_dir):
         raise OSError(28, "No space left on device")

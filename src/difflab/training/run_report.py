@@ -52,7 +52,7 @@ class Series:
 def write_report(run_dir: Path | str, out: Path | str | None = None) -> Path:
     """Write the report of run_dir to out (default run_dir/report.html) atomically; return its
     path. ConfigError when run_dir holds no config.yaml (not a run folder)."""
-    run_dir = Path(run_dir)
+    run_dir = Path(os.path.abspath(run_dir))  # `difflab report .` names the folder
     if not (run_dir / "config.yaml").is_file():
         raise ConfigError(f"{run_dir} is not a difflab run folder (no config.yaml)")
     out = Path(out) if out is not None else run_dir / REPORT_FILE
