@@ -40,3 +40,16 @@ def test_export_replaces_an_earlier_one_whole(sd_folder, tmp_path):
 def test_weights_of_another_network_are_refused(sd_folder, tmp_path):
     with pytest.raises(CheckpointError, match="do not fit the UNet"):
         export_pipeline(sd_folder, {"conv.weight": torch.zeros(1)}, tmp_path / "out")
+
+
+def test_export_over_the_leftovers_of_an_interrupted_one(sd_folder, tmp_path):
+    """An export killed after moving the earlier one aside and placing the new one, before
+    deleting the earlier one, leaves .diffusers.old: the next export still replaces out."""
+    out = tmp_path / "diffusers"
+    export_pipeline(sd_folder, load_unet(sd_folder).state_dict(), out)
+    (tmp_path / ".diffusers.old" / "unet").mkdir(parents=True)
+    weights = shifted_weights(sd_folder)
+    export_pipeline(sd_folder, weights, out)
+    unet = diffusers.UNet2DConditionModel.from_pretrained(out / "unet")
+    torch.testing.assert_close(unet.state_dict()["conv_in.weight"], weights["conv_in.weight"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["diffusers"]

@@ -42,6 +42,7 @@ def export_pipeline(pretrained: str | Path, unet_weights: dict[str, Tensor], out
     _write_unet(source, unet_weights, tmp / "unet")
     old = out.with_name(f".{out.name}.old")
     if out.exists():
+        shutil.rmtree(old, ignore_errors=True)  # an interrupted export's, out is newer
         os.replace(out, old)
     os.replace(tmp, out)
     shutil.rmtree(old, ignore_errors=True)
