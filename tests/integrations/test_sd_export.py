@@ -40,6 +40,7 @@ def test_export_replaces_an_earlier_one_whole(sd_folder, tmp_path):
 def test_weights_of_another_network_are_refused(sd_folder, tmp_path):
     with pytest.raises(CheckpointError, match="do not fit the UNet"):
         export_pipeline(sd_folder, {"conv.weight": torch.zeros(1)}, tmp_path / "out")
+    assert not any(tmp_path.iterdir())  # no half-written .out.tmp left behind
 
 
 def test_export_over_the_leftovers_of_an_interrupted_one(sd_folder, tmp_path):

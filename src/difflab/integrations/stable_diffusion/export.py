@@ -36,10 +36,14 @@ def export_pipeline(pretrained: str | Path, unet_weights: dict[str, Tensor], out
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    shutil.copy2(_model_index(source), tmp / MODEL_INDEX)
-    for name in _frozen_components(source):
-        shutil.copytree(source / name, tmp / name, copy_function=_link_or_copy)
-    _write_unet(source, unet_weights, tmp / "unet")
+    try:
+        shutil.copy2(_model_index(source), tmp / MODEL_INDEX)
+        for name in _frozen_components(source):
+            shutil.copytree(source / name, tmp / name, copy_function=_link_or_copy)
+        _write_unet(source, unet_weights, tmp / "unet")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # no half-written copy left beside out
+        raise
     old = out.with_name(f".{out.name}.old")
     if out.exists():
         shutil.rmtree(old, ignore_errors=True)  # an interrupted export's, out is newer
