@@ -118,3 +118,14 @@ def test_a_batch_that_does_not_split_over_the_ranks_is_refused(coco):
     data = CocoCaptions(coco, split="train", image_size=8, seed=0)
     with pytest.raises(ConfigError, match=r"'train.batch_size' \(3\) must divide by the world"):
         stream(data, batch_size=3, rank=1, world=2)
+
+
+def test_a_caption_that_is_not_text_is_a_data_error_naming_the_file(coco):
+    import json
+
+    file = coco / "annotations" / "captions_train2017.json"
+    data = json.loads(file.read_text())
+    data["annotations"][3]["caption"] = None
+    file.write_text(json.dumps(data))
+    with pytest.raises(DataError, match="captions_train2017.json"):
+        CocoCaptions(coco, split="train", image_size=8, seed=0)
