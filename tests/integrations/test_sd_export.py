@@ -3,6 +3,8 @@ exactly the given weights and its frozen parts are the source's files."""
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 
@@ -54,3 +56,18 @@ def test_export_over_the_leftovers_of_an_interrupted_one(sd_folder, tmp_path):
     unet = diffusers.UNet2DConditionModel.from_pretrained(out / "unet")
     torch.testing.assert_close(unet.state_dict()["conv_in.weight"], weights["conv_in.weight"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["diffusers"]
+
+
+def test_saving_over_the_export_leaves_the_pretrained_folder_unchanged(sd_folder, tmp_path):
+    """diffusers' save_pretrained rewrites config files in place (and safetensors before 0.8
+    weights): a file hard-linked to the pretrained folder would change there too (here: the
+    scheduler swapped, then the pipeline saved over its export)."""
+    source = shutil.copytree(sd_folder, tmp_path / "sd")
+    before = {p: p.read_bytes() for p in source.rglob("*") if p.is_file()}
+    out = export_pipeline(source, shifted_weights(source), tmp_path / "diffusers")
+    pipe = diffusers.StableDiffusionPipeline.from_pretrained(out, local_files_only=True)
+    pipe.scheduler = diffusers.EulerDiscreteScheduler.from_config(pipe.scheduler.config)
+    pipe.text_encoder.config.torch_dtype = "float16"
+    pipe.save_pretrained(out, safe_serialization=True)
+    assert "Euler" in (out / "scheduler" / "scheduler_config.json").read_text()
+    assert {p: p.read_bytes() for p in source.rglob("*") if p.is_file()} == before
