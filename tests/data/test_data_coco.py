@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from difflab.data.coco import CocoCaptions, decode_square, read_captions
-from difflab.errors import DataError
+from difflab.errors import ConfigError, DataError
 from difflab.training.stream import StreamingData
 from integrations.tiny_coco import caption, image_pixels, write_tiny_coco
 
@@ -111,3 +111,21 @@ def test_too_many_unreadable_images_is_a_data_error(coco):
     data = CocoCaptions(coco, split="train", image_size=8, seed=0)
     with pytest.raises(DataError, match="2 of 6 images are unreadable.*max_bad_fraction=0.2"):
         stream(data, batch_size=6).read(0)
+
+
+def test_a_batch_that_does_not_split_over_the_ranks_is_refused(coco):
+    """3 rows over 2 ranks would train 2 of them (1 per rank) and drop the third silently."""
+    data = CocoCaptions(coco, split="train", image_size=8, seed=0)
+    with pytest.raises(ConfigError, match=r"'train.batch_size' \(3\) must divide by the world"):
+        stream(data, batch_size=3, rank=1, world=2)
+
+
+def test_a_caption_that_is_not_text_is_a_data_error_naming_the_file(coco):
+    import json
+
+    file = coco / "annotations" / "captions_train2017.json"
+    data = json.loads(file.read_text())
+    data["annotations"][3]["caption"] = None
+    file.write_text(json.dumps(data))
+    with pytest.raises(DataError, match="captions_train2017.json"):
+        CocoCaptions(coco, split="train", image_size=8, seed=0)

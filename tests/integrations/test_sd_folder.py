@@ -93,3 +93,22 @@ def test_missing_extra_says_what_to_install(sd_folder, monkeypatch, library):
     load = load_unet if library == "diffusers" else TextEncoder.from_folder
     with pytest.raises(ConfigError, match=r"pip install 'difflab\[sd\]'"):
         load(sd_folder)
+
+
+def test_a_text_encoder_saved_in_fp16_is_read_in_float32_as_the_unet(copy):
+    """A pipeline saved in float16 (config torch_dtype float16): transformers 5 loads in the
+    saved dtype, so the frozen CLIP would compute the condition in fp16 while UNet and VAE are
+    float32, and a run's embeddings would depend on the transformers version."""
+    import torch
+    from transformers import CLIPTextModel
+
+    fp32 = TextEncoder.from_folder(copy).encode(["a cat on a mat"])
+    CLIPTextModel.from_pretrained(copy / "text_encoder").half().save_pretrained(
+        copy / "text_encoder", safe_serialization=True
+    )
+    text = TextEncoder.from_folder(copy)
+    assert {p.dtype for p in text.parameters()} == {torch.float32}
+    upcast = CLIPTextModel.from_pretrained(copy / "text_encoder").float()  # fp16 weights
+    upcast = TextEncoder(text.tokenizer, upcast)
+    torch.testing.assert_close(text.encode(["a cat on a mat"]), upcast.encode(["a cat on a mat"]))
+    torch.testing.assert_close(text.encode(["a cat on a mat"]), fp32, rtol=0.05, atol=0.05)

@@ -169,3 +169,25 @@ def test_flips_act_on_images_before_encoding(sd_folder, coco, tmp_path):
     kept = [torch.allclose(z, p) for z, p in zip(batch.x0, plain, strict=True)]
     assert all(f or k for f, k in zip(flipped, kept, strict=True))
     assert any(flipped) and any(kept)
+
+
+def test_a_posterior_sample_is_the_steps_draw_whatever_the_world_size(sd_folder, coco, tmp_path):
+    """With model.latent.sample_posterior, a row's latents come from the step's generator (so
+    resume is exact), not the global RNG, and do not depend on the rank that encodes it."""
+    from difflab.integrations.stable_diffusion.data import CaptionedLatents
+    from difflab.training.stream import StreamingData
+
+    config = sd_config(sd_folder, coco, tmp_path, "model.latent.sample_posterior=true")
+    s = open_sd_session(config)
+    first = s.data.micro_batch(0, torch.Generator().manual_seed(0)).x0
+    torch.manual_seed(123)  # the global RNG is not the step's
+    again = s.data.micro_batch(0, torch.Generator().manual_seed(0)).x0
+    torch.testing.assert_close(again, first, rtol=0, atol=0)
+    assert not torch.equal(s.data.micro_batch(0, torch.Generator().manual_seed(1)).x0, first)
+    dataset, seed = s.data.stream.dataset, s.data.stream.seed
+    stream = StreamingData(
+        dataset, batch_size=2, seed=seed, num_workers=0, max_bad_fraction=0, rank=1, world=2
+    )
+    rank1 = CaptionedLatents(stream, s.codec, s.data.text, flip=False, device=torch.device("cpu"))
+    second_row = rank1.micro_batch(0, torch.Generator().manual_seed(0)).x0
+    torch.testing.assert_close(second_row, first[1:])  # a batch of 1: float rounding apart

@@ -63,7 +63,7 @@ def read_captions(root: Path, split: CocoSplit) -> list[CocoEntry]:
         captions: dict[int, list[str]] = {}
         for note in notes:
             captions.setdefault(note["image_id"], []).append(note["caption"].strip())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as err:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:  # ValueError: JSON
         raise DataError(f"cannot read COCO captions from {file}: {err!r}") from err
     folder = root / f"{split}{YEAR}"
     entries = [

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from difflab.data.coco import CocoItem
-from difflab.errors import DataError
+from difflab.errors import ConfigError, DataError
 from difflab.training.rng import seeded_generator
 
 logger = logging.getLogger(__name__)
@@ -62,6 +62,11 @@ class StreamingData:
             raise DataError(
                 f"config key 'train.batch_size' ({batch_size}) exceeds the {len(dataset)} "
                 "items of the dataset"
+            )
+        if batch_size % world:
+            raise ConfigError(
+                f"config key 'train.batch_size' ({batch_size}) must divide by the world size "
+                f"({world})"
             )
         self.dataset, self.batch_size, self.seed = dataset, batch_size, seed
         self.num_workers, self.max_bad_fraction = num_workers, max_bad_fraction

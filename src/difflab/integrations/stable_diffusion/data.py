@@ -4,6 +4,8 @@ by the frozen VAE (images -> latents x0) and text encoder (captions -> Condition
 Flips are drawn for the whole micro-batch from the step's generator and cut to this rank's
 rows, so augmentation does not depend on the world size (as in training/batches.py). The
 latents are encoded after the flip: the latents of a mirrored image are not mirrored latents.
+A posterior sample (model.latent.sample_posterior) is drawn the same way, from the step's
+generator.
 """
 
 from __future__ import annotations
@@ -61,6 +63,17 @@ class CaptionedLatents:
             device = generator.device if generator is not None else x.device
             flip = torch.rand(total, generator=generator, device=device)[rows] < 0.5
             x = torch.where(flip.to(x.device).view(-1, 1, 1, 1), x.flip(-1), x)
-        x0 = self.codec.encode(x)
+        x0 = self.codec.encode(x, generator=self._posterior_generators(generator, rows, total))
         cond = self.text.condition(batch.captions)
         return MicroBatch(x0, cond, offset=rows.start, total=total if total != len(x0) else None)
+
+    def _posterior_generators(
+        self, generator: torch.Generator | None, rows: slice, total: int
+    ) -> list[torch.Generator] | None:
+        """One generator per row for the VAE's posterior sample (diffusers takes a list), seeded
+        from the step's generator for the whole micro-batch and cut to these rows, so a row's
+        latents depend neither on the global RNG nor on the world size; None for the mean."""
+        if generator is None or not self.codec.sample_posterior:
+            return None
+        seeds = torch.randint(2**62, (total,), generator=generator, device=generator.device)
+        return [torch.Generator(generator.device).manual_seed(s) for s in seeds[rows].tolist()]

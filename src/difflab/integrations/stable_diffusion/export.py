@@ -2,10 +2,11 @@
 folder, so that `StableDiffusionPipeline.from_pretrained(folder)` loads it.
 
 The frozen components (vae/, text_encoder/, tokenizer/, scheduler/ and any other the source's
-model_index.json names) are hard-linked from the source folder where the file system allows
-(copied otherwise): they are the source's files, unchanged. unet/ is written from the given
-weights with safetensors. The folder is written beside its destination and renamed into
-place, so a reader never sees a half-written export.
+model_index.json names) are copies of the source's files, unchanged. Not hard links:
+diffusers and transformers save configs over themselves in place (safetensors before 0.8
+weights too), which through a link would change the pretrained folder. unet/ is written
+from the given weights with safetensors. The folder is written beside its destination and
+renamed into place, so a reader never sees a half-written export.
 """
 
 from __future__ import annotations
@@ -36,12 +37,17 @@ def export_pipeline(pretrained: str | Path, unet_weights: dict[str, Tensor], out
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    shutil.copy2(_model_index(source), tmp / MODEL_INDEX)
-    for name in _frozen_components(source):
-        shutil.copytree(source / name, tmp / name, copy_function=_link_or_copy)
-    _write_unet(source, unet_weights, tmp / "unet")
+    try:
+        shutil.copy2(_model_index(source), tmp / MODEL_INDEX)
+        for name in _frozen_components(source):
+            shutil.copytree(source / name, tmp / name)
+        _write_unet(source, unet_weights, tmp / "unet")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # no half-written copy left beside out
+        raise
     old = out.with_name(f".{out.name}.old")
     if out.exists():
+        shutil.rmtree(old, ignore_errors=True)  # an interrupted export's, out is newer
         os.replace(out, old)
     os.replace(tmp, out)
     shutil.rmtree(old, ignore_errors=True)
@@ -79,13 +85,6 @@ def _frozen_components(source: Path) -> list[str]:
     index = json.loads(_model_index(source).read_text())
     named = [k for k, v in index.items() if isinstance(v, list) and v and v[0] is not None]
     return [name for name in named if name != "unet" and (source / name).is_dir()]
-
-
-def _link_or_copy(src: str, dst: str) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
 
 
 def _write_unet(source: Path, weights: dict[str, Tensor], folder: Path) -> None:

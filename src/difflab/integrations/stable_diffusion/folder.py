@@ -68,7 +68,8 @@ def load_unet(path: str | Path):
 
 
 def load_clip(path: str | Path):
-    """(tokenizer, CLIP text model) of a pipeline folder (tokenizer/, text_encoder/)."""
+    """(tokenizer, CLIP text model) of a pipeline folder (tokenizer/, text_encoder/), the
+    model in float32 as the UNet (transformers 5 would keep a float16 folder's float16)."""
     root = pipeline_folder(path)
     tokenizer_folder = component_folder(root, "tokenizer")
     encoder_folder = component_folder(root, "text_encoder", TEXT_ENCODER_FILES)
@@ -85,4 +86,4 @@ def load_clip(path: str | Path):
         )
     except LOAD_ERRORS as err:
         raise CheckpointError(f"cannot load the text encoder in {encoder_folder}: {err}") from err
-    return tokenizer, encoder
+    return tokenizer, encoder.float()
