@@ -21,12 +21,15 @@ from difflab.errors import CheckpointError, ConfigError, DataError
 if TYPE_CHECKING:
     from diffusers import AutoencoderKL
 
+# The posterior sample's randomness: one generator for the batch, or one per row.
+Generators = torch.Generator | list[torch.Generator] | None
+
 VAE_CONFIG = "config.json"
 VAE_WEIGHTS = "diffusion_pytorch_model.safetensors"
 
 
 class Codec(Protocol):
-    def encode(self, x: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
+    def encode(self, x: Tensor, *, generator: Generators = None) -> Tensor:
         """Images [N, C, H, W] in [-1, 1] -> latents [N, c, h, w]."""
         ...
 
@@ -42,7 +45,7 @@ class Codec(Protocol):
 class IdentityCodec:
     """Pixel diffusion: the latents are the images."""
 
-    def encode(self, x: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
+    def encode(self, x: Tensor, *, generator: Generators = None) -> Tensor:
         return x
 
     def decode(self, z: Tensor) -> Tensor:
@@ -97,7 +100,7 @@ class VAECodec(nn.Module):
         return cls(vae, **fields)
 
     @torch.no_grad()
-    def encode(self, x: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
+    def encode(self, x: Tensor, *, generator: Generators = None) -> Tensor:
         posterior = self.vae.encode(x.to(self.vae.dtype)).latent_dist
         e = posterior.sample(generator) if self.sample_posterior else posterior.mean
         return ((e.float() - self.shift_factor) * self.scaling_factor).contiguous()
