@@ -127,6 +127,13 @@ def test_a_config_that_disagrees_with_the_folders_scheduler_is_refused(sd_folder
     assert not any(tmp_path.iterdir())
 
 
+def test_an_image_size_the_vae_cannot_take_names_the_key(sd_folder, coco, tmp_path):
+    config = sd_config(sd_folder, coco, tmp_path, f"data.image_size={IMAGE_SIZE - 1}")
+    with pytest.raises(ConfigError, match=r"divisible by 2.*'data.image_size'"):
+        open_sd_session(config)
+    assert not any(tmp_path.iterdir())
+
+
 def test_finetune_sd_command_trains_then_exports(sd_folder, coco, tmp_path, capsys):
     from difflab.cli.main import main
 

@@ -79,7 +79,7 @@ def test_a_missing_vae_is_one_line_naming_it(capsys, tmp_path, latent_run):
 
 def test_an_image_size_the_vae_cannot_take_names_the_shape(capsys, tmp_path, vae_folder):
     argv = ["train", TINY, f"run.root={tmp_path}", f"model.latent.vae={vae_folder}"]
-    _fails(capsys, [*argv, "data.image_size=7"], "(1, 7, 7)", "divisible by 2")
+    _fails(capsys, [*argv, "data.image_size=7"], "(1, 7, 7)", "divisible by 2", "data.image_size")
     assert not (tmp_path / "tiny").exists()  # refused before the run folder is made
     # unet-cifar10 downsamples by 8: it cannot take the 4x4 latents of the 8x8 digits
     _fails(capsys, [*argv, "model.network=unet-cifar10"], "latents (4, 4, 4) of the images")

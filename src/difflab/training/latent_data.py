@@ -19,6 +19,7 @@ from torch import Tensor
 
 from difflab.data import BatchTransform
 from difflab.data.transforms import Batch
+from difflab.errors import ConfigError
 from difflab.latents import Codec, IdentityCodec, VAECodec
 from difflab.training.config import LatentConfig
 
@@ -37,6 +38,15 @@ def build_codec(latent: LatentConfig, device: torch.device | str) -> Codec:
         sample_posterior=latent.sample_posterior,
     )
     return codec.to(device)
+
+
+def latent_shape_of(codec: Codec, image_shape: tuple[int, int, int]) -> tuple[int, int, int]:
+    """codec.latent_shape(image_shape); images the VAE cannot take are a ConfigError that
+    also names data.image_size, the key that sets their size."""
+    try:
+        return codec.latent_shape(image_shape)
+    except ConfigError as err:
+        raise ConfigError(f"{err} (config key 'data.image_size' sets the images' size)") from err
 
 
 def latent_record(

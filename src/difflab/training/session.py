@@ -29,7 +29,7 @@ from difflab.training.distributed import (
     setup_device,
 )
 from difflab.training.ema import EMA
-from difflab.training.latent_data import build_codec, latent_record
+from difflab.training.latent_data import build_codec, latent_record, latent_shape_of
 from difflab.training.optim import build_optimizer
 from difflab.training.precision import resolve_precision
 from difflab.training.rng import restore_rng_state
@@ -172,7 +172,7 @@ def _model_info(
     c, h, _ = dataset.image_shape
     size = config.data.image_size or h
     image_shape = (c, size, size)
-    latent_c, latent_size, _ = codec.latent_shape(image_shape)
+    latent_c, latent_size, _ = latent_shape_of(codec, image_shape)
     num_classes = dataset.num_classes if config.model.class_conditional else 0
     return image_shape, {
         "in_channels": latent_c,

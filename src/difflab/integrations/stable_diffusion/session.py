@@ -20,7 +20,7 @@ from difflab.integrations.stable_diffusion.scheduler import SchedulerSettings, r
 from difflab.integrations.stable_diffusion.text import TextEncoder
 from difflab.training.config import Config, LatentConfig
 from difflab.training.distributed import barrier, is_main, rank, world_size
-from difflab.training.latent_data import build_codec, latent_record
+from difflab.training.latent_data import build_codec, latent_record, latent_shape_of
 from difflab.training.session import Session, prepare_run, start_training, write_run_files
 from difflab.training.stream import StreamingData
 
@@ -69,7 +69,7 @@ def open_sd_session(config: Config, *, trust_checkpoint: bool = False) -> Sessio
     codec = build_codec(latent, device)
     text = TextEncoder.from_folder(folder).to(device)
     image_shape = (3, dataset.image_size, dataset.image_size)
-    c, h, _ = codec.latent_shape(image_shape)
+    c, h, _ = latent_shape_of(codec, image_shape)
     denoiser = build_denoiser(config, in_channels=c, image_size=h, num_classes=0).to(device)
     denoiser.train()  # diffusers loads the UNet in eval mode; it trains as every network does
     if is_main():
