@@ -49,7 +49,9 @@ def main() -> None:
             if scale > 0:
                 sample = replace(sample, classifier=str(noisy), classifier_scale=scale)
             start = time.perf_counter()
-            images, labels = generate(run, num=args.num, sample=sample, batch_size=500)
+            images, labels = generate(
+                run, num=args.num, sample=sample, batch_size=500, device=args.device
+            )
             seconds = time.perf_counter() - start
             accuracy = classifier_accuracy(evaluator, images, labels)
             print(f"| {cfg:g} | {scale:g} | {accuracy:.3f} | {seconds:.0f} |", flush=True)

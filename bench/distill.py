@@ -25,10 +25,8 @@ from pathlib import Path
 
 import sampling_setup as setup
 from difflab.distillation import DistillConfig, distill
-from difflab.evaluation import ClassifierFeatures, evaluate, train_classifier
+from difflab.evaluation import ClassifierFeatures, evaluate
 from difflab.generation import LoadedRun, generate, load_run
-from difflab.training.loop import train
-from difflab.training.recipes import load_config
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -46,19 +44,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.num, args.teacher_steps, args.students = 20, 8, [4, 2]
         args.steps_per_round, args.batch_size = 2, 16
     return args
-
-
-def seed_quick_cache(cache: Path) -> None:
-    """A 2-step digits teacher and a 2-step evaluation classifier where prepare() looks."""
-    if not (cache / "runs" / "digits" / "model.json").is_file():
-        items = [f"run.root={cache / 'runs'}", "train.steps=2", "train.progress=false"]
-        items += ["train.sample_every=0", "train.val_every=0"]
-        train(load_config("digits", items), tensorboard=False)
-    data, _ = setup.digits()
-    setup.cached_classifier(
-        cache / "eval-classifier",
-        lambda: train_classifier(data, steps=2, seed=setup.EVAL_SEED),
-    )
 
 
 def distilled_chain(teacher_dir: Path, args: argparse.Namespace) -> dict[int, Path]:
@@ -97,7 +82,7 @@ def main(argv: list[str] | None = None) -> list[str]:
     """Print the table; return its rows."""
     args = parse_args(argv)
     if args.quick:
-        seed_quick_cache(args.cache)
+        setup.seed_quick_cache(args.cache)
     data, test, teacher, evaluator = setup.prepare(args)
     teacher_dir = args.run or args.cache / "runs" / "digits"  # where prepare() trained it
     metrics = dict(reference=data, extractor=ClassifierFeatures(evaluator))
