@@ -125,8 +125,7 @@ def difflab_train(unet: nn.Module, mode: str, batch: int, bench: Any) -> Step:
     network = SDUNet(unet.to(memory_format=torch.channels_last) if channels_last else unet)
     x = make_inputs(bench.size, batch, device)
     denoiser = Denoiser(network, scheduler_settings(SD_V1_SCHEDULER).make_schedule(), "eps")
-    state = build_train_state(config, denoiser, device)
-    state = replace(state, cond_dropout=config.train.cond_dropout, null_text=x.null_text)
+    state = build_train_state(config, denoiser, device, x.null_text)
     if mode != "default":
         state = replace(state, forward=compiled(network, compile_mode))
     batches = [MicroBatch(x0=x.latents, cond=Condition(text=x.text))]

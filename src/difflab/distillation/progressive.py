@@ -191,8 +191,8 @@ def round_session(session: Session, r: int, teacher_times: Tensor, d: DistillCon
     student's step count. Condition dropout and the null text are the session's (a Stable
     Diffusion run's caption dropout to the empty prompt), as a resumed round has them."""
     config = _round_config(session, r, teacher_times, d)
-    state = build_train_state(config, session.denoiser, session.device)
-    state.cond_dropout, state.null_text = session.state.cond_dropout, session.state.null_text
+    state = build_train_state(config, session.denoiser, session.device, session.state.null_text)
+    state.cond_dropout = session.state.cond_dropout  # the session's, as a resumed round has it
     s = _with_teacher(session, config, state, frozen_copy(session.denoiser), teacher_times, d)
     return replace(s, start_step=r * d.steps_per_round)
 

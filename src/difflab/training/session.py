@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from difflab.data import ImageDataset, load_dataset
 from difflab.errors import ConfigError
@@ -132,9 +132,13 @@ def _compiled(forward: nn.Module, device: torch.device) -> nn.Module:
     return torch.compile(forward, mode="reduce-overhead" if graphs else None)
 
 
-def build_train_state(config: Config, denoiser: Denoiser, device: torch.device) -> TrainState:
+def build_train_state(
+    config: Config, denoiser: Denoiser, device: torch.device, null_text: Tensor | None = None
+) -> TrainState:
     """Optimizer, EMA and the (DDP-wrapped, compiled) forward of denoiser's network, which is
-    sharded in place under train.parallel 'fsdp'. Also what bench/throughput.py times."""
+    sharded in place under train.parallel 'fsdp'. Also what bench/throughput.py times.
+    null_text: the empty prompt's embedding [1, L, D] of a text-conditioned run, what caption
+    dropout gives; condition dropout applies to runs with labels or text."""
     t, m = config.train, config.model
     model = denoiser.network
     ema = _ema(config, model, device)
@@ -151,7 +155,8 @@ def build_train_state(config: Config, denoiser: Denoiser, device: torch.device) 
         precision=resolve_precision(t.precision, device),
         loss_fn=loss_fn,
         grad_clip=t.grad_clip,
-        cond_dropout=t.cond_dropout if m.class_conditional else 0.0,
+        cond_dropout=t.cond_dropout if m.class_conditional or null_text is not None else 0.0,
+        null_text=null_text,
     )
 
 
@@ -219,10 +224,14 @@ def prepare_run(
 
 
 def start_training(
-    config: Config, denoiser: Denoiser, device: torch.device, checkpoint: Checkpoint | None
+    config: Config,
+    denoiser: Denoiser,
+    device: torch.device,
+    checkpoint: Checkpoint | None,
+    null_text: Tensor | None = None,
 ) -> tuple[TrainState, int, Denoiser]:
     """(train state, start step, EMA denoiser), resumed from checkpoint when there is one."""
-    state = build_train_state(config, denoiser, device)
+    state = build_train_state(config, denoiser, device, null_text)
     start = _resume(state, checkpoint) if checkpoint is not None else 0
     ema_denoiser = Denoiser(state.ema.module, denoiser.schedule, denoiser.parameterization)
     return state, start, ema_denoiser

@@ -77,8 +77,9 @@ def open_sd_session(config: Config, *, trust_checkpoint: bool = False) -> Sessio
         info["class_names"] = []
         write_run_files(run_dir, config, {**info, **latent_record(latent, codec, image_shape)})
     barrier()
-    state, start, ema_denoiser = start_training(config, denoiser, device, checkpoint)
-    state = replace(state, cond_dropout=t.cond_dropout, null_text=text.null_text)
+    state, start, ema_denoiser = start_training(
+        config, denoiser, device, checkpoint, text.null_text
+    )
     stream = _stream(config, dataset)
     data = CaptionedLatents(stream, codec, text, flip=config.data.flip, device=device)
     return Session(
