@@ -1,24 +1,13 @@
 """bench/controlnet.py runs end to end on CPU in quick mode (a smoke test: a few training
 steps, so the numbers mean nothing), and its pieces are right."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "controlnet.py"
-
 
 @pytest.fixture(scope="module")
-def controlnet():
-    """The script as a module (bench/ is a folder of scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location("bench_controlnet", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+def controlnet(bench_script):
+    return bench_script("controlnet")
 
 
 def test_quick_run_prints_the_table(controlnet, tmp_path, capsys):

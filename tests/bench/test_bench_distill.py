@@ -2,21 +2,13 @@
 2 steps a round, so the numbers mean nothing): the distill stages chain, and the table comes
 out."""
 
-import importlib
-import sys
-from pathlib import Path
-
 import pytest
 import yaml
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
-
 
 @pytest.fixture(scope="module")
-def bench_distill():
-    sys.path.insert(0, str(BENCH))  # bench/ is a folder of scripts, not a package
-    yield importlib.import_module("distill")
-    sys.path.remove(str(BENCH))
+def bench_distill(bench_script):
+    return bench_script("distill")
 
 
 def test_quick_run_chains_the_stages_and_prints_the_table(bench_distill, tmp_path, capsys):

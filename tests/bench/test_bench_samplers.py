@@ -1,31 +1,16 @@
 """bench/samplers.py runs end to end on CPU (a smoke test: a 2-step digits run, so the numbers
 mean nothing), and the sampling benchmarks score a run against its own dataset's splits."""
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 from difflab.training.recipes import load_config
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
-
-
-def _script(name: str):
-    """bench/NAME.py as a module named bench_NAME ("samplers" is also tests/samplers)."""
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 @pytest.fixture(scope="module")
-def bench():
-    sys.path.insert(0, str(BENCH))  # bench/ is a folder of scripts, not a package
-    yield SimpleNamespace(samplers=_script("samplers"), setup=_script("sampling_setup"))
-    sys.path.remove(str(BENCH))
+def bench(bench_script):
+    return SimpleNamespace(samplers=bench_script("samplers"), setup=bench_script("sampling_setup"))
 
 
 def test_table_counts_each_samplers_calls(bench, tmp_path, capsys):

@@ -2,21 +2,16 @@
 test): both libraries train and sample the same UNet, and their sampled latents agree."""
 
 import importlib
-import sys
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
 TINY = ["--device", "cpu", "--tiny", "--batch", "2", "--steps", "1", "--warmup", "1"]
 TINY += ["--repeats", "1", "--sample-steps", "2"]
 
 
 @pytest.fixture(scope="module")
-def sd_speed():
-    sys.path.insert(0, str(BENCH))  # bench/ is a folder of scripts, not a package
-    yield importlib.import_module("sd_speed")
-    sys.path.remove(str(BENCH))
+def sd_speed(bench_script):
+    return bench_script("sd_speed")
 
 
 def test_tiny_run_measures_both_libraries_and_they_agree(sd_speed, capsys):

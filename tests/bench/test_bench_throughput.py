@@ -1,21 +1,14 @@
 """bench/throughput.py runs end to end on CPU in quick mode (a smoke test, not a timing test):
 both libraries train and sample the same small UNet, and the table and JSON come out."""
 
-import importlib
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
-
 
 @pytest.fixture(scope="module")
-def throughput():
-    sys.path.insert(0, str(BENCH))  # bench/ is a folder of scripts, not a package
-    yield importlib.import_module("throughput")
-    sys.path.remove(str(BENCH))
+def throughput(bench_script):
+    return bench_script("throughput")
 
 
 QUICK = ["--device", "cpu", "--quick", "--steps", "1", "--warmup", "1", "--repeats", "1"]
