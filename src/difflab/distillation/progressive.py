@@ -176,7 +176,7 @@ def _with_teacher(
         base.weighting,
         base.min_snr_gamma,
         teacher=teacher,
-        teacher_times=teacher_times,
+        teacher_times=teacher_times.to(session.device),  # once, not a copy every step
         teacher_guidance=d.teacher_guidance,
         null_text=state.null_text,
     )
