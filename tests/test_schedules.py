@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -86,3 +88,45 @@ def test_bad_schedule_names_the_value():
         make_schedule("quadratic")
     with pytest.raises(ConfigError, match="steps"):
         uniform_grid(make_schedule("linear"), 0)
+
+
+@pytest.mark.parametrize("T", [2, 3, 7, 100, 1000])
+@pytest.mark.parametrize("spacing", ["leading", "trailing", "linspace"])
+def test_every_step_count_gives_that_many_decreasing_timesteps(T, spacing):
+    """Each count 1..T: `steps` distinct integer timesteps in [0, T - 1], decreasing, so the
+    grid ends at the clean -1 after exactly `steps` steps (T = 1000 as the recipes ship)."""
+    for steps in range(1, T + 1):
+        ts = discrete_timesteps(T, steps, spacing)
+        assert len(ts) == steps, (T, steps)
+        assert (ts[1:] < ts[:-1]).all() and ts[-1] >= 0 and ts[0] <= T - 1, (T, steps)
+        assert (ts == ts.round()).all(), (T, steps)
+        if spacing != "leading":
+            assert ts[0] == T - 1, (T, steps)
+
+
+def test_uniform_grid_steps_61_of_1000():
+    """The count that made 62 times ending in -1 before the clean end was appended."""
+    grid = uniform_grid(make_schedule("cosine"), 61)
+    assert len(grid) == 62 and (grid[1:] < grid[:-1]).all() and grid[-2] >= 0
+
+
+def _sigmoid_alpha_bar_reference(u: float, start=-3.0, end=3.0, tau=1.0) -> float:
+    """Jabri et al. 2022, Algorithm 1, in Python floats (float64)."""
+    sig = lambda x: 1.0 / (1.0 + math.exp(-x))  # noqa: E731
+    v_start, v_end = sig(start / tau), sig(end / tau)
+    return (v_end - sig((u * (end - start) + start) / tau)) / (v_end - v_start)
+
+
+def test_sigmoid_schedule_is_float64():
+    """alpha_bar(t) and the discrete table against the float64 formula (the constants were
+    float32: 2.6e-5 relative off, alpha_bar(1) = 7.8e-9)."""
+    from difflab.schedules.noise import discrete_alphas_cumprod, sigmoid_alpha_bar
+
+    u = [i / 1000 for i in range(1001)]
+    ref = torch.tensor([_sigmoid_alpha_bar_reference(x) for x in u], dtype=torch.float64)
+    ours = sigmoid_alpha_bar(torch.tensor(u, dtype=torch.float64))
+    torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-15)
+    assert ours[-1] == 0.0
+    betas = (1 - ref[1:] / ref[:-1]).clamp(max=0.999)
+    table = discrete_alphas_cumprod("sigmoid", 1000)
+    torch.testing.assert_close(table, torch.cumprod(1 - betas, 0), rtol=1e-12, atol=1e-15)

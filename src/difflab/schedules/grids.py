@@ -38,11 +38,15 @@ def discrete_timesteps(num_train_steps: int, steps: int, spacing: Spacing) -> Te
     if steps > T:
         raise ConfigError(f"steps ({steps}) exceeds the schedule's {T} timesteps")
     if spacing == "linspace":
-        ts = torch.linspace(0, T - 1, steps, dtype=torch.float64).round()
+        first = 0 if steps > 1 else T - 1  # one step starts from the noisiest timestep, not 0
+        ts = torch.linspace(first, T - 1, steps, dtype=torch.float64).round()
     elif spacing == "leading":
         ts = torch.arange(steps, dtype=torch.float64) * (T // steps)
     elif spacing == "trailing":
-        ts = (torch.arange(T, 0, -T / steps, dtype=torch.float64).round() - 1).flip(0)
+        # T - i T / steps for i < steps: one time per step (arange(T, 0, -T / steps) makes
+        # steps + 1 times for some counts, its float stop landing just above 0)
+        i = torch.arange(steps, dtype=torch.float64)
+        ts = ((T - i * (T / steps)).round() - 1).flip(0)
     else:
         raise ConfigError(f"unknown spacing {spacing!r}; expected leading, trailing or linspace")
     return ts.flip(0)

@@ -179,10 +179,7 @@ def cosine_alpha_bar(t: Tensor, s: float = 0.008) -> Tensor:
 def sigmoid_alpha_bar(t: Tensor, start=-3.0, end=3.0, tau=1.0) -> Tensor:
     """alpha_bar(t) = (sigmoid(end/tau) - sigmoid((t (end - start) + start) / tau))
     / (sigmoid(end/tau) - sigmoid(start/tau)) (Jabri et al. 2022, Algorithm 1)."""
-    v_start, v_end = (
-        torch.sigmoid(torch.tensor(start / tau)),
-        torch.sigmoid(torch.tensor(end / tau)),
-    )
+    v_start, v_end = _sigmoid(start / tau), _sigmoid(end / tau)  # Python floats: float64
     v = torch.sigmoid((t * (end - start) + start) / tau)
     return ((v_end - v) / (v_end - v_start)).clamp(0.0, 1.0)
 
