@@ -83,3 +83,26 @@ def test_corrupt_checkpoint_names_the_file(capsys, run_dir, tmp_path):
     weights = run_dir / "checkpoints" / "step-000002" / "ema.safetensors"
     weights.write_bytes(b"garbage")
     _fails(capsys, ["sample", str(run_dir), "--out", str(tmp_path / "s.png")], str(weights))
+
+
+@pytest.mark.parametrize(
+    ("override", "words"),
+    [
+        ("model.options={bogus: 1}", ["model.options.bogus", "'unet-tiny'", "base_channels"]),
+        ("data.options={bogus: 1}", ["data.options.bogus", "'digits'"]),
+        ("model.options={in_channels: 3}", ["model.options.in_channels"]),
+    ],
+)
+def test_unknown_network_or_dataset_option_fails_the_dry_run(capsys, override, words):
+    """An option the network's config or the dataset's loader does not take is named before
+    anything runs, --dry-run included (it printed the config and exited 0)."""
+    _fails(capsys, ["train", "--dry-run", override], *words)
+
+
+def test_dit_and_image_folder_options_are_checked_against_their_own_fields(capsys):
+    ok = ["model.network=dit-tiny", "model.options={patch_size: 4}", "--dry-run"]
+    assert main(["train", *ok]) == 0
+    capsys.readouterr()
+    _fails(capsys, ["train", "model.network=dit-tiny", "model.options={base_channels: 8}"])
+    image_folder = ["data.dataset=image-folder", "data.root=/nonexistent"]
+    _fails(capsys, ["train", *image_folder, "data.options={bogus: 1}"], "data.options.bogus")

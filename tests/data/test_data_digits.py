@@ -62,5 +62,5 @@ def test_unknown_dataset_split_and_option_are_config_errors():
         load_dataset("no-such-set")
     with pytest.raises(ConfigError, match="data.split"):
         load_dataset("digits", split="valid")
-    with pytest.raises(ConfigError, match="data.image_size"):
+    with pytest.raises(ConfigError, match="data.options.image_size"):
         load_dataset("digits", image_size=16)

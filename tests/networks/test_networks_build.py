@@ -25,7 +25,7 @@ def test_unknown_preset_lists_the_known_ones():
 
 
 def test_unknown_option_names_the_key_and_the_valid_ones():
-    with pytest.raises(ConfigError, match="'base_channel'.*base_channels.*dropout"):
+    with pytest.raises(ConfigError, match="model.options.base_channel .*base_channels.*dropout"):
         build(base_channel=8)
 
 
@@ -81,7 +81,7 @@ def test_dit_options_and_impossible_values():
         build("dit-tiny", patch_size=3)
     with pytest.raises(ConfigError, match=r"hidden_size=64.*num_heads=3"):
         build("dit-tiny", num_heads=3)
-    with pytest.raises(ConfigError, match="'base_channels'.*hidden_size"):
+    with pytest.raises(ConfigError, match="model.options.base_channels .*hidden_size"):
         build("dit-tiny", base_channels=8)
 
 

@@ -86,14 +86,14 @@ def load_dataset(
     """Load split `split` of the registered dataset `name` (see DATASETS.names()).
 
     `options` are the loader's own keywords (e.g. image_size for "image-folder"); an option the
-    loader does not take is a ConfigError naming it as `data.<option>`.
+    loader does not take is a ConfigError naming it as `data.options.<option>`.
     """
     if split not in get_args(Split):
         raise ConfigError(f"data.split must be one of {get_args(Split)}, got {split!r}")
     if not 0.0 <= max_bad_fraction <= 1.0:
         raise ConfigError(f"data.max_bad_fraction must be in [0, 1], got {max_bad_fraction}")
     loader = DATASETS.get(name)
-    _check_options(name, loader, options)
+    check_dataset_options(name, options)
     return loader(
         root=None if root is None else Path(root).expanduser(),
         split=split,
@@ -103,13 +103,14 @@ def load_dataset(
     )
 
 
-def _check_options(name: str, loader: DatasetLoader, options: dict[str, object]) -> None:
+def check_dataset_options(name: str, options: dict[str, object]) -> None:
+    """Raise ConfigError naming `data.options.KEY` for a keyword the loader does not take."""
     common = {"root", "split", "download", "max_bad_fraction"}
-    accepted = sorted(set(inspect.signature(loader).parameters) - common)
+    accepted = sorted(set(inspect.signature(DATASETS.get(name)).parameters) - common)
     for key in options:
         if key not in accepted:
             raise ConfigError(
-                f"data.{key} is not an option of dataset {name!r}; "
+                f"data.options.{key} is not an option of dataset {name!r}; "
                 f"its options are: {', '.join(accepted) or 'none'}"
             )
 

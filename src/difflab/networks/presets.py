@@ -7,6 +7,7 @@ returns a typed config; `options` then override config fields by name.
 from __future__ import annotations
 
 import dataclasses
+import typing
 from collections.abc import Callable
 from typing import Any
 
@@ -112,14 +113,21 @@ def dit_b2(in_channels: int, image_size: int, num_classes: int | None) -> DiTCon
     return _dit(in_channels, image_size, num_classes, hidden_size=768, depth=12, num_heads=12)
 
 
-def _apply_options(config: NetworkConfig, options: dict[str, Any]) -> NetworkConfig:
-    """Override config fields; unknown keys, bad types and impossible values raise ConfigError."""
-    valid = [f.name for f in dataclasses.fields(config) if f.name not in DATA_FIELDS]
+def check_network_options(name: str, options: dict[str, Any]) -> None:
+    """Raise ConfigError naming `model.options.KEY` for a key that is not a field of the
+    preset's config (or is one the data sets), before anything is built."""
+    config_type = typing.get_type_hints(NETWORKS.get(name))["return"]
+    valid = [f.name for f in dataclasses.fields(config_type) if f.name not in DATA_FIELDS]
     for key in options:
         if key not in valid:
             raise ConfigError(
-                f"unknown network option {key!r}; expected one of: {', '.join(sorted(valid))}"
+                f"model.options.{key} is not an option of network {name!r}; "
+                f"its options are: {', '.join(sorted(valid))}"
             )
+
+
+def _apply_options(config: NetworkConfig, options: dict[str, Any]) -> NetworkConfig:
+    """Override config fields; bad types and impossible values raise ConfigError."""
     # YAML gives lists where configs hold tuples.
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
     return dataclasses.replace(config, **values)
@@ -146,6 +154,7 @@ def build_network(
     for key, value in (("in_channels", in_channels), ("image_size", image_size)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ConfigError(f"network {key}={value!r}: expected a positive integer")
+    check_network_options(name, dict(options or {}))
     config = preset(in_channels, image_size, num_classes)
     config = _apply_options(config, dict(options or {}))
     return MODELS[type(config)](config)

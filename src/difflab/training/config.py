@@ -12,9 +12,11 @@ from typing import Any, Literal
 
 import yaml
 
+from difflab.data.dataset import check_dataset_options
 from difflab.data.hints import HINTS, make_hint
 from difflab.errors import ConfigError, DifflabError
 from difflab.networks import NETWORKS
+from difflab.networks.presets import check_network_options
 from difflab.samplers import SAMPLERS
 from difflab.samplers.options import sampler_kwargs
 from difflab.schedules import GRIDS
@@ -230,6 +232,7 @@ def _check_values(c: Config) -> None:
     )
     networks = [*NETWORKS.names(), SD_NETWORK]
     _require(m.network in networks, "model.network", f"one of {networks}", m.network)
+    check_options(c)
     check_controlnet(m.controlnet)
     check_stable_diffusion(c)
     check_latent(m)
@@ -243,6 +246,20 @@ def _check_values(c: Config) -> None:
     frac = c.data.max_bad_fraction
     _require(0 <= frac <= 1, "data.max_bad_fraction", "in [0, 1]", frac)
     require_wandb(c.run.wandb)
+
+
+def check_options(c: Config) -> None:
+    """Every key of model.options and data.options is an option of the network and dataset
+    (a Stable Diffusion run takes none), named as `model.options.KEY` before anything runs."""
+    m, d = c.model, c.data
+    if m.network == SD_NETWORK:
+        _require(
+            not m.options, "model.options", f"empty with model.network {SD_NETWORK!r}", m.options
+        )
+        _require(not d.options, "data.options", "empty with model.pretrained", d.options)
+        return
+    check_network_options(m.network, m.options)
+    check_dataset_options(d.dataset, d.options)
 
 
 def check_controlnet(cn: ControlNetConfig) -> None:
