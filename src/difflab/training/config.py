@@ -83,7 +83,7 @@ class TrainConfig:
     steps: int = 2000
     batch_size: int = 64  # per micro-step, all processes together; a step sees x grad_accum
     lr: float = 1e-3
-    betas: tuple[float, float] = (0.9, 0.999)
+    betas: tuple[float, float] = (0.9, 0.999)  # lr_schedule one-cycle cycles beta1 (0.95-0.85)
     weight_decay: float = 0.0
     adam_eps: float = 1e-8
     lr_schedule: Literal["constant", "cosine", "one-cycle"] = "constant"

@@ -1,4 +1,5 @@
-"""AdamW with every hyperparameter from the config; the learning rate is set per step."""
+"""AdamW with every hyperparameter from the config; the learning rate (and a cycled beta1) is
+set per step."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import torch
 from torch import nn
 
 from difflab.training.config import TrainConfig
-from difflab.training.lr_schedule import lr_factor
+from difflab.training.lr_schedule import beta1_at, lr_factor
 
 
 def build_optimizer(
@@ -24,8 +25,12 @@ def build_optimizer(
 
 
 def set_lr(optimizer: torch.optim.Optimizer, train: TrainConfig, step: int) -> float:
-    """Set the learning rate of `step` on every parameter group; return it."""
-    lr = train.lr * lr_factor(train.lr_schedule, step, train.steps, train.warmup_steps)
+    """Set the learning rate of `step` (and beta1, for a schedule that cycles it) on every
+    parameter group; return the learning rate."""
+    args = (train.lr_schedule, step, train.steps, train.warmup_steps)
+    lr, beta1 = train.lr * lr_factor(*args), beta1_at(*args)
     for group in optimizer.param_groups:
         group["lr"] = lr
+        if beta1 is not None:
+            group["betas"] = (beta1, *group["betas"][1:])
     return lr
