@@ -57,7 +57,10 @@ def to_diffusers(network: nn.Module) -> nn.Module:
         weights = dit_weights_to_diffusers(network)
     else:
         raise ConfigError(f"{type(network).__name__} has no diffusers counterpart: UNet or DiT")
-    model.to(next(network.parameters()).dtype).load_state_dict(weights, strict=True)
+    dtype = next(network.parameters()).dtype
+    if dtype != torch.float32:  # diffusers builds float32 and warns at any .to(dtype)
+        model.to(dtype)
+    model.load_state_dict(weights, strict=True)
     return model.eval()
 
 
@@ -109,5 +112,7 @@ def import_diffusers(folder: str | Path) -> UNet | DiT:
         raise ConfigError(f"{config_file}: not a diffusers model config ({e})") from None
     if name not in _CLASSES:
         raise ConfigError(f"{config_file}: _class_name {name!r}, expected one of {_CLASSES}")
-    model = getattr(diffusers, name).from_pretrained(folder, use_safetensors=True)
-    return from_diffusers(model.to(torch.float32))
+    model = getattr(diffusers, name).from_pretrained(
+        folder, use_safetensors=True, torch_dtype=torch.float32
+    )
+    return from_diffusers(model)
