@@ -21,3 +21,5 @@ def test_readme_python_example_runs(tmp_path, monkeypatch):
     assert images.dtype == torch.uint8 and images.shape == (20, 1, 8, 8)
     assert labels.tolist() == [3] * 20
     assert scope["sample"].guidance == 2.0
+    exported, network = scope["unet"].state_dict(), scope["run"].denoiser.network.state_dict()
+    assert all(torch.equal(exported[k], v) for k, v in network.items())
