@@ -102,6 +102,7 @@ class TrainConfig:
     log_every: int = 50
     sample_every: int = 500  # 0 turns periodic sample grids off
     val_every: int = 500  # 0 turns validation off
+    val_images: int | None = 1000  # validation uses the split's first N images; None: all
     checkpoint_every: int = 1000  # a checkpoint is always written at the end
     eval_every: int = 0  # FID and accuracy of EMA samples every N steps; 0 turns it off
     eval_samples: int = 1000  # samples per in-training evaluation
@@ -204,6 +205,8 @@ def _check_values(c: Config) -> None:
         _require(value >= 0, key, ">= 0", value)
     threads = t.cpu_threads
     _require(threads is None or threads >= 1, "train.cpu_threads", ">= 1 or null", threads)
+    val = t.val_images
+    _require(val is None or val >= 1, "train.val_images", ">= 1 or null", val)
     _require(t.eval_samples >= 2, "train.eval_samples", ">= 2", t.eval_samples)
     _require(t.grad_accum >= 1, "train.grad_accum", ">= 1", t.grad_accum)
     nonfinite = t.max_nonfinite_steps
