@@ -5,8 +5,17 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
+from difflab import progress as progress_module
+from difflab.data import load_dataset
+from difflab.evaluation.classifier_training import train_classifier
+from difflab.generation import generate, load_run
 from difflab.progress import LogLines, progress
+from difflab.training.loop import train
+from difflab.training.recipes import load_config
+
+TINY = str(Path(__file__).parent / "training" / "tiny.yaml")
 
 
 def test_train_piped_prints_the_run_folder_first_then_progress_lines(tmp_path):
@@ -53,4 +62,19 @@ def test_log_lines_come_every_interval_and_at_close(capsys, monkeypatch):
         "validation: 2/5 img (40%)",  # 31 s after the start
         "validation: 4/5 img (80%)",  # 31 s after that line
         "validation: 5/5 img (100%)",  # at close
+    ]
+
+
+def test_sampling_and_classifier_training_report_progress_when_piped(tmp_path, monkeypatch, capfd):
+    run_dir = train(load_config(TINY, [f"run.root={tmp_path}", "train.steps=1"]), tensorboard=False)
+    capfd.readouterr()
+    monkeypatch.setattr(progress_module, "LOG_INTERVAL", 0.0)  # a line at every update
+    generate(load_run(run_dir), num=6, batch_size=4)
+    train_classifier(load_dataset("digits", split="train"), steps=2, batch_size=8)
+    lines = [line.split(",")[0] for line in capfd.readouterr().err.splitlines()]
+    assert lines == [
+        "sampling: 4/6 img (67%)",
+        "sampling: 6/6 img (100%)",
+        "classifier on digits: 1/2 step (50%)",
+        "classifier on digits: 2/2 step (100%)",
     ]

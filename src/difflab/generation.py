@@ -38,6 +38,7 @@ from difflab.errors import CheckpointError, ConfigError, TrainingError
 from difflab.latents import Codec, IdentityCodec
 from difflab.networks import build_network
 from difflab.parameterization import Denoiser
+from difflab.progress import progress
 from difflab.samplers import SAMPLERS, SamplingGrid, StackedGenerator, ThresholdKind, thresholded
 from difflab.samplers.base import StepCallback
 from difflab.samplers.options import grid_times, sampler_kwargs
@@ -333,6 +334,7 @@ def draw_images(
     (the model's condition if it has classes, the classifier's target if there is one; y holds
     at least rows.stop labels) and hint i % M of hints [M, ...]."""
     chunks = []
+    bar = progress(len(rows), "sampling", unit="img", leave=False)
     for start in range(rows.start, rows.stop, batch_size):
         batch = range(start, min(rows.stop, start + batch_size))
         y_batch = None if y is None else y[batch.start : batch.stop]
@@ -351,6 +353,8 @@ def draw_images(
         if not torch.isfinite(x0).all():
             raise TrainingError("generated images contain non-finite values")
         chunks.append(to_uint8(x0).cpu())
+        bar.update(len(batch))
+    bar.close()
     return torch.cat(chunks)
 
 

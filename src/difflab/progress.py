@@ -66,10 +66,12 @@ class LogLines:
         *,
         unit: str = "it",
         initial: int = 0,
-        interval: float = LOG_INTERVAL,
+        interval: float | None = None,
     ) -> None:
+        """interval: seconds between lines; None: LOG_INTERVAL."""
         self.total, self.desc, self.unit, self.n = total, desc, unit, initial
-        self.interval, self.postfix, self.written_n = interval, "", None
+        self.interval = LOG_INTERVAL if interval is None else interval
+        self.postfix, self.written_n = "", None
         self.started = self.last = time.monotonic()
         self.start_n = initial
 
