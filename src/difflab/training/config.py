@@ -110,7 +110,9 @@ class TrainConfig:
     keep_checkpoints: int = 2
     device: Literal["auto", "cpu", "cuda"] = "auto"
     parallel: Literal["ddp", "fsdp"] = "ddp"  # under torchrun: replicate or shard the weights
-    cpu_threads: int | None = None  # torch intra-op threads on CPU; None keeps torch's choice
+    # torch intra-op threads on CPU; None keeps the process's (the difflab command: 1, or
+    # OMP_NUM_THREADS; see difflab.cpu_threads)
+    cpu_threads: int | None = None
     resume: str | None = None  # run folder to continue
     progress: bool = True  # tqdm bar (shown only on a terminal)
 
