@@ -58,7 +58,12 @@ def row(name: str, env: dict | None, args: argparse.Namespace) -> str:
     command = [sys.executable, __file__, "--worker", "--run", args.run]
     command += ["--num", str(args.num), "--steps", str(args.steps)]
     load = os.getloadavg()[0]
-    out = subprocess.run(command, env={**environ, **env}, capture_output=True, text=True)
+    try:
+        out = subprocess.run(
+            command, env={**environ, **env}, capture_output=True, text=True, timeout=args.timeout
+        )
+    except subprocess.TimeoutExpired:
+        return f"| {name} | | not done in {args.timeout} s | | {load:.1f} |"
     if out.returncode:
         raise SystemExit(out.stderr)
     m = json.loads(out.stdout.strip().splitlines()[-1])
@@ -70,6 +75,7 @@ def main() -> None:
     p.add_argument("--run", required=True, help="a trained digits run folder")
     p.add_argument("--num", type=int, default=100, help="images sampled per measurement")
     p.add_argument("--steps", type=int, default=40, help="training steps per measurement")
+    p.add_argument("--timeout", type=int, default=90, help="seconds allowed to each setting")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
