@@ -29,8 +29,9 @@ def progress(
     enabled: bool = True,
     leave: bool = True,
 ) -> tqdm | LogLines:
-    """A bar (or LogLines when stderr is not a terminal) over total units of work."""
-    if not enabled:
+    """A bar (or LogLines when stderr is not a terminal) over total units of work; disabled on
+    every process of a torchrun job but rank 0 (RANK), which speaks for all."""
+    if not enabled or os.environ.get("RANK", "0") != "0":
         return tqdm(total=total, disable=True)
     if not on_terminal():
         return LogLines(total, desc, unit=unit, initial=initial)
