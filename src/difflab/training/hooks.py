@@ -52,7 +52,7 @@ def save_samples(s: Session, done: int, halt: Halt = never) -> list[Path]:
     run's sample.prompts cycled over the images (one column per prompt). A ControlNet run's
     image i is drawn under the hint of the i-th held-out image (grid_hints), those hints shown
     in run/samples/hints.png. Every rank samples its shard of the seeds (shard_rows); rank 0
-    gathers and writes, and returns the grids it wrote (none after halt said true)."""
+    gathers and writes, and returns the grids it wrote (halt ends it before or during a grid)."""
     num = s.config.sample.num
     rows = shard_rows(num)
     if s.config.model.network == SD_NETWORK:

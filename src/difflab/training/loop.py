@@ -7,10 +7,10 @@ on the device (step_counts.py) and read with the loss, so the limit is seen at t
 record, sample grid, validation, evaluation or checkpoint (and before the checkpoint written
 at the end), never after a checkpoint is written past it: where the skip is decided on the
 device (fused AdamW, no fp16 scaler) that is the first the host learns of it. SIGTERM/SIGINT
-finish the current step, stop a sample grid, validation or evaluation under way (one process),
-write a checkpoint and raise Interrupted (signals.py). A checkpoint
-that cannot be written (disk full) stops training with CheckpointError; the previous
-checkpoint stays intact, so the run resumes from it once there is space.
+finish the current step, stop a sample grid or validation under way and skip the periodic work
+left (in one process), write a checkpoint and raise Interrupted (signals.py). A checkpoint that
+cannot be written (disk full) stops training with CheckpointError; the previous checkpoint
+stays intact, so the run resumes from it once there is space.
 """
 
 from __future__ import annotations
