@@ -38,7 +38,9 @@ from difflab.errors import CheckpointError, ConfigError, TrainingError
 from difflab.latents import Codec, IdentityCodec
 from difflab.networks import build_network
 from difflab.parameterization import Denoiser
+from difflab.progress import progress
 from difflab.samplers import SAMPLERS, SamplingGrid, StackedGenerator, ThresholdKind, thresholded
+from difflab.samplers.base import StepCallback
 from difflab.samplers.options import grid_times, sampler_kwargs
 from difflab.schedules import make_schedule
 from difflab.training.checkpoint import load_latest_checkpoint
@@ -147,12 +149,13 @@ def sample_images(
     classifier_labels: Tensor | None = None,
     hints: Tensor | None = None,
     codec: Codec | None = None,
+    callback: StepCallback | None = None,
 ) -> Tensor:
     """Samples in [-1, 1], [N, C, H, W] float32, one seed per image; labels [N] (the model's
     condition) or None; hints [N, C_hint, H, W] (a ControlNet's control images) or None, which
     a ControlledUNet takes for its base network. With a noisy classifier, guided toward
     classifier_labels [N]. With a codec (latent diffusion) the sampler draws latents of
-    codec.latent_shape(image_shape) and the codec decodes them."""
+    codec.latent_shape(image_shape) and the codec decodes them. callback: the sampler's."""
     codec = codec or IdentityCodec()
     schedule = denoiser.schedule
     generator = StackedGenerator(seeds, device)
@@ -162,7 +165,8 @@ def sample_images(
         denoiser, labels, sample, device, classifier, classifier_labels, hints=hints
     )
     sampler = SAMPLERS.get(sample.sampler)
-    return codec.decode(sampler(denoise, x, grid, generator=generator, **sampler_kwargs(sample)))
+    x0 = sampler(denoise, x, grid, generator=generator, callback=callback, **sampler_kwargs(sample))
+    return codec.decode(x0)
 
 
 def guided_denoise(
@@ -330,6 +334,7 @@ def draw_images(
     (the model's condition if it has classes, the classifier's target if there is one; y holds
     at least rows.stop labels) and hint i % M of hints [M, ...]."""
     chunks = []
+    bar = progress(len(rows), "sampling", unit="img", leave=False)
     for start in range(rows.start, rows.stop, batch_size):
         batch = range(start, min(rows.stop, start + batch_size))
         y_batch = None if y is None else y[batch.start : batch.stop]
@@ -348,6 +353,8 @@ def draw_images(
         if not torch.isfinite(x0).all():
             raise TrainingError("generated images contain non-finite values")
         chunks.append(to_uint8(x0).cpu())
+        bar.update(len(batch))
+    bar.close()
     return torch.cat(chunks)
 
 

@@ -12,7 +12,7 @@ from difflab.training import step as step_module
 from difflab.training.checkpoint import MARKER, latest_checkpoint
 from difflab.training.loop import train
 from difflab.training.recipes import load_config
-from difflab.training.signals import Interrupted
+from difflab.training.signals import ACKNOWLEDGEMENT, Interrupted
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import faults  # noqa: E402
@@ -55,7 +55,9 @@ def test_sigterm_subprocess_checkpoints_exits_143_and_resumes(tmp_path, referenc
     assert faults.kill_when(proc, faults.at_step(run_dir, 3), signal.SIGTERM)
     err = proc.stderr.read()
     assert proc.returncode == 128 + signal.SIGTERM
-    assert err.count("\n") == 1 and err.startswith("difflab: stopped by SIGTERM after step ")
+    acknowledged, err = err.splitlines()
+    assert acknowledged == ACKNOWLEDGEMENT.format(name="SIGTERM")
+    assert err.startswith("difflab: stopped by SIGTERM after step ")
     stopped = int(err.split("after step ")[1].split()[0])
     assert 3 <= stopped < STEPS and f"--resume {run_dir}" in err
     assert latest_checkpoint(run_dir).name == f"step-{stopped:06d}"

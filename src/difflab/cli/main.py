@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import sys
 
+from difflab.cpu_threads import apply_defaults
 from difflab.errors import DifflabError
 
 
 def main(argv: list[str] | None = None) -> int:
+    if "torch" not in sys.modules:  # OpenMP reads its variables once, when torch loads
+        apply_defaults()
     from difflab.cli.commands import run
 
     try:

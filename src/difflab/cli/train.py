@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
 
 def train_and_report(config: Config, trust_checkpoint: bool) -> tuple[int, Path | None]:
     """(exit status, run folder on rank 0 when training finished, else None): train, leave the
-    process group, print the run folder or how it was interrupted."""
+    process group, print that it finished or how it was interrupted."""
     from difflab.training.loop import train
 
     return run_and_report(lambda: train(config, trust_checkpoint=trust_checkpoint))
@@ -114,7 +114,7 @@ def train_and_report(config: Config, trust_checkpoint: bool) -> tuple[int, Path 
 
 def run_and_report(work: Callable[[], Path]) -> tuple[int, Path | None]:
     """(exit status, run folder on rank 0 when work finished, else None): run the training
-    work, leave the process group, print the run folder or how it was interrupted."""
+    work, leave the process group, print that it finished or how it was interrupted."""
     from difflab.training.distributed import is_main, shutdown
     from difflab.training.signals import Interrupted
 
@@ -131,5 +131,5 @@ def run_and_report(work: Callable[[], Path]) -> tuple[int, Path | None]:
         shutdown(finished)
     if not main:
         return 0, None
-    print(f"run folder: {run_dir}")
+    print(f"finished: {run_dir}")  # its `run folder:` line came first
     return 0, run_dir

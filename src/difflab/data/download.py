@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from difflab.errors import DataError
+from difflab.file_modes import respect_umask
 
 logger = logging.getLogger(__name__)
 CHUNK_BYTES = 1 << 20
@@ -48,6 +49,7 @@ def _fetch_verified(url: str, dest: Path, md5: str | None, timeout: float) -> No
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
             digest = _copy_with_md5(response, out)
+        respect_umask(tmp)
         if md5 is not None and digest != md5.lower():
             raise ValueError(f"checksum mismatch for {dest.name}: expected md5 {md5}, got {digest}")
         os.replace(tmp, dest)

@@ -288,7 +288,10 @@ def _run_rounds(
     tensorboard: bool,
     stop_at: int | None,
 ) -> Path:
-    """Rounds from `first` (resumed: continue it from the session's checkpoint)."""
+    """Rounds from `first` (resumed: continue it from the session's checkpoint); rank 0 prints
+    the run folder first."""
+    if is_main():
+        print(f"run folder: {session.run_dir}", flush=True)
     log = MetricsLog(session.run_dir, tensorboard=tensorboard, enabled=is_main())
     try:
         with StopRequest() as stop:

@@ -13,6 +13,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from difflab.errors import CheckpointError
+from difflab.file_modes import respect_umask
 from difflab.training.checkpoint import fsync
 
 FOLDER = "teachers"
@@ -31,6 +32,7 @@ def save_teacher(run_dir: Path, r: int, weights: dict[str, torch.Tensor]) -> Pat
     tensors = {k: v.detach().contiguous().cpu() for k, v in weights.items()}
     try:
         save_file(tensors, tmp)
+        respect_umask(tmp)
         fsync(tmp)
         os.replace(tmp, final)
         fsync(final.parent)

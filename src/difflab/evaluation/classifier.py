@@ -31,6 +31,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from difflab.errors import CheckpointError, ConfigError, DataError
+from difflab.file_modes import respect_umask
 
 WEIGHTS_FILE = "classifier.safetensors"
 CONFIG_FILE = "classifier.json"
@@ -161,6 +162,7 @@ def save_classifier(classifier: Classifier, folder: str | Path) -> None:
     weights = {k: v.detach().to("cpu").contiguous() for k, v in classifier.state_dict().items()}
     tmp = folder / (WEIGHTS_FILE + ".tmp")
     save_file(weights, str(tmp))
+    respect_umask(tmp)
     os.replace(tmp, folder / WEIGHTS_FILE)
     meta = {"format": FORMAT, "version": 1, "config": dataclasses.asdict(classifier.config)}
     tmp = folder / (CONFIG_FILE + ".tmp")

@@ -15,6 +15,7 @@ from torch import Tensor
 
 from difflab.errors import ConfigError, DataError
 from difflab.evaluation.classifier import Classifier, ClassifierConfig, images_to_input
+from difflab.progress import progress
 
 if TYPE_CHECKING:
     from difflab.data import ImageDataset
@@ -72,6 +73,7 @@ def train_classifier(
     optimizer = torch.optim.AdamW(classifier.parameters(), lr=lr, weight_decay=1e-4)
     max_shift = max(1, round(config.image_size / 14))
     classifier.train()
+    bar = progress(steps, f"classifier on {dataset.name}", unit="step")
     for step in range(steps):
         for group in optimizer.param_groups:
             group["lr"] = cosine_lr(step, steps, lr, warmup=min(100, steps // 10))
@@ -82,6 +84,8 @@ def train_classifier(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        bar.update(1)
+    bar.close()
     return classifier.eval()
 
 

@@ -23,6 +23,7 @@ from torch import Tensor
 
 from difflab.evaluation.features import FeatureExtractor
 from difflab.evaluation.frechet import FeatureStatistics, RunningStatistics
+from difflab.progress import progress
 
 if TYPE_CHECKING:
     from difflab.data import ImageDataset
@@ -43,10 +44,13 @@ def compute_statistics(
     """Statistics and float32 features [N, D] of images, fed to the extractor in batches."""
     running = RunningStatistics()
     chunks = []
+    bar = progress(len(images), "features", unit="img", leave=False)
     for chunk in images.split(batch_size):
         features = extractor(chunk).numpy()  # [B, D]
         running.update(features)
         chunks.append(features.astype(np.float32))
+        bar.update(len(chunk))
+    bar.close()
     return running.result(), np.concatenate(chunks)
 
 

@@ -30,6 +30,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from difflab.errors import CheckpointError
+from difflab.file_modes import respect_umask
 from difflab.hashing import file_sha256
 
 MARKER = "COMPLETE"
@@ -74,6 +75,7 @@ def _write_folder(tmp: Path, step: int, model, ema, state: dict[str, Any]) -> No
     save_file(model, tmp / "model.safetensors")
     save_file(ema, tmp / "ema.safetensors")
     torch.save({**state, "step": step}, tmp / "state.pt")
+    respect_umask(tmp / "model.safetensors", tmp / "ema.safetensors")
     for name in FILES:
         fsync(tmp / name)
     manifest = {name: file_sha256(tmp / name) for name in FILES}

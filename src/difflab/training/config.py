@@ -104,6 +104,7 @@ class TrainConfig:
     log_every: int = 50
     sample_every: int = 500  # 0 turns periodic sample grids off
     val_every: int = 500  # 0 turns validation off
+    val_images: int | None = 1000  # validation uses the split's first N images; None: all
     checkpoint_every: int = 1000  # a checkpoint is always written at the end
     eval_every: int = 0  # FID and accuracy of EMA samples every N steps; 0 turns it off
     eval_samples: int = 1000  # samples per in-training evaluation
@@ -111,7 +112,9 @@ class TrainConfig:
     keep_checkpoints: int = 2
     device: Literal["auto", "cpu", "cuda"] = "auto"
     parallel: Literal["ddp", "fsdp"] = "ddp"  # under torchrun: replicate or shard the weights
-    cpu_threads: int | None = None  # torch intra-op threads on CPU; None keeps torch's choice
+    # torch intra-op threads on CPU; None keeps the process's (the difflab command: 1, or
+    # OMP_NUM_THREADS; see difflab.cpu_threads)
+    cpu_threads: int | None = None
     resume: str | None = None  # run folder to continue
     progress: bool = True  # tqdm bar (shown only on a terminal)
 
@@ -206,6 +209,8 @@ def _check_values(c: Config) -> None:
         _require(value >= 0, key, ">= 0", value)
     threads = t.cpu_threads
     _require(threads is None or threads >= 1, "train.cpu_threads", ">= 1 or null", threads)
+    val = t.val_images
+    _require(val is None or val >= 1, "train.val_images", ">= 1 or null", val)
     _require(t.eval_samples >= 2, "train.eval_samples", ">= 2", t.eval_samples)
     _require(t.grad_accum >= 1, "train.grad_accum", ">= 1", t.grad_accum)
     nonfinite = t.max_nonfinite_steps

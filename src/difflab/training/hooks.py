@@ -1,4 +1,6 @@
-"""Periodic work of the loop: sample grids, validation loss, checkpoints."""
+"""Periodic work of the loop: sample grids, validation loss, checkpoints. Grids and validation
+take `halt`, asked between sampler steps and validation batches: when it says true they stop
+and return what they finished (a stop request, so that Ctrl-C is answered promptly)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from difflab.control_hints import cycled, dataset_hints
 from difflab.data import to_uint8
 from difflab.generation import resolve_labels, sample_images, write_png_grid
 from difflab.parameterization import Denoiser
+from difflab.progress import progress
 from difflab.training.checkpoint import save_checkpoint
 from difflab.training.config import SD_NETWORK
 from difflab.training.distributed import gather_rows, is_main, shard_rows
@@ -22,20 +25,48 @@ from difflab.training.session import Session
 from difflab.training.sharding import full_model_state, full_optimizer_state
 from difflab.training.step import micro_batch_loss
 
+Halt = Callable[[], bool]  # whether to stop the periodic work now
 
-def save_samples(s: Session, done: int) -> list[Path]:
+
+def never() -> bool:
+    return False
+
+
+class Halted(Exception):
+    """Raised from a sampler's step callback when halt says true."""
+
+
+def _halting(halt: Halt) -> Callable[..., None]:
+    """A sampler step callback that raises Halted when halt() is true."""
+
+    def callback(*_: object) -> None:
+        if halt():
+            raise Halted
+
+    return callback
+
+
+def save_samples(s: Session, done: int, halt: Halt = never) -> list[Path]:
     """Grids from the EMA and the raw weights, fixed seeds 0..num-1, in
     run/samples/step-000500-{ema,raw}.png: labels cycled over the classes, or a Stable Diffusion
     run's sample.prompts cycled over the images (one column per prompt). A ControlNet run's
     image i is drawn under the hint of the i-th held-out image (grid_hints), those hints shown
     in run/samples/hints.png. Every rank samples its shard of the seeds (shard_rows); rank 0
-    gathers and writes, and returns the grids it wrote."""
+    gathers and writes, and returns the grids it wrote (halt ends it before or during a grid)."""
     num = s.config.sample.num
     rows = shard_rows(num)
-    draw = _prompt_draw(s, rows) if s.config.model.network == SD_NETWORK else _class_draw(s, rows)
+    if s.config.model.network == SD_NETWORK:
+        draw = _prompt_draw(s, rows)  # halted between the grids only
+    else:
+        draw = _class_draw(s, rows, _halting(halt))
     written = []
     for tag, denoiser in (("ema", s.ema_denoiser), ("raw", s.denoiser)):
-        x0 = gather_rows(_in_eval(draw, denoiser), num)
+        if halt():
+            break
+        try:
+            x0 = gather_rows(_in_eval(draw, denoiser), num)
+        except Halted:
+            break
         if x0 is None:
             continue
         if not torch.isfinite(x0).all():
@@ -50,7 +81,7 @@ def save_samples(s: Session, done: int) -> list[Path]:
 Draw = Callable[[Denoiser], torch.Tensor]  # a denoiser -> this rank's grid images in [-1, 1]
 
 
-def _class_draw(s: Session, rows: range) -> Draw:
+def _class_draw(s: Session, rows: range, callback: Callable[..., None]) -> Draw:
     """The images of rows: labels cycled over the classes, a ControlNet run's grid hints (which
     rank 0 writes to run/samples/hints.png the first time)."""
     num = s.config.sample.num
@@ -68,6 +99,7 @@ def _class_draw(s: Session, rows: range) -> Draw:
         device=s.device,
         hints=cycled(hints, rows),
         codec=s.codec,
+        callback=callback,
     )
 
 
@@ -112,22 +144,37 @@ def _in_eval(draw: Draw, denoiser: Denoiser) -> torch.Tensor:
         denoiser.train(was_training)
 
 
+def validation_size(s: Session) -> int:
+    """The held-out images validated: the split's first train.val_images (all when None)."""
+    assert s.val is not None
+    n, limit = s.val.images.shape[0], s.config.train.val_images
+    return n if limit is None else min(n, limit)
+
+
 @torch.no_grad()
-def validation_loss(s: Session) -> float:
-    """Mean denoising loss of the raw weights over the held-out split, with the same t and eps
-    every time (a generator seeded by (seed, "validation")), no condition dropout."""
+def validation_loss(s: Session, halt: Halt = never) -> float | None:
+    """Mean denoising loss of the raw weights over the first validation_size(s) held-out
+    images, with the same t and eps every time (a generator seeded by (seed, "validation")),
+    no condition dropout; None when halt said true before the last batch."""
     assert s.val is not None
     # The bare model, not its DDP wrapper: only rank 0 validates, so no collectives.
     val, state = s.val, replace(s.state, forward=s.state.model)
     generator = seeded_generator(s.config.train.seed, "validation", 0, s.device)
-    n = val.images.shape[0]
+    n = validation_size(s)
     total = torch.zeros((), device=s.device)
+    bar = progress(n, "validation", unit="img", leave=False)
     state.model.eval()
-    for start in range(0, n, val.batch_size):
-        index = torch.arange(start, min(n, start + val.batch_size), device=s.device)
-        batch = val.take(index, generator)
-        total += micro_batch_loss(state, batch, generator, 0.0) * len(index)
-    state.model.train()
+    try:
+        for start in range(0, n, val.batch_size):
+            if halt():
+                return None
+            index = torch.arange(start, min(n, start + val.batch_size), device=s.device)
+            batch = val.take(index, generator)
+            total += micro_batch_loss(state, batch, generator, 0.0) * len(index)
+            bar.update(len(index))
+    finally:
+        state.model.train()
+        bar.close()
     return float(total) / n
 
 

@@ -7,9 +7,10 @@ on the device (step_counts.py) and read with the loss, so the limit is seen at t
 record, sample grid, validation, evaluation or checkpoint (and before the checkpoint written
 at the end), never after a checkpoint is written past it: where the skip is decided on the
 device (fused AdamW, no fp16 scaler) that is the first the host learns of it. SIGTERM/SIGINT
-finish the current step, write a checkpoint and raise Interrupted (signals.py). A checkpoint
-that cannot be written (disk full) stops training with CheckpointError; the previous
-checkpoint stays intact, so the run resumes from it once there is space.
+finish the current step, stop a sample grid or validation under way and skip the periodic work
+left (in one process), write a checkpoint and raise Interrupted (signals.py). A checkpoint that
+cannot be written (disk full) stops training with CheckpointError; the previous checkpoint
+stays intact, so the run resumes from it once there is space.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from difflab.progress import LogLines, phase, progress
 from difflab.training.config import Config
 from difflab.training.distributed import (
     any_rank,
@@ -31,9 +33,16 @@ from difflab.training.distributed import (
     world_size,
 )
 from difflab.training.flops import mfu, peak_flops, train_flops_per_image
-from difflab.training.hooks import save_samples, save_state, validation_loss
+from difflab.training.hooks import (
+    Halt,
+    never,
+    save_samples,
+    save_state,
+    validation_loss,
+    validation_size,
+)
 from difflab.training.optim import set_lr
-from difflab.training.reporting import MetricsLog, progress_bar, read_metrics, trim_metrics
+from difflab.training.reporting import MetricsLog, read_metrics, trim_metrics
 from difflab.training.rng import seeded_generator
 from difflab.training.run_report import write_report
 from difflab.training.sample_eval import SampleEvaluator
@@ -52,7 +61,8 @@ def train(
     stop_at: int | None = None,
     trust_checkpoint: bool = False,
 ) -> Path:
-    """Train (or resume) the run described by config; return the run folder.
+    """Train (or resume) the run described by config; return the run folder, which rank 0
+    prints (`run folder: ...`) before the first step.
 
     stop_at interrupts the run after that many steps (with a checkpoint), as a kill would;
     the schedule still spans train.steps. trust_checkpoint lets a resumed checkpoint's state.pt
@@ -61,6 +71,8 @@ def train(
     threads = torch.get_num_threads()
     try:
         session = open_session(config, trust_checkpoint=trust_checkpoint)
+        if is_main():
+            print(f"run folder: {session.run_dir}", flush=True)
         if is_main() and config.train.resume:
             trim_metrics(session.run_dir, session.start_step)
         log = MetricsLog(
@@ -153,6 +165,14 @@ class Due:
 STOP_CHECK_EVERY = 10
 
 
+def _halt(stop: StopRequest | None) -> Halt:
+    """Whether periodic work stops now: on a signal, in one process (ranks that sample or
+    validate together cannot stop apart)."""
+    if stop is None or is_distributed():
+        return never
+    return lambda: stop.signum is not None
+
+
 def _stop_requested(stop: StopRequest | None, done: int) -> bool:
     """Whether a signal arrived, here or on any rank (every rank must stop at the same step);
     agreed on the host, so the GPU's queue is not waited for. One process checks every step."""
@@ -168,8 +188,8 @@ def run_loop(
     t = s.config.train
     end = t.steps if stop_at is None else min(stop_at, t.steps)
     counts, window, done = StepCounts(s.device, t.max_nonfinite_steps), Window(), s.start_step
-    bar = progress_bar(t.steps, s.start_step, enabled=t.progress)
-    logger = _Logger(s, log, bar)
+    bar = progress(t.steps, "train", unit="step", initial=s.start_step, enabled=t.progress)
+    logger, halt = _Logger(s, log, bar), _halt(stop)
     evaluator = SampleEvaluator(s) if t.eval_every > 0 and is_main() else None
     for step in range(s.start_step, end):
         started = time.perf_counter()
@@ -193,7 +213,7 @@ def run_loop(
                 counts.reset_window()
                 window = Window()
             counts.check(seen, done)
-        _periodic(s, log, done, evaluator, due)
+        _periodic(s, log, done, evaluator, due, bar, halt)
         if _stop_requested(stop, done):
             break
     if done < t.steps and done > s.start_step and not _every(t.checkpoint_every, done):
@@ -216,7 +236,7 @@ class _Logger:
     """Writes a window's log record: metrics file, progress bar and, where the skip is decided
     on the device, a warning naming the skipped steps (the host path warns at each)."""
 
-    def __init__(self, s: Session, log: MetricsLog, bar: tqdm) -> None:
+    def __init__(self, s: Session, log: MetricsLog, bar: tqdm | LogLines) -> None:
         self.s, self.log, self.bar = s, log, bar
         self.peak = peak_flops(s.device)  # counted once, never inside the loop
         self.flops = _flops_per_image(s) if self.peak is not None else None
@@ -229,6 +249,8 @@ class _Logger:
             record["mfu"] = mfu(self.flops, record["images_per_s"], self.peak, world_size())
         self.log.write(record)
         self.bar.set_postfix(_postfix(record))
+        if isinstance(self.bar, LogLines):  # a log file gets one line per record
+            self.bar.write_line()
         if self.warn and seen.skipped:
             warnings.warn(
                 f"{seen.skipped} of the {window.steps} steps up to step {done - 1} skipped: "
@@ -264,22 +286,39 @@ def _log_record(window: Window, seen: Seen, done: int, lr: float, epoch: int) ->
 
 
 def _periodic(
-    s: Session, log: MetricsLog, done: int, evaluator: SampleEvaluator | None, due: Due
+    s: Session,
+    log: MetricsLog,
+    done: int,
+    evaluator: SampleEvaluator | None,
+    due: Due,
+    bar: tqdm | LogLines,
+    halt: Halt,
 ) -> None:
-    """Sample grids, validation, sample metrics and checkpoints due after `done` steps."""
+    """Sample grids, validation, sample metrics and checkpoints due after `done` steps, each
+    named on the progress bar; once halt says true, only the checkpoint."""
     if due.samples:
-        for path in save_samples(s, done):  # every rank samples a shard of the seeds
+        with phase(bar, f"step {done}: sample grids ({_grid_cost(s)})"):
+            paths = save_samples(s, done, halt)  # every rank samples a shard of the seeds
+        for path in paths:
             log.image(f"samples/{path.stem.rsplit('-', 1)[-1]}", path, done)
-    if due.val and (is_main() or is_sharded(s.state.model)):
+    if due.val and not halt() and (is_main() or is_sharded(s.state.model)):
         # Sharded weights need every rank in each forward, so all compute the same loss.
-        val_loss = validation_loss(s)
-        log.write({"step": done, "val_loss": val_loss, "val_split": s.config.data.val_split})
-    if due.eval and evaluator is not None:
-        log.write(evaluator(s, done))  # rank 0 only
+        with phase(bar, f"step {done}: validation ({validation_size(s)} images)"):
+            val_loss = validation_loss(s, halt)
+        if val_loss is not None:
+            log.write({"step": done, "val_loss": val_loss, "val_split": s.config.data.val_split})
+    if due.eval and evaluator is not None and not halt():
+        with phase(bar, f"step {done}: evaluation ({s.config.train.eval_samples} samples)"):
+            log.write(evaluator(s, done))  # rank 0 only
     if due.checkpoint:
         _checkpoint(s, done)
     if due:
         barrier()
+
+
+def _grid_cost(s: Session) -> str:
+    sample = s.config.sample
+    return f"2 x {sample.num} images, {sample.steps} {sample.sampler} steps"
 
 
 def _checkpoint(s: Session, done: int) -> None:

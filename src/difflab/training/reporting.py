@@ -1,17 +1,15 @@
 """Run reporting: metrics as JSON lines, TensorBoard scalars and sample grids, optionally W&B
-(rank 0); a progress bar."""
+(rank 0)."""
 
 from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 from difflab.training.wandb_log import WandbLog
 
@@ -70,17 +68,6 @@ class MetricsLog:
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     path = run_dir / "metrics.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def progress_bar(total: int, initial: int, *, enabled: bool) -> tqdm:
-    """A tqdm bar over steps, shown only when enabled and stderr is a terminal."""
-    return tqdm(
-        total=total,
-        initial=initial,
-        unit="step",
-        dynamic_ncols=True,
-        disable=not (enabled and sys.stderr.isatty()),
-    )
 
 
 def trim_metrics(run_dir: Path, step: int) -> None:

@@ -1,20 +1,27 @@
 """Graceful stop on SIGTERM / SIGINT: the loop finishes its step, writes a checkpoint and
 raises Interrupted, which the CLI prints as one line (exit status 128 + signal number).
 
-The first signal only sets a flag; the previous handler is put back at once, so a second
-Ctrl-C (or SIGTERM) stops the process immediately as it would have without difflab.
+The first signal sets a flag and says so on stderr at once (ACKNOWLEDGEMENT); the previous
+handler is put back, so a second Ctrl-C (or SIGTERM) stops the process immediately as it would
+have without difflab.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from pathlib import Path
 from types import FrameType
 
 from difflab.errors import DifflabError
+from difflab.training.distributed import is_main
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
+ACKNOWLEDGEMENT = (
+    "difflab: {name}: stopping after this step (a sample grid or validation under way stops "
+    "too), then writing a checkpoint; a second {name} stops at once without one"
+)
 
 
 class Interrupted(DifflabError):
@@ -50,6 +57,9 @@ class StopRequest:
         self.signum = signum
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+        if is_main():  # os.write, not print: the signal may come inside a write to sys.stderr
+            name = signal.Signals(signum).name
+            os.write(2, (ACKNOWLEDGEMENT.format(name=name) + "\n").encode())
 
     def __enter__(self) -> StopRequest:
         if threading.current_thread() is threading.main_thread():

@@ -19,6 +19,7 @@ from pathlib import Path
 from torch import Tensor
 
 from difflab.errors import CheckpointError
+from difflab.file_modes import respect_umask
 from difflab.integrations.stable_diffusion.folder import (
     UNET_FILES,
     component_folder,
@@ -97,3 +98,4 @@ def _write_unet(source: Path, weights: dict[str, Tensor], folder: Path) -> None:
     except RuntimeError as err:
         raise CheckpointError(f"the weights do not fit the UNet of {unet_folder}: {err}") from err
     unet.save_pretrained(folder, safe_serialization=True)
+    respect_umask(folder)

@@ -20,6 +20,7 @@ from difflab.generation import LoadedRun
 from difflab.integrations.stable_diffusion.text import TextEncoder
 from difflab.latents import Codec
 from difflab.parameterization import Denoiser
+from difflab.progress import progress
 from difflab.samplers import SAMPLERS, SamplingGrid, StackedGenerator
 from difflab.samplers.options import grid_times, sampler_kwargs
 from difflab.training.config import SD_NETWORK, SampleConfig, check_sample
@@ -96,6 +97,7 @@ def text_images(
     """Decoded images [len(rows), 3, H, W] in [-1, 1]: row i from seed + i and
     prompts[i % len(prompts)], sampled batch_size rows at a time (also the training grids)."""
     chunks = []
+    bar = progress(len(rows), "sampling", unit="img", leave=False)
     for start in range(rows.start, rows.stop, batch_size):
         chunk = range(start, min(rows.stop, start + batch_size))
         z = sample_text_latents(
@@ -108,6 +110,8 @@ def text_images(
             device=device,
         )
         chunks.append(codec.decode(z))
+        bar.update(len(chunk))
+    bar.close()
     return torch.cat(chunks)
 
 
