@@ -4,6 +4,7 @@ losses and weights of never stopping."""
 
 import pytest
 from dist_runs import (
+    TOLERANCE,
     copy_at_step,
     loss_difference,
     losses,
@@ -12,8 +13,6 @@ from dist_runs import (
     resume_two_processes,
     weights,
 )
-
-TOLERANCE = 1e-5
 
 
 @pytest.mark.parametrize("resume", [resume_one_process, resume_two_processes])
