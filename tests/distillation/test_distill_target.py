@@ -18,6 +18,8 @@ from difflab.schedules import make_schedule, uniform_grid
 from difflab.training.step import MicroBatch, micro_batch_loss
 from samplers.gaussian_mixture import MixtureNetwork, two_dim_mixture
 
+pytestmark = pytest.mark.numerics  # run again under other CPU kernels by .ci/run
+
 KINDS = ("eps", "x0", "v")
 SCHEDULES = {"discrete": 1000, "continuous": None}
 STEPS = 8  # teacher steps; the student takes 4
@@ -101,7 +103,8 @@ def test_per_sample_times_equal_one_time_at_a_time():
         alone = distillation_target(
             conditioned(teacher, None), z_t[rows], *times[2 * k : 2 * k + 3], schedule
         )
-        torch.testing.assert_close(batched[rows], alone)
+        # batches of other sizes: float rounding apart; a row given another time: ~1e-1 apart
+        torch.testing.assert_close(batched[rows], alone, rtol=1e-4, atol=1e-4)
 
 
 class Recorder(nn.Module):

@@ -19,6 +19,8 @@ from PIL import Image
 
 from difflab.training.reporting import read_metrics
 
+pytestmark = pytest.mark.numerics  # run again under other CPU kernels by .ci/run
+
 
 def test_ddp_two_processes_train_the_weights_of_one(unet_runs):
     one, ddp = unet_runs["one"], unet_runs["ddp"]

@@ -14,6 +14,8 @@ from dist_runs import (
     weights,
 )
 
+pytestmark = pytest.mark.numerics  # run again under other CPU kernels by .ci/run
+
 
 @pytest.mark.parametrize("resume", [resume_one_process, resume_two_processes])
 @pytest.mark.parametrize("runs, written_by", [("unet_runs", "ddp"), ("dit_runs", "fsdp")])

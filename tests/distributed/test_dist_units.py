@@ -25,6 +25,8 @@ from difflab.training.rng import seeded_generator
 from difflab.training.sharding import gradient_sync, repeated_blocks
 from difflab.training.step import micro_batch_loss
 
+pytestmark = pytest.mark.numerics  # run again under other CPU kernels by .ci/run
+
 CPU = torch.device("cpu")
 
 

@@ -4,6 +4,7 @@ EMA, data, noise, loss), and an fp64 run samples, resumes and loads like any oth
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 import torch
 from test_train_step import TinyNet, batch, make_state
 
@@ -12,6 +13,8 @@ from difflab.training.checkpoint import latest_checkpoint, load_checkpoint
 from difflab.training.loop import train
 from difflab.training.recipes import load_config
 from difflab.training.step import train_step
+
+pytestmark = pytest.mark.numerics  # run again under other CPU kernels by .ci/run
 
 TINY = str(Path(__file__).with_name("tiny.yaml"))
 

@@ -17,6 +17,8 @@ from difflab.training.rng import seeded_generator
 from difflab.training.session import build_train_state
 from difflab.training.step import MicroBatch, TrainState, train_step
 
+pytestmark = pytest.mark.numerics  # run again under other CPU kernels by .ci/run
+
 CPU = torch.device("cpu")
 
 
