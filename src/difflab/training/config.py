@@ -91,6 +91,7 @@ class TrainConfig:
     # checkpoint/sample/eval boundary (skips decided on the device are not read every step).
     max_nonfinite_steps: int = 20
     grad_accum: int = 1
+    # auto: bf16 autocast on CUDA, fp32 on CPU; fp64 computes in float64 to debug numerics
     precision: Literal["auto", "fp32", "bf16", "fp16", "fp64"] = "auto"
     ema_decay: float = 0.999
     ema_start: int = 0
