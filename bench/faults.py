@@ -26,16 +26,21 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "tests" / "training" / "tiny.yaml"
 PAUSE_ENV = "DIFFLAB_FAULTS_SAVE_PAUSE"
-# The child: `difflab train` with, when PAUSE_ENV is set, a pause inside every checkpoint save.
+HOLD_ENV = "DIFFLAB_FAULTS_SAVE_HOLD"
+# The child: `difflab train` with, when PAUSE_ENV is set, a pause inside every checkpoint save;
+# when HOLD_ENV names a folder, a save into it waits after its first file until killed.
 CHILD = f"""
-import os, sys, time
+import os, sys, threading, time
 import difflab.training.checkpoint as checkpoint
 pause = float(os.environ.get({PAUSE_ENV!r}, "0"))
+hold = os.environ.get({HOLD_ENV!r}, "")
 write = checkpoint.save_file
 def slow_write(tensors, path, *args, **kwargs):
     write(tensors, path, *args, **kwargs)
+    if hold and os.path.basename(os.path.dirname(path)) == hold:
+        threading.Event().wait()
     time.sleep(pause)
-if pause > 0:
+if pause > 0 or hold:
     checkpoint.save_file = slow_write
 from difflab.cli.main import main
 raise SystemExit(main(sys.argv[1:]))
@@ -63,13 +68,17 @@ def command(args: list[str]) -> list[str]:
     return [sys.executable, "-c", CHILD, "train", *args]
 
 
-def environment(pause: float = 0.0) -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(REPO / "src"), PAUSE_ENV: str(pause)}
+def environment(pause: float = 0.0, hold: str = "") -> dict[str, str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), PAUSE_ENV: str(pause)}
+    return env | {HOLD_ENV: hold}
 
 
-def start(run_dir: Path, args: list[str], *, pause: float = 0.0) -> subprocess.Popen:
+def start(
+    run_dir: Path, args: list[str], *, pause: float = 0.0, hold: str = ""
+) -> subprocess.Popen:
     """`difflab train` fresh (args: a config and overrides) or `--resume run_dir` when it has a
-    complete checkpoint; a run killed before its first checkpoint starts over."""
+    complete checkpoint; a run killed before its first checkpoint starts over. hold: the name of
+    a temporary checkpoint folder whose save waits after its first file until killed."""
     from difflab.training.checkpoint import latest_checkpoint
 
     if latest_checkpoint(run_dir) is None:
@@ -79,7 +88,7 @@ def start(run_dir: Path, args: list[str], *, pause: float = 0.0) -> subprocess.P
         argv = ["--resume", str(run_dir)]
     return subprocess.Popen(
         command(argv),
-        env=environment(pause),
+        env=environment(pause, hold),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

@@ -66,8 +66,10 @@ def test_add_noise_is_gaussian():
     s = make_schedule("cosine")
     x0 = torch.full((20000, 4), 0.5)
     t = torch.full((20000,), 500.0, dtype=torch.float64)
-    x_t = s.add_noise(x0, torch.randn_like(x0), t)
+    eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0))
+    x_t = s.add_noise(x0, eps, t)
     a, sg = float(s.alpha(t[:1])), float(s.sigma(t[:1]))
+    # 80,000 draws: the mean's standard error is sigma / 283 < 0.0025, the std's < 0.002
     assert abs(x_t.mean().item() - 0.5 * a) < 0.01
     assert abs(x_t.std().item() - sg) < 0.01
 

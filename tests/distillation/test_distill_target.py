@@ -2,7 +2,6 @@
 student that predicts x~ lands where the teacher's two DDIM steps land (Salimans & Ho 2022,
 Algorithm 2), in every parameterization, discrete and continuous time; the loss built on it."""
 
-from contextlib import nullcontext
 from types import SimpleNamespace
 
 import pytest
@@ -15,8 +14,11 @@ from difflab.parameterization import Denoiser, Prediction, training_target
 from difflab.parameterization.denoiser import coefficients
 from difflab.samplers import SAMPLERS, SamplingGrid
 from difflab.schedules import make_schedule, uniform_grid
+from difflab.training.precision import resolve_precision
 from difflab.training.step import MicroBatch, micro_batch_loss
 from samplers.gaussian_mixture import MixtureNetwork, two_dim_mixture
+
+pytestmark = pytest.mark.numerics  # run again under other CPU kernels by .ci/run
 
 KINDS = ("eps", "x0", "v")
 SCHEDULES = {"discrete": 1000, "continuous": None}
@@ -101,7 +103,8 @@ def test_per_sample_times_equal_one_time_at_a_time():
         alone = distillation_target(
             conditioned(teacher, None), z_t[rows], *times[2 * k : 2 * k + 3], schedule
         )
-        torch.testing.assert_close(batched[rows], alone)
+        # batches of other sizes: float rounding apart; a row given another time: ~1e-1 apart
+        torch.testing.assert_close(batched[rows], alone, rtol=1e-4, atol=1e-4)
 
 
 class Recorder(nn.Module):
@@ -188,7 +191,7 @@ def test_teacher_sees_the_dropped_condition_the_student_sees():
     teacher, student = LabelTeacher(), ConditionRecorder()
     loss = DistillationLoss(schedule, "v", teacher=teacher, teacher_times=times)
     state = SimpleNamespace(loss_fn=loss, forward=student)
-    state.precision = SimpleNamespace(autocast=nullcontext)
+    state.precision = resolve_precision("fp32", torch.device("cpu"))
     batch = MicroBatch(x0, Condition(labels=torch.arange(len(x0)) % 10))
     micro_batch_loss(state, batch, torch.Generator().manual_seed(0), cond_dropout=0.5)
     assert all(torch.equal(seen, student.labels) for seen in teacher.seen)

@@ -17,17 +17,25 @@ from difflab.training.reporting import read_metrics
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = Path(__file__).with_name("dist.yaml")
+# Of weights and losses compared in float64 (dist.yaml): rounding in sums of another order gives
+# ~1e-14, a wrong batch, noise draw or gradient average ~1e-1.
+TOLERANCE = 1e-9
 DIT = [
     "model.network=dit-tiny",
     "model.options={hidden_size: 32, depth: 2, num_heads: 2, freq_dim: 16}",
 ]
 
 
-def torchrun(*args: str, nproc: int = 2) -> subprocess.CompletedProcess:
-    """`torchrun --standalone --nproc-per-node nproc -m difflab ARGS`, checked."""
+def torchrun(*args: str, nproc: int = 2, perturb: str | None = None) -> subprocess.CompletedProcess:
+    """`torchrun --standalone --nproc-per-node nproc -m difflab ARGS`, checked. perturb: run
+    perturbed_rank.py instead, with that perturbation of rank 1's batches."""
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
+    target = ["-m", "difflab"]
+    if perturb is not None:
+        env["DIFFLAB_TEST_PERTURB"] = perturb
+        target = [str(Path(__file__).with_name("perturbed_rank.py"))]
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-    command += ["--nproc-per-node", str(nproc), "-m", "difflab", *args]
+    command += ["--nproc-per-node", str(nproc), *target, *args]
     proc = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     return proc
@@ -38,8 +46,8 @@ def train_one_process(root: Path, overrides: list[str]) -> Path:
     return train(config, tensorboard=False)
 
 
-def train_two_processes(root: Path, overrides: list[str]) -> Path:
-    torchrun("train", str(CONFIG), f"run.root={root}", *overrides)
+def train_two_processes(root: Path, overrides: list[str], perturb: str | None = None) -> Path:
+    torchrun("train", str(CONFIG), f"run.root={root}", *overrides, perturb=perturb)
     return root / "dist"
 
 
@@ -79,8 +87,8 @@ def max_relative_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tenso
     """max over tensors of ||a - b|| / ||a|| (L2 norms; a tensor of zeros compares absolutely).
 
     Per tensor, not per element: Adam moves a weight whose gradient is ~0 by g / (|g| + eps),
-    so float rounding in near-zero gradients (summed in another order over 2 ranks) shows up
-    elementwise in zero-initialised layers at ~1e-4 of their largest entry."""
+    so rounding in near-zero gradients (summed in another order over 2 ranks) is amplified
+    elementwise in zero-initialised layers (in float32 to ~1e-4 of their largest entry)."""
     assert a.keys() == b.keys()
     worst = 0.0
     for k in a:

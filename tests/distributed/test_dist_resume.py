@@ -4,6 +4,7 @@ losses and weights of never stopping."""
 
 import pytest
 from dist_runs import (
+    TOLERANCE,
     copy_at_step,
     loss_difference,
     losses,
@@ -13,7 +14,7 @@ from dist_runs import (
     weights,
 )
 
-TOLERANCE = 1e-5
+pytestmark = pytest.mark.numerics  # run again under other CPU kernels by .ci/run
 
 
 @pytest.mark.parametrize("resume", [resume_one_process, resume_two_processes])

@@ -3,11 +3,14 @@ that one process draws for the same seeds."""
 
 from dataclasses import replace
 
+import pytest
 import torch
 from dist_runs import torchrun
 
 from difflab.evaluation import load_samples_npz
 from difflab.generation import generate, load_run
+
+pytestmark = pytest.mark.numerics  # run again under other CPU kernels by .ci/run
 
 
 def test_two_process_sample_equals_one_process(unet_runs, tmp_path):
@@ -19,4 +22,5 @@ def test_two_process_sample_equals_one_process(unet_runs, tmp_path):
     images, labels = generate(run, num=5, seed=7, sample=replace(run.config.sample, steps=3))
     two_images, two_labels = load_samples_npz(out)
     assert torch.equal(two_labels, labels)
-    assert torch.equal(two_images, images)
+    # each rank's batch of 3 against one batch of 5: float rounding, at most one grey level
+    assert (two_images.int() - images.int()).abs().max() <= 1

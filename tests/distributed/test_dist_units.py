@@ -4,7 +4,6 @@ accumulation all-reduces once per step; a batch that does not split is a ConfigE
 
 import gc
 import types
-from contextlib import nullcontext
 from types import SimpleNamespace
 
 import pytest
@@ -21,9 +20,12 @@ from difflab.networks import build_network
 from difflab.schedules import make_schedule
 from difflab.training import batches, distributed
 from difflab.training.config import DataConfig
+from difflab.training.precision import resolve_precision
 from difflab.training.rng import seeded_generator
 from difflab.training.sharding import gradient_sync, repeated_blocks
 from difflab.training.step import micro_batch_loss
+
+pytestmark = pytest.mark.numerics  # run again under other CPU kernels by .ci/run
 
 CPU = torch.device("cpu")
 
@@ -53,7 +55,7 @@ def _draws(data: batches.DeviceData, micro_index: int) -> list[torch.Tensor]:
     generator = seeded_generator(3, "step", 5, CPU)
     batch = data.micro_batch(micro_index, generator)
     state = SimpleNamespace(loss_fn=_Recorder(make_schedule("cosine"), "eps"), forward=None)
-    state.precision = SimpleNamespace(autocast=nullcontext)
+    state.precision = resolve_precision("fp32", torch.device("cpu"))
     return list(micro_batch_loss(state, batch, generator, cond_dropout=0.5))
 
 

@@ -197,4 +197,5 @@ def test_a_posterior_sample_is_the_steps_draw_whatever_the_world_size(sd_folder,
     )
     rank1 = CaptionedLatents(stream, s.codec, s.data.text, flip=False, device=torch.device("cpu"))
     second_row = rank1.micro_batch(0, torch.Generator().manual_seed(0)).x0
-    torch.testing.assert_close(second_row, first[1:])  # a batch of 1: float rounding apart
+    # a batch of 1 takes other kernels than a batch of 2: float rounding apart
+    torch.testing.assert_close(second_row, first[1:], rtol=1e-4, atol=1e-4)

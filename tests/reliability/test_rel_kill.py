@@ -37,7 +37,7 @@ def _resume_to_the_end(tmp_path: Path, run_dir: Path) -> None:
 def test_kill9_mid_save_then_resume(tmp_path, reference):
     run_dir, args = tmp_path / "faults", faults.overrides(tmp_path, STEPS)
     partial = run_dir / "checkpoints" / ".tmp-step-000004"
-    proc = faults.start(run_dir, args, pause=0.5)  # sleeps inside each save
+    proc = faults.start(run_dir, args, hold=partial.name)  # waits there to be killed
     assert faults.kill_when(proc, lambda: (partial / "model.safetensors").is_file())
     assert not (partial / MARKER).exists()  # killed between model and marker
     assert latest_checkpoint(run_dir).name == "step-000002"

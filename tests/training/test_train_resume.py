@@ -11,6 +11,8 @@ from difflab.training.loop import train
 from difflab.training.recipes import load_config
 from difflab.training.reporting import read_metrics
 
+pytestmark = pytest.mark.numerics  # run again under other CPU kernels by .ci/run
+
 TINY = str(Path(__file__).with_name("tiny.yaml"))
 
 

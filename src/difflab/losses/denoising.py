@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from difflab.conditioning.condition import Condition
 from difflab.losses.weighting import loss_weight
-from difflab.parameterization.denoiser import coefficients
+from difflab.parameterization.denoiser import coefficients, working_dtype
 from difflab.parameterization.prediction import Parameterization, training_target
 from difflab.schedules.noise import NoiseSchedule
 
@@ -32,14 +32,14 @@ class DenoisingLoss:
         self, network: nn.Module, x0: Tensor, t: Tensor, eps: Tensor, cond: Condition | None
     ) -> Tensor:
         """Weighted squared error of each sample, averaged over its elements ([N])."""
+        data_dtype, dtype = x0.dtype, working_dtype(x0)
         alpha, sigma = coefficients(self.schedule, t, x0)
-        x_t = (alpha * x0.float() + sigma * eps.float()).to(x0.dtype)
+        x0, eps = x0.to(dtype), eps.to(dtype)
+        x_t = (alpha * x0 + sigma * eps).to(data_dtype)
         output = network(x_t, self.schedule.network_time(t), cond)
-        target = training_target(
-            self.parameterization, x0=x0.float(), eps=eps.float(), alpha=alpha, sigma=sigma
-        )
-        err = (output.float() - target).square().flatten(1).mean(dim=1)
-        logsnr = self.schedule.logsnr(t).to(err.device, torch.float32)
+        target = training_target(self.parameterization, x0=x0, eps=eps, alpha=alpha, sigma=sigma)
+        err = (output.to(dtype) - target).square().flatten(1).mean(dim=1)
+        logsnr = self.schedule.logsnr(t).to(err.device, dtype)
         return err * loss_weight(
             self.weighting, self.parameterization, logsnr, gamma=self.min_snr_gamma
         )

@@ -16,12 +16,14 @@ def sinusoidal_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Te
     """Transformer position encoding of a float time (Vaswani et al. 2017, Section 3.5).
 
     [N] -> [N, dim] as [cos(t * f_i), sin(t * f_i)], f_i = max_period^(-i / (dim / 2)).
-    Computed in float32 whatever the autocast dtype, since t reaches ~1000.
+    Computed in float32 whatever the autocast dtype, since t reaches ~1000 (in float64 for a
+    float64 t: train.precision fp64).
     """
     half = dim // 2
-    i = torch.arange(half, device=t.device, dtype=torch.float32)
+    dtype = torch.float64 if t.dtype == torch.float64 else torch.float32
+    i = torch.arange(half, device=t.device, dtype=dtype)
     freqs = torch.exp(-math.log(max_period) * i / half)  # [dim/2]
-    angles = t.float()[:, None] * freqs[None]  # [N, dim/2]
+    angles = t.to(dtype)[:, None] * freqs[None]  # [N, dim/2]
     return torch.cat([torch.cos(angles), torch.sin(angles)], dim=1)
 
 

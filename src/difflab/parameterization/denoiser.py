@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from difflab.conditioning.condition import Condition
@@ -21,18 +22,24 @@ def broadcast_time(t: Tensor, x: Tensor) -> Tensor:
     return t.expand(x.shape[0]) if t.ndim == 0 else t
 
 
+def working_dtype(x: Tensor) -> torch.dtype:
+    """The dtype conversions run in: float64 for float64 x (train.precision fp64), else float32."""
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
 def coefficients(schedule: NoiseSchedule, t: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
-    """alpha(t), sigma(t) as float32 tensors of shape [N, 1, ..., 1] that broadcast against x."""
+    """alpha(t), sigma(t) in working_dtype(x), of shape [N, 1, ..., 1] that broadcast against x."""
     shape = (-1,) + (1,) * (x.ndim - 1)
     t = broadcast_time(t, x)
-    return schedule.alpha(t).float().view(shape), schedule.sigma(t).float().view(shape)
+    dtype = working_dtype(x)
+    return schedule.alpha(t).to(dtype).view(shape), schedule.sigma(t).to(dtype).view(shape)
 
 
 class Denoiser(nn.Module):
     """D(x_t, t, cond) -> Prediction(x0, eps), whatever the network predicts.
 
     The network sees schedule.network_time(t) and never the schedule itself. Conversions run
-    in float32 whatever precision the network ran in.
+    in float32 whatever precision the network ran in (float64 for a float64 x_t).
     """
 
     def __init__(
@@ -46,8 +53,9 @@ class Denoiser(nn.Module):
 
     def forward(self, x_t: Tensor, t: Tensor, cond: Condition | None = None) -> Prediction:
         t = broadcast_time(t, x_t)
-        output = self.network(x_t, self.schedule.network_time(t), cond).float()
+        dtype = working_dtype(x_t)
+        output = self.network(x_t, self.schedule.network_time(t), cond).to(dtype)
         alpha, sigma = coefficients(self.schedule, t, x_t)
         return prediction_from_output(
-            self.parameterization, output, x_t=x_t.float(), alpha=alpha, sigma=sigma
+            self.parameterization, output, x_t=x_t.to(dtype), alpha=alpha, sigma=sigma
         )

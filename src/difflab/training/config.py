@@ -93,7 +93,8 @@ class TrainConfig:
     # checkpoint/sample/eval boundary (skips decided on the device are not read every step).
     max_nonfinite_steps: int = 20
     grad_accum: int = 1
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    # auto: bf16 autocast on CUDA, fp32 on CPU; fp64 computes in float64 to debug numerics
+    precision: Literal["auto", "fp32", "bf16", "fp16", "fp64"] = "auto"
     ema_decay: float = 0.999
     ema_start: int = 0
     cond_dropout: float = 0.1
@@ -245,7 +246,7 @@ def _check_values(c: Config) -> None:
     _require(
         not (t.parallel == "fsdp" and t.precision == "fp16"),
         "train.precision",
-        "'fp32', 'bf16' or 'auto' with train.parallel 'fsdp' (no sharded fp16 grad scaler)",
+        "'fp32', 'bf16', 'fp64' or 'auto' with train.parallel 'fsdp' (no sharded fp16 scaler)",
         t.precision,
     )
     frac = c.data.max_bad_fraction

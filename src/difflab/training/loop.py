@@ -187,7 +187,8 @@ def run_loop(
     """Steps from s.start_step to train.steps (or stop_at, or a signal); return steps done."""
     t = s.config.train
     end = t.steps if stop_at is None else min(stop_at, t.steps)
-    counts, window, done = StepCounts(s.device, t.max_nonfinite_steps), Window(), s.start_step
+    counts = StepCounts(s.device, t.max_nonfinite_steps, s.state.precision.param_dtype)
+    window, done = Window(), s.start_step
     bar = progress(t.steps, "train", unit="step", initial=s.start_step, enabled=t.progress)
     logger, halt = _Logger(s, log, bar), _halt(stop)
     evaluator = SampleEvaluator(s) if t.eval_every > 0 and is_main() else None

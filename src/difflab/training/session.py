@@ -141,6 +141,8 @@ def build_train_state(
     dropout gives; condition dropout applies to runs with labels or text."""
     t, m = config.train, config.model
     model = denoiser.network
+    precision = resolve_precision(t.precision, device)
+    precision.prepare(model)
     ema = _ema(config, model, device)
     forward = data_parallel(model, device, t.parallel)
     compile_on = t.compile == "on" or (t.compile == "auto" and device.type == "cuda")
@@ -152,7 +154,7 @@ def build_train_state(
         forward=_compiled(forward, device) if compile_on else forward,
         optimizer=build_optimizer(model, t, device),
         ema=ema,
-        precision=resolve_precision(t.precision, device),
+        precision=precision,
         loss_fn=loss_fn,
         grad_clip=t.grad_clip,
         cond_dropout=t.cond_dropout if m.class_conditional or null_text is not None else 0.0,

@@ -61,7 +61,7 @@ def micro_batch_loss(
     The draws are made for the whole micro-batch and cut to this rank's rows, so every sample
     gets the same t and eps whatever the world size. Dropped text becomes null_text [1, L, D]
     (the empty prompt's embedding), or zeros without it."""
-    x0, cond = batch.x0, batch.cond
+    x0, cond = state.precision.data(batch.x0), batch.cond
     device = x0.device
     total = batch.total or x0.shape[0]
     rows = slice(batch.offset, batch.offset + x0.shape[0])
@@ -94,7 +94,7 @@ def train_step(
     read here, with a warning naming the step (the fp16 grad scaler still lowers its scale).
     """
     state.optimizer.zero_grad(set_to_none=True)
-    total = torch.zeros((), device=batches[0].x0.device)
+    total = torch.zeros((), device=batches[0].x0.device, dtype=state.precision.param_dtype)
     for k, batch in enumerate(batches):
         with gradient_sync(state.forward, state.model, enabled=k == len(batches) - 1):
             loss = micro_batch_loss(

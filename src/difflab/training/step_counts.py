@@ -25,9 +25,12 @@ class Seen:
 
 
 class StepCounts:
-    def __init__(self, device: torch.device, max_nonfinite_steps: int) -> None:
+    def __init__(
+        self, device: torch.device, max_nonfinite_steps: int, dtype: torch.dtype = torch.float32
+    ) -> None:
+        """dtype: the losses' (float64 under train.precision fp64)."""
         self.limit = max_nonfinite_steps
-        self.loss_sum = torch.zeros((), device=device)  # over the window's applied steps
+        self.loss_sum = torch.zeros((), device=device, dtype=dtype)  # over the window's steps
         self.skipped = torch.zeros((), dtype=torch.int64, device=device)  # in the window
         self.in_a_row = torch.zeros((), dtype=torch.int64, device=device)
         self.reached_at = torch.full((), -1, dtype=torch.int64, device=device)  # -1: not yet
