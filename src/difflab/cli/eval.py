@@ -96,7 +96,7 @@ def samples_from_run(run_dir: Path, args: argparse.Namespace, device: torch.devi
         out=run_dir / "eval" / f"eval-step-{loaded.step:06d}.json",
         reference=data.dataset,
         root=data.root,
-        options=dict(data.options),
+        options={**data.options, "channels": data.channels},
         info=info,
     )
 

@@ -79,6 +79,7 @@ def _load(config: Config, split: str) -> ImageDataset:
         split=split,
         download=d.download,
         max_bad_fraction=d.max_bad_fraction,
+        channels=d.channels,
         **d.options,
     )
 
