@@ -53,7 +53,7 @@ from difflab.training.config import (
 )
 from difflab.training.controlnet import controlled_network
 from difflab.training.latent_data import build_codec, recorded_latent
-from difflab.training.recipes import read_yaml
+from difflab.training.recipes import read_run_yaml
 
 # in_channels, image_size (the images'), num_classes, class_names of a run; a latent run's
 # codec settings and latent_shape (training/latent_data.latent_record)
@@ -115,7 +115,7 @@ def load_run(
         raise ConfigError(f"weights must be 'ema' or 'raw', got {weights!r}")
     if not (run_dir / "config.yaml").is_file() or not (run_dir / MODEL_INFO).is_file():
         raise CheckpointError(f"{run_dir} is not a difflab run folder (no config.yaml/model.json)")
-    config = build_config(read_yaml(run_dir / "config.yaml"))
+    config = build_config(read_run_yaml(run_dir))
     info = json.loads((run_dir / MODEL_INFO).read_text())
     ckpt = load_latest_checkpoint(run_dir, trust=trust_checkpoint)
     codec = build_codec(recorded_latent(info), device)
@@ -232,7 +232,8 @@ def load_guidance_classifier(path: str, run: LoadedRun, device: torch.device | s
     if not c.noisy:
         raise ConfigError(
             f"classifier {path} is not time-conditioned (noisy=False); classifier guidance "
-            "needs one trained with train_classifier(..., noisy=True)"
+            "needs one trained with `difflab train-classifier --noisy` (train_classifier(..., "
+            "noisy=True))"
         )
     if (c.in_channels, c.image_size, c.image_size) != run.image_shape:
         raise ConfigError(

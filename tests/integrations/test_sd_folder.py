@@ -4,6 +4,7 @@ cannot reproduce and a missing extra each give one error that names what is wron
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import sys
 
@@ -112,3 +113,24 @@ def test_a_text_encoder_saved_in_fp16_is_read_in_float32_as_the_unet(copy):
     upcast = TextEncoder(text.tokenizer, upcast)
     torch.testing.assert_close(text.encode(["a cat on a mat"]), upcast.encode(["a cat on a mat"]))
     torch.testing.assert_close(text.encode(["a cat on a mat"]), fp32, rtol=0.05, atol=0.05)
+
+
+def test_loading_the_pipeline_asks_for_nothing_to_install(sd_folder):
+    """Without accelerate installed, diffusers logs "install accelerate" on every load unless
+    low_cpu_mem_usage is off; difflab loads every part of the folder without that notice."""
+    from difflab.integrations.stable_diffusion.folder import load_clip
+    from difflab.latents.codec import VAECodec
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # diffusers' loggers do not propagate to pytest's
+    for name in ("diffusers", "transformers"):
+        logging.getLogger(name).addHandler(handler)
+    try:
+        load_unet(sd_folder)
+        load_clip(sd_folder)
+        VAECodec.from_folder(sd_folder)
+    finally:
+        for name in ("diffusers", "transformers"):
+            logging.getLogger(name).removeHandler(handler)
+    assert not [r for r in records if "accelerate" in r.getMessage()]

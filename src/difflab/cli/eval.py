@@ -7,7 +7,9 @@ from --hint-image), a samples .npz
 (arr_0 images, arr_1 labels) or a folder of images. The reference is the test split of the
 run's dataset unless --reference names another. Features are Inception-v3's with
 --inception, else the difflab classifier's (--classifier, or one trained on demand and
-cached). The metrics are printed and written as JSON.
+cached). The metrics are printed and written as JSON (a second evaluation at the same step
+gets a -2, -3... suffix rather than replacing the first). Warnings: an FID of fewer samples than
+it needs (fid_min_samples), and samples whose size differs from the reference's.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,7 +96,7 @@ def samples_from_run(run_dir: Path, args: argparse.Namespace, device: torch.devi
         out=run_dir / "eval" / f"eval-step-{loaded.step:06d}.json",
         reference=data.dataset,
         root=data.root,
-        options=dict(data.options),
+        options={**data.options, "channels": data.channels},
         info=info,
     )
 
@@ -101,6 +104,8 @@ def samples_from_run(run_dir: Path, args: argparse.Namespace, device: torch.devi
 def load_source(source: Path, args: argparse.Namespace, device: torch.device) -> Samples:
     from difflab.evaluation.samples import load_samples_folder, load_samples_npz
 
+    if not source.exists():
+        raise DataError(f"{source} does not exist (a run folder, samples .npz or image folder)")
     if (source / "config.yaml").is_file():
         return samples_from_run(source, args, device)
     if sample_config(args, SampleConfig()) != SampleConfig() or args.hint_image is not None:
@@ -131,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("metric accuracy needs labelled samples (a class-conditional run)")
     result = score(samples, metrics, args, device)
     record = {**samples.info, **result, "metrics": metrics, "time": time.strftime("%FT%T%z")}
-    out = Path(args.out) if args.out else samples.out
+    out = Path(args.out) if args.out else unused_path(samples.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=1) + "\n")
     print_result(result)
@@ -155,7 +160,10 @@ def score(
     options = samples.options if args.reference is None else {}
 
     def split(which: str):
-        return at_size(load_dataset(name, root=root, split=which, **options), size)
+        dataset = load_dataset(name, root=root, split=which, **options)
+        if args.reference is not None:
+            warn_resized(dataset, samples.images)
+        return at_size(dataset, size)
 
     cache = cache_root(args.cache_dir)
     reference = split("test") if {"fid", "kid"} & set(metrics) else None
@@ -198,10 +206,40 @@ def load_classifier_for(args, split, cache: Path, device: torch.device):
     return classifier, str(folder)
 
 
+def unused_path(path: Path) -> Path:
+    """path, or path with the first free suffix -2, -3... before its extension."""
+    free, k = path, 1
+    while free.exists():
+        k += 1
+        free = path.with_name(f"{path.stem}-{k}{path.suffix}")
+    return free
+
+
+def warn_resized(dataset, images: Tensor) -> None:
+    """Warn when the samples' size differs from the reference dataset's own."""
+    have, native = tuple(images.shape[-2:]), tuple(dataset.images.shape[-2:])
+    if have != native:
+        warnings.warn(
+            f"samples are {have[0]}x{have[1]} but {dataset.name} images are "
+            f"{native[0]}x{native[1]}: the reference (and any classifier trained on demand) is "
+            f"{dataset.name} resized to {have[0]}x{have[1]}, comparable only at that size",
+            stacklevel=2,
+        )
+
+
 def print_result(result: dict[str, Any]) -> None:
     if "fid" in result:
         print(f"fid: {result['fid']:.4f} ({result['features']} features, {result['reference']})")
+        if result["num_samples"] < result["fid_min_samples"]:
+            warnings.warn(
+                f"FID of {result['num_samples']} samples: an estimate needs at least "
+                f"{result['fid_min_samples']} ({result['num_features']} features; FID's bias "
+                f"falls as 1/N), so compare FIDs only at equal sample counts",
+                stacklevel=2,
+            )
     if "kid_mean" in result:
-        print(f"kid: {result['kid_mean']:.6f} +- {result['kid_std']:.6f}")
+        std = result["kid_std"]
+        spread = "std unavailable: one subset" if std is None else f"+- {std:.6f}"
+        print(f"kid: {result['kid_mean']:.6f} ({spread}, subsets of {result['kid_subset_size']})")
     if "accuracy" in result:
         print(f"accuracy: {result['accuracy']:.4f}")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from difflab.errors import ConfigError
 from difflab.training.config import Config, build_config
-from difflab.training.recipes import load_config, read_yaml
+from difflab.training.recipes import load_config, read_run_yaml
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -49,8 +49,8 @@ def resolve(args: argparse.Namespace) -> Config:
     run_dir = Path(args.resume)
     if not (run_dir / "config.yaml").is_file():
         raise ConfigError(f"--resume {run_dir}: no config.yaml there (not a difflab run folder)")
-    saved = build_config(read_yaml(run_dir / "config.yaml"))
-    config = build_config(read_yaml(run_dir / "config.yaml"), overrides)
+    saved = build_config(read_run_yaml(run_dir))
+    config = build_config(read_run_yaml(run_dir), overrides)
     warn_inexact_resume(saved, config)
     config.train.resume = str(run_dir)
     return config

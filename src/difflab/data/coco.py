@@ -16,7 +16,6 @@ against data.max_bad_fraction (the policy of image_folder.py).
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from PIL import Image
 from torch import Tensor
 
 from difflab.data.dataset import require_folder
+from difflab.data.decode import open_image_bytes
 from difflab.errors import DataError
 
 CocoSplit = Literal["train", "val"]
@@ -76,10 +76,7 @@ def read_captions(root: Path, split: CocoSplit) -> list[CocoEntry]:
 
 def decode_square(path: Path, size: int) -> np.ndarray:
     """[S, S, 3] uint8: shorter side resized to size (bicubic), then center-cropped."""
-    data = path.read_bytes()
-    if not data:
-        raise ValueError("empty file")
-    with Image.open(io.BytesIO(data)) as image:
+    with open_image_bytes(path.read_bytes()) as image:
         image = image.convert("RGB")
     w, h = image.size
     scale = size / min(w, h)

@@ -14,6 +14,7 @@ from typing import Literal, Protocol, get_args
 import torch
 from torch import Tensor
 
+from difflab.data.channels import with_channels
 from difflab.errors import ConfigError, DataError
 from difflab.registry import Registry
 
@@ -81,12 +82,14 @@ def load_dataset(
     split: Split = "train",
     download: bool = False,
     max_bad_fraction: float = 0.01,
+    channels: int | None = None,
     **options: object,
 ) -> ImageDataset:
     """Load split `split` of the registered dataset `name` (see DATASETS.names()).
 
     `options` are the loader's own keywords (e.g. image_size for "image-folder"); an option the
-    loader does not take is a ConfigError naming it as `data.options.<option>`.
+    loader does not take is a ConfigError naming it as `data.options.<option>`. channels: see
+    data/channels.py (None keeps the dataset's).
     """
     if split not in get_args(Split):
         raise ConfigError(f"data.split must be one of {get_args(Split)}, got {split!r}")
@@ -94,13 +97,14 @@ def load_dataset(
         raise ConfigError(f"data.max_bad_fraction must be in [0, 1], got {max_bad_fraction}")
     loader = DATASETS.get(name)
     check_dataset_options(name, options)
-    return loader(
+    dataset = loader(
         root=None if root is None else Path(root).expanduser(),
         split=split,
         download=download,
         max_bad_fraction=max_bad_fraction,
         **options,
     )
+    return with_channels(dataset, channels)
 
 
 def check_dataset_options(name: str, options: dict[str, object]) -> None:

@@ -10,7 +10,6 @@ the decoded arrays are kept in a .npz keyed by the files' names, sizes and mtime
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import os
@@ -25,6 +24,7 @@ import torch
 from PIL import Image
 
 from difflab.data.dataset import DATASETS, ImageDataset, Split, require_folder
+from difflab.data.decode import open_image_bytes
 from difflab.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -158,7 +158,7 @@ def _decode(path: Path, size: Size | None) -> np.ndarray | str:
         data = path.read_bytes()  # one read: PIL's many small reads of a file cost more
         if not data:
             return "empty file"
-        with Image.open(io.BytesIO(data)) as image:
+        with open_image_bytes(data) as image:
             image = image.convert("L" if image.mode in GREY_MODES else "RGB")
         if size is not None and image.size != (size[1], size[0]):
             image = image.resize((size[1], size[0]), Image.Resampling.BICUBIC)
@@ -188,8 +188,8 @@ def _check_skipped(
             f"{len(skipped)} of {total} images in {folder} are unreadable, more than "
             f"data.max_bad_fraction={max_bad_fraction}: {shown}"
         )
-    for path, reason in skipped:
-        logger.warning("skipping unreadable image %s: %s", path, reason)
+    for path, reason in skipped:  # the warning below names the first SHOWN_FILES
+        logger.info("skipping unreadable image %s: %s", path, reason)
     if skipped:
         warnings.warn(
             f"skipped {len(skipped)} of {total} unreadable images in {folder}: {shown}",

@@ -41,7 +41,7 @@ from difflab.training.config import Config, ModelConfig, RunConfig, build_config
 from difflab.training.distributed import any_rank, is_main
 from difflab.training.latent_data import recorded_latent
 from difflab.training.loop import run_loop
-from difflab.training.recipes import read_yaml
+from difflab.training.recipes import read_run_yaml
 from difflab.training.reporting import MetricsLog, read_metrics, trim_metrics
 from difflab.training.run_report import write_report
 from difflab.training.session import Session, build_train_state, open_session
@@ -343,7 +343,7 @@ def resume_distill(
     run_dir = Path(run_dir)
     with _threads_restored():
         _, d = read_settings(run_dir)
-        config = build_config(read_yaml(run_dir / "config.yaml"))
+        config = build_config(read_run_yaml(run_dir))
         config.train.resume = str(run_dir)
         session = open_session(config)
         grids = teacher_grids(session.denoiser.schedule, config.sample.spacing, d)

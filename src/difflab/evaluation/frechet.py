@@ -70,6 +70,15 @@ class RunningStatistics:
         return FeatureStatistics(self._mean.copy(), self._m2 / (self.count - 1), self.count)
 
 
+def fid_min_samples(num_features: int) -> int:
+    """The fewest samples an FID of num_features features should come from: max(2 D, 1000).
+
+    Below D + 1 samples the covariance is singular, and FID's bias falls only as 1/N (Chong &
+    Forsyth 2020), so an FID of fewer samples is dominated by how many there were.
+    """
+    return max(2 * num_features, 1000)
+
+
 def feature_statistics(features: Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(mu [D], sigma [D, D]) of features [N, D] in float64; sigma is numpy.cov(rowvar=False)."""
     stats = RunningStatistics()

@@ -19,10 +19,13 @@ from difflab.evaluation.frechet import as_float64
 
 @dataclass(frozen=True)
 class KIDResult:
-    """Mean and standard deviation of MMD^2_u over num_subsets subsets of subset_size."""
+    """Mean and standard deviation of MMD^2_u over num_subsets subsets of subset_size. std is
+    None when every subset would be the same (both whole sets, or one subset): no spread to
+    report. The mean may be negative: MMD^2_u is unbiased, so it scatters around 0 for sets
+    drawn from one distribution."""
 
     mean: float
-    std: float
+    std: float | None
     num_subsets: int
     subset_size: int
 
@@ -51,7 +54,8 @@ def kernel_inception_distance(
     """KID between feature sets [N, D] and [M, D], in float64.
 
     Each subset draws min(subset_size, N, M) rows without replacement from each set, with a
-    numpy generator seeded by seed, so the result is reproducible.
+    numpy generator seeded by seed, so the result is reproducible. When that is all of N and
+    M, MMD^2_u does not depend on the order, so it is computed once and std is None.
     """
     x, y = as_float64(features_x), as_float64(features_y)
     if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
@@ -63,6 +67,8 @@ def kernel_inception_distance(
     m = min(subset_size, x.shape[0], y.shape[0])
     if m < 2:
         raise DataError(f"KID needs at least 2 samples in each set; got {len(x)} and {len(y)}")
+    if m == len(x) == len(y):
+        return KIDResult(mmd2_unbiased(x, y), None, 1, m)
     rng = np.random.default_rng(seed)
     values = np.array(
         [
@@ -72,4 +78,5 @@ def kernel_inception_distance(
             for _ in range(num_subsets)
         ]
     )
-    return KIDResult(float(values.mean()), float(values.std()), num_subsets, m)
+    std = float(values.std()) if num_subsets > 1 else None
+    return KIDResult(float(values.mean()), std, num_subsets, m)

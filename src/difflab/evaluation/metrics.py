@@ -13,7 +13,7 @@ from difflab.errors import ConfigError, DataError
 from difflab.evaluation.classifier import Classifier
 from difflab.evaluation.classifier_training import classifier_accuracy
 from difflab.evaluation.features import FeatureExtractor
-from difflab.evaluation.frechet import frechet_distance
+from difflab.evaluation.frechet import fid_min_samples, frechet_distance
 from difflab.evaluation.kid import kernel_inception_distance
 from difflab.evaluation.reference import compute_statistics, reference_statistics
 
@@ -81,9 +81,11 @@ def _feature_metrics(
         "features": extractor.name,
         "reference": f"{reference.name}/{reference.split}",
         "reference_size": ref.stats.num_samples,
+        "num_features": len(stats.mu),
     }
     if "fid" in metrics:
         out["fid"] = frechet_distance(stats.mu, stats.sigma, ref.stats.mu, ref.stats.sigma)
+        out["fid_min_samples"] = fid_min_samples(len(stats.mu))
     if "kid" in metrics:
         kid = kernel_inception_distance(
             features,

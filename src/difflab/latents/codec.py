@@ -114,9 +114,11 @@ class VAECodec(nn.Module):
         c, h, w = image_shape
         f = self.downsample
         if c != self.vae.config.in_channels or h % f or w % f:
+            grey = c == 1 and self.vae.config.in_channels == 3
             raise ConfigError(
                 f"images of shape {(c, h, w)} do not fit the VAE: it takes "
                 f"{self.vae.config.in_channels} channels and sides divisible by {f}"
+                + ("; data.channels=3 repeats grey images to RGB" if grey else "")
             )
         return self.latent_channels, h // f, w // f
 

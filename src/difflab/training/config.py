@@ -33,6 +33,7 @@ class DataConfig:
     split: str = "train"
     val_split: str | None = "test"  # held-out split for validation loss; None turns it off
     image_size: int | None = None  # resize to this side; None keeps the dataset's size
+    channels: int | None = None  # 3 repeats grey images to RGB (an RGB VAE); None: as loaded
     flip: bool = False  # random horizontal flips
     download: bool = False
     max_bad_fraction: float = 0.01

@@ -30,8 +30,11 @@ def known_keys(cls: type, prefix: str = "") -> list[str]:
 
 
 def unknown_key_error(key: str, root: type) -> ConfigError:
-    close = difflib.get_close_matches(key, known_keys(root), n=1, cutoff=0.6)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    """The error for key, suggesting the nearest key of its own section (never the section)."""
+    section, _, name = key.rpartition(".")
+    siblings = [k.rpartition(".")[2] for k in known_keys(root) if k.rpartition(".")[0] == section]
+    close = difflib.get_close_matches(name, siblings, n=1, cutoff=0.6)
+    hint = f" (did you mean '{section + '.' if section else ''}{close[0]}'?)" if close else ""
     return ConfigError(f"unknown config key '{key}'{hint}")
 
 

@@ -242,6 +242,7 @@ class _Logger:
         self.peak = peak_flops(s.device)  # counted once, never inside the loop
         self.flops = _flops_per_image(s) if self.peak is not None else None
         self.warn = skips_on_device(s.state)
+        self.streamed_skipped = 0  # of s.streamed_skipped, recorded in metrics.jsonl
 
     def write(self, window: Window, seen: Seen, done: int, lr: float) -> None:
         epoch = self.s.data.position(done * self.s.config.train.grad_accum)[0]
@@ -249,6 +250,7 @@ class _Logger:
         if self.flops is not None:
             record["mfu"] = mfu(self.flops, record["images_per_s"], self.peak, world_size())
         self.log.write(record)
+        self._write_streamed_skipped(done)
         self.bar.set_postfix(_postfix(record))
         if isinstance(self.bar, LogLines):  # a log file gets one line per record
             self.bar.write_line()
@@ -258,6 +260,13 @@ class _Logger:
                 f"non-finite loss or gradient norm",
                 stacklevel=2,
             )
+
+    def _write_streamed_skipped(self, done: int) -> None:
+        """A data_skipped record (all files so far) when a streamed dataset found new ones."""
+        files = list(self.s.streamed_skipped)
+        if len(files) > self.streamed_skipped:
+            self.log.write({"step": done, "data_skipped": len(files), "data_skipped_files": files})
+            self.streamed_skipped = len(files)
 
 
 def _postfix(record: dict) -> dict[str, str]:

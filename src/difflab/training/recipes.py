@@ -5,6 +5,7 @@ A recipe's first line is a comment `# <one-line description>`.
 
 from __future__ import annotations
 
+from dataclasses import fields
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,21 @@ def read_yaml(path: Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of sections")
+    return data
+
+
+def read_run_yaml(run_dir: Path) -> dict[str, Any]:
+    """A run folder's config.yaml; ConfigError "not a difflab run" when none of its top-level
+    keys is a difflab section (another tool's config.yaml, not an edited difflab one)."""
+    path = run_dir / "config.yaml"
+    data = read_yaml(path)
+    sections = {f.name for f in fields(Config)}
+    if data and not sections & data.keys():
+        keys = ", ".join(map(str, list(data)[:5]))
+        raise ConfigError(
+            f"{run_dir} is not a difflab run: its config.yaml has keys {keys}, none of difflab's "
+            f"sections ({', '.join(sorted(sections))})"
+        )
     return data
 
 

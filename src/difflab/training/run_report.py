@@ -1,11 +1,13 @@
 """run/report.html: one self-contained page a person opens in a browser, offline.
 
 It is a function of the run folder alone, so `difflab report RUN` writes the same page the
-trainer writes (rank 0, at each checkpoint and at the end): the run's status (steps in the
-newest complete checkpoint of train.steps, and the last step in metrics.jsonl), an inline SVG
-chart of every numeric series of metrics.jsonl over step (non-finite values skipped and
-counted), the sample grids (newest first, linked by relative path), the complete checkpoints,
-the data-skipped records and the resolved config.yaml. Every text taken from the folder is
+trainer writes (rank 0, at each checkpoint and at the end): the folder's name, what kind of run
+it is, its status (steps in the newest complete checkpoint of train.steps, and the last step in
+metrics.jsonl), an inline SVG chart of every numeric series of metrics.jsonl over step
+(non-finite values skipped and counted), the evaluations of RUN/eval, a distilled run's rounds,
+the sample grids (newest first, linked by relative path, scaled up by a whole factor with
+pixelated rendering, an SD run's prompts beside them), the complete checkpoints, the
+data-skipped records and the resolved config.yaml. Every text taken from the folder is
 HTML-escaped. The file is written to a temporary sibling and renamed into place.
 """
 
@@ -23,18 +25,22 @@ from typing import Any
 from urllib.parse import quote
 
 import yaml
+from PIL import Image
 
 from difflab.errors import ConfigError
 from difflab.training.checkpoint import complete_checkpoints
+from difflab.training.report_sections import distillation_rounds, evaluations, prompts, run_kind
 from difflab.training.svg_chart import line_chart
 
 REPORT_FILE = "report.html"
 NOT_CHARTED = ("step", "data_skipped")  # the x axis; data_skipped has its own section
 _GRID = re.compile(r"^step-(\d+)-(.+)\.png$")
+GRID_PX = 480  # a grid is shown scaled by the whole factor that brings its long side nearest
+MAX_ZOOM = 8
 _STYLE = (
     "body{font-family:sans-serif;margin:2em;max-width:1400px}"
     "figure{display:inline-block;margin:0 1em 1em 0;vertical-align:top}"
-    "figcaption{font-size:13px}img{image-rendering:pixelated;max-width:100%}"
+    "figcaption{font-size:13px}img{image-rendering:pixelated;max-width:100%;height:auto}"
     "pre{background:#f4f4f4;padding:1em;overflow:auto}td,th{padding:0 1em 0 0;text-align:left}"
 )
 
@@ -72,13 +78,17 @@ def render_report(run_dir: Path, base: Path) -> str:
     config_text = (run_dir / "config.yaml").read_text(encoding="utf-8", errors="replace")
     config = _parse_yaml(config_text)
     records = read_records(run_dir)
-    name = _section(config, "run").get("name") or run_dir.name
+    name = run_dir.name  # digits-2, not its config's run.name digits
     parts = [
-        f"<h1>difflab run {escape(str(name))}</h1>",
+        f"<h1>difflab run {escape(name)}</h1>",
+        run_kind(run_dir, config),
         _status(run_dir, config, records),
         "<h2>Metrics</h2>",
         _charts(numeric_series(records)),
+        evaluations(run_dir),
+        distillation_rounds(records),
         "<h2>Sample grids</h2>",
+        prompts(config),
         _grids(run_dir, base),
         "<h2>Checkpoints</h2>",
         _checkpoints(run_dir),
@@ -88,7 +98,7 @@ def render_report(run_dir: Path, base: Path) -> str:
     ]
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{escape(str(name))}: difflab run</title><style>{_STYLE}</style></head>\n"
+        f"<title>{escape(name)}: difflab run</title><style>{_STYLE}</style></head>\n"
         "<body>\n" + "\n".join(parts) + "\n</body></html>\n"
     )
 
@@ -205,9 +215,21 @@ def _figure(path: Path, base: Path) -> str:
     caption = f"step {int(match.group(1))}, {match.group(2)}" if match else path.stem
     src = quote(Path(os.path.relpath(path, base)).as_posix())
     return (
-        f'<figure class="grid"><img src="{escape(src)}" alt="{escape(caption)}">'
+        f'<figure class="grid"><img src="{escape(src)}" alt="{escape(caption)}"{_size(path)}>'
         f"<figcaption>{escape(caption)}</figcaption></figure>"
     )
+
+
+def _size(path: Path) -> str:
+    """width and height attributes: the PNG's size times a whole zoom (crisp when pixelated)
+    that brings its long side nearest GRID_PX; none when the file is no readable image."""
+    try:
+        with Image.open(path) as image:
+            w, h = image.size
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return ""
+    zoom = min(MAX_ZOOM, max(1, round(GRID_PX / max(w, h))))
+    return f' width="{w * zoom}" height="{h * zoom}"'
 
 
 def _checkpoints(run_dir: Path) -> str:

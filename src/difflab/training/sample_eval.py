@@ -39,7 +39,12 @@ EVAL_BATCH = 256  # images per sampler call
 def _split(config: Config, split: str, size: int) -> ImageDataset:
     d = config.data
     dataset = load_dataset(
-        d.dataset, root=d.root, split=split, max_bad_fraction=d.max_bad_fraction, **d.options
+        d.dataset,
+        root=d.root,
+        split=split,
+        max_bad_fraction=d.max_bad_fraction,
+        channels=d.channels,
+        **d.options,
     )
     return at_size(dataset, size)
 

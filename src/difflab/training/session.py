@@ -53,6 +53,8 @@ class Session:
     codec: Codec  # IdentityCodec, or a latent run's VAE
     # (path, reason) of the unreadable training images the loader skipped
     data_skipped: list[tuple[str, str]] = field(default_factory=list)
+    # path -> reason of the images a streamed dataset found unreadable so far (it grows)
+    streamed_skipped: dict[str, str] = field(default_factory=dict)
 
     @property
     def latent_shape(self) -> tuple[int, int, int]:
@@ -79,6 +81,7 @@ def _load(config: Config, split: str) -> ImageDataset:
         split=split,
         download=d.download,
         max_bad_fraction=d.max_bad_fraction,
+        channels=d.channels,
         **d.options,
     )
 

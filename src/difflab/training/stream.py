@@ -122,16 +122,21 @@ class StreamingData:
         new = [(path, reason) for path, reason in skipped if path not in self.skipped]
         for path, reason in new:
             self.skipped[path] = reason
-            logger.warning("skipping unreadable image %s: %s", path, reason)
+            logger.info("skipping unreadable image %s: %s", path, reason)  # warned below
         total = len(self.dataset)
         if len(self.skipped) > self.max_bad_fraction * total:
-            shown = "; ".join(f"{p} ({r})" for p, r in list(self.skipped.items())[:SHOWN_FILES])
+            shown = _shown(list(self.skipped.items()))
             raise DataError(
                 f"{len(self.skipped)} of {total} images are unreadable, more than "
                 f"data.max_bad_fraction={self.max_bad_fraction}: {shown}"
             )
         if new:
-            warnings.warn(f"replaced unreadable images: {new[:SHOWN_FILES]}", stacklevel=3)
+            warnings.warn(f"replaced unreadable images: {_shown(new)}", stacklevel=3)
+
+
+def _shown(skipped: list[tuple[str, str]]) -> str:
+    """The first SHOWN_FILES skipped files and why, for a one-line message."""
+    return "; ".join(f"{path} ({reason})" for path, reason in skipped[:SHOWN_FILES])
 
 
 class _KeysFrom:

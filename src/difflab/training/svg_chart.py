@@ -1,12 +1,16 @@
 """A small inline SVG line chart of one metric over step, for the run's report.html: no
-JavaScript, no library, only points, an axis box and the extreme values as text."""
+JavaScript, no library, only points, an axis box, round-number ticks with faint grid lines,
+and a flat strip for a series that never changes (a constant lr, a count that stays 0)."""
 
 from __future__ import annotations
 
+import math
 from html import escape
 
 WIDTH, HEIGHT = 420, 180
 PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 64, 12, 10, 28
+FLAT_HEIGHT = 36  # a constant series: one line and its value, not a full chart
+TICKS = 5  # about this many ticks per axis
 
 
 def line_chart(name: str, points: list[tuple[float, float]]) -> str:
@@ -24,10 +28,27 @@ def line_chart(name: str, points: list[tuple[float, float]]) -> str:
         )
     steps, values = [p[0] for p in points], [p[1] for p in points]
     x_of = _scale(min(steps), max(steps), PAD_LEFT, WIDTH - PAD_RIGHT)
+    if min(values) == max(values):
+        return _flat(title, points, x_of)
     y_of = _scale(min(values), max(values), HEIGHT - PAD_BOTTOM, PAD_TOP)
     coords = " ".join(f"{x_of(s):.1f},{y_of(v):.1f}" for s, v in _thinned(points, x_of))
     line = f'<polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="{coords}"/>'
-    return _svg(title + _frame() + _labels(steps, values) + line)
+    axes = _x_ticks(min(steps), max(steps), x_of) + _y_ticks(min(values), max(values), y_of)
+    return _svg(title + _frame() + axes + line)
+
+
+def _flat(title: str, points: list[tuple[float, float]], x_of) -> str:
+    """A strip FLAT_HEIGHT high: the constant value, a line over the steps, the step range."""
+    y, (first, value), last = FLAT_HEIGHT / 2, points[0], points[-1][0]
+    coords = " ".join(f"{x_of(s):.1f},{y:.1f}" for s, _ in _thinned(points, x_of))
+    return _svg(
+        title
+        + _text(PAD_LEFT - 4, y + 4, _number(value), "end")
+        + f'<polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="{coords}"/>'
+        + _text(PAD_LEFT, FLAT_HEIGHT - 2, f"step {int(first)}", "start")
+        + _text(WIDTH - PAD_RIGHT, FLAT_HEIGHT - 2, f"step {int(last)}", "end"),
+        height=FLAT_HEIGHT,
+    )
 
 
 def _thinned(points: list[tuple[float, float]], x_of) -> list[tuple[float, float]]:
@@ -60,16 +81,50 @@ def _frame() -> str:
     )
 
 
-def _labels(steps: list[float], values: list[float]) -> str:
-    """The value range on the left, the step range below."""
-    bottom, right = HEIGHT - PAD_BOTTOM, WIDTH - PAD_RIGHT
+def tick_step(lo: float, hi: float, count: int = TICKS) -> float:
+    """The round step (1, 2, 2.5 or 5 x 10^k) that cuts [lo, hi] into about count parts."""
+    raw = (hi - lo) / count
+    power = 10.0 ** math.floor(math.log10(raw))
+    return next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw * (1 - 1e-9))
+
+
+def nice_ticks(lo: float, hi: float, count: int = TICKS) -> list[float]:
+    """The multiples of tick_step(lo, hi) in [lo, hi] (hi > lo)."""
+    step = tick_step(lo, hi, count)
+    first, last = math.ceil(lo / step - 1e-9), math.floor(hi / step + 1e-9)
+    return [k * step for k in range(first, last + 1)]
+
+
+def tick_label(value: float, step: float) -> str:
+    """value with as many decimals as step needs, so neighbouring ticks read differently."""
+    if abs(value) < step * 1e-6:
+        return "0"
+    if not 1e-4 <= max(abs(value), step) < 1e6:
+        digits = math.floor(math.log10(abs(value))) - math.floor(math.log10(step)) + 2
+        return f"{value:.{max(digits, 1)}g}"
+    power = math.floor(math.log10(step) + 1e-9)
+    decimals = max(0, -power + (round(step / 10.0**power, 6) == 2.5))  # 2.5: one more
+    return f"{value:.{decimals}f}"
+
+
+def _x_ticks(lo: float, hi: float, x_of) -> str:
+    """Step ticks below the frame, whole steps only."""
+    bottom = HEIGHT - PAD_BOTTOM
+    ticks = [t for t in nice_ticks(lo, hi) if t == int(t)] if hi - lo >= 1 else [lo, hi]
+    return _text(PAD_LEFT - 4, bottom + 16, "step", "end") + "".join(
+        f'<line x1="{x_of(t):.1f}" y1="{bottom}" x2="{x_of(t):.1f}" y2="{bottom + 4}" '
+        f'stroke="#888"/>' + _text(x_of(t), bottom + 16, f"{int(t)}", "middle")
+        for t in ticks
+    )
+
+
+def _y_ticks(lo: float, hi: float, y_of) -> str:
+    """Value ticks left of the frame, each with a faint grid line across it."""
+    right, step = WIDTH - PAD_RIGHT, tick_step(lo, hi)
     return "".join(
-        (
-            _text(PAD_LEFT - 4, PAD_TOP + 10, _number(max(values)), "end"),
-            _text(PAD_LEFT - 4, bottom, _number(min(values)), "end"),
-            _text(PAD_LEFT, bottom + 16, f"step {int(min(steps))}", "start"),
-            _text(right, bottom + 16, f"step {int(max(steps))}", "end"),
-        )
+        f'<line x1="{PAD_LEFT}" y1="{y_of(t):.1f}" x2="{right}" y2="{y_of(t):.1f}" '
+        f'stroke="#eee"/>' + _text(PAD_LEFT - 4, y_of(t) + 4, tick_label(t, step), "end")
+        for t in nice_ticks(lo, hi)
     )
 
 
@@ -84,8 +139,8 @@ def _number(value: float) -> str:
     return f"{value:.4g}"
 
 
-def _svg(body: str) -> str:
+def _svg(body: str, height: int = HEIGHT) -> str:
     return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
-        f'viewBox="0 0 {WIDTH} {HEIGHT}" role="img">{body}</svg>'
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" '
+        f'viewBox="0 0 {WIDTH} {height}" role="img">{body}</svg>'
     )

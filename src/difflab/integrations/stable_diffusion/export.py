@@ -61,12 +61,12 @@ def export_run(run_dir: str | Path) -> Path:
     from difflab.generation import MODEL_INFO
     from difflab.training.checkpoint import load_latest_checkpoint
     from difflab.training.config import build_config
-    from difflab.training.recipes import read_yaml
+    from difflab.training.recipes import read_run_yaml
 
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file() or not (run_dir / MODEL_INFO).is_file():
         raise CheckpointError(f"{run_dir} is not a difflab run folder (no config.yaml/model.json)")
-    config = build_config(read_yaml(run_dir / "config.yaml"))
+    config = build_config(read_run_yaml(run_dir))
     if config.model.pretrained is None:
         raise CheckpointError(f"{run_dir} is not a Stable Diffusion fine-tune (model.pretrained)")
     ema = load_latest_checkpoint(run_dir, with_state=False).ema

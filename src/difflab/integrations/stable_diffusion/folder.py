@@ -60,8 +60,9 @@ def load_unet(path: str | Path):
     folder = component_folder(pipeline_folder(path), "unet", UNET_FILES)
     diffusers = import_diffusers()
     try:
+        # low_cpu_mem_usage=False: the saving needs accelerate, which diffusers asks for otherwise
         return diffusers.UNet2DConditionModel.from_pretrained(
-            folder, local_files_only=True, use_safetensors=True
+            folder, local_files_only=True, use_safetensors=True, low_cpu_mem_usage=False
         )
     except LOAD_ERRORS as err:
         raise CheckpointError(f"cannot load the UNet in {folder}: {err}") from err

@@ -95,6 +95,7 @@ def open_sd_session(config: Config, *, trust_checkpoint: bool = False) -> Sessio
         num_classes=0,
         start_step=start,
         codec=codec,
+        streamed_skipped=stream.skipped,
     )
 
 
