@@ -43,7 +43,9 @@ def resolve(args: argparse.Namespace) -> Config:
     if len(sources) > 1:
         raise ConfigError(f"expected one recipe or config file, got {', '.join(sources)}")
     if args.resume is None:
-        return load_config(sources[0] if sources else None, overrides)
+        return refuse_resume_key(load_config(sources[0] if sources else None, overrides))
+    if any(item.startswith("train.resume=") for item in overrides):
+        raise ConfigError(f"config key 'train.resume' is set by --resume {args.resume}; drop it")
     if sources:
         raise ConfigError(f"--resume continues {args.resume}'s own config; drop {sources[0]!r}")
     run_dir = Path(args.resume)
@@ -53,6 +55,18 @@ def resolve(args: argparse.Namespace) -> Config:
     config = build_config(read_yaml(run_dir / "config.yaml"), overrides)
     warn_inexact_resume(saved, config)
     config.train.resume = str(run_dir)
+    return config
+
+
+def refuse_resume_key(config: Config) -> Config:
+    """config, unless it sets train.resume: the CLI resumes one way, --resume, which checks
+    the run's own config against the changes."""
+    run = config.train.resume
+    if run is not None:
+        raise ConfigError(
+            f"config key 'train.resume' ({run}): resume with `difflab train --resume {run} "
+            "[key.sub=value ...]`, which continues the run's own config"
+        )
     return config
 
 

@@ -216,6 +216,24 @@ def _load_state(file: Path, trust: bool) -> dict[str, Any]:
         raise CheckpointError(f"cannot read checkpoint file {file}: {err}") from None
 
 
+def check_shapes(model: torch.nn.Module, tensors: dict[str, torch.Tensor], file: Path) -> None:
+    """CheckpointError naming file and the first tensor that the model and the checkpoint do
+    not share with one shape (a sharded model's tensors count at their full shape)."""
+    expected = {name: tuple(value.shape) for name, value in model.state_dict().items()}
+    for name, shape in expected.items():
+        if name not in tensors:
+            raise CheckpointError(f"checkpoint file {file} has no tensor {name!r} of the model")
+        found = tuple(tensors[name].shape)
+        if found != shape:
+            raise CheckpointError(
+                f"checkpoint file {file}: tensor {name!r} is {list(found)} but the model's is "
+                f"{list(shape)} (the model's config differs from the checkpoint's)"
+            )
+    extra = next((name for name in tensors if name not in expected), None)
+    if extra is not None:
+        raise CheckpointError(f"checkpoint file {file} has a tensor {extra!r} the model lacks")
+
+
 def load_checkpoint(
     path: Path | str, *, with_state: bool = True, trust: bool = False
 ) -> Checkpoint:

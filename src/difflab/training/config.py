@@ -7,6 +7,8 @@ raise ConfigError naming the key.
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -167,11 +169,33 @@ class Config:
 def build_config(data: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """A validated Config from a nested dict (recipe or file) plus `key.sub=value` overrides."""
     merged = _deep_copy(data)
+    _drop_other_network_options(merged, overrides)
     for item in overrides:
         set_override(merged, item)
     config = from_dict(Config, merged, prefix="")
     _check_values(config)
     return config
+
+
+def _drop_other_network_options(data: dict[str, Any], overrides: Sequence[str]) -> None:
+    """An override that switches model.network drops the file's model.options (written for
+    its network) with a warning: the new network starts from its own defaults, and options
+    given as overrides apply to it."""
+    probe: dict[str, Any] = {}
+    for item in overrides:
+        if item.startswith("model.network="):
+            set_override(probe, item)
+    model = data.get("model")
+    if not probe or not isinstance(model, dict) or not model.get("options"):
+        return
+    old, new = model.get("network", ModelConfig.network), probe["model"]["network"]
+    if new != old and new in NETWORKS:  # an unknown network is refused by name later
+        dropped = model.pop("options")
+        warnings.warn(
+            f"model.network={new} replaces {old}: its model.options {dropped} are dropped "
+            f"(set model.options.KEY=VALUE for {new})",
+            stacklevel=3,
+        )
 
 
 def _deep_copy(data: dict[str, Any]) -> dict[str, Any]:

@@ -26,6 +26,7 @@ import yaml
 
 from difflab.errors import ConfigError
 from difflab.training.checkpoint import complete_checkpoints
+from difflab.training.run_files import write_text_atomic
 from difflab.training.svg_chart import line_chart
 
 REPORT_FILE = "report.html"
@@ -56,15 +57,7 @@ def write_report(run_dir: Path | str, out: Path | str | None = None) -> Path:
     if not (run_dir / "config.yaml").is_file():
         raise ConfigError(f"{run_dir} is not a difflab run folder (no config.yaml)")
     out = Path(out) if out is not None else run_dir / REPORT_FILE
-    out.parent.mkdir(parents=True, exist_ok=True)
-    page = render_report(run_dir, out.parent)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(page, encoding="utf-8")
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return out
+    return write_text_atomic(out, render_report(run_dir, out.parent))
 
 
 def render_report(run_dir: Path, base: Path) -> str:

@@ -1,0 +1,82 @@
+"""Files written atomically: into a temporary sibling, then renamed into place, so a write
+that fails (disk full) leaves the previous file as it was and no temporary behind, and ends in
+one line naming the file and the free space there (RunFileError)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from safetensors import SafetensorError
+
+from difflab.errors import ConfigError, RunFileError
+
+# What a write raises when the disk is full or the path cannot be written: OSError from Python
+# and PIL, SafetensorError from safetensors, RuntimeError from torch.save's zip writer.
+WRITE_ERRORS = (OSError, SafetensorError, RuntimeError)
+
+
+def free_space(path: Path) -> str:
+    """The space left on the file system of path (its nearest existing parent), readable."""
+    for folder in (path, *path.parents):
+        try:
+            free = shutil.disk_usage(folder).free
+        except OSError:
+            continue
+        return f"{free / 2**30:.1f} GiB" if free >= 2**30 else f"{free / 2**20:.1f} MiB"
+    return "unknown space"
+
+
+def write_error(path: Path, err: BaseException) -> RunFileError:
+    """The one-line error of a failed write of path: the reason and the free space there."""
+    reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+    reason = " ".join(reason.split())  # torch's and safetensors' messages span lines
+    return RunFileError(f"cannot write {path}: {reason} ({free_space(path.parent)} free there)")
+
+
+def write_atomic(path: Path | str, write: Callable[[Path], None]) -> Path:
+    """write(tmp) into a temporary sibling with path's suffix, then rename it to path.
+    RunFileError on failure, the temporary removed and any previous file untouched."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(tmp)
+        os.replace(tmp, path)
+    except WRITE_ERRORS as err:
+        raise write_error(path, err) from None
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+    return path
+
+
+def write_text_atomic(path: Path | str, text: str) -> Path:
+    """write_atomic of a UTF-8 text file."""
+    return write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def require_run_folder(path: Path | str) -> Path:
+    """path when it is a difflab run folder (config.yaml and model.json); ConfigError
+    otherwise, so nothing is written into a folder that is not a run."""
+    path = Path(path)
+    missing = [name for name in ("config.yaml", "model.json") if not (path / name).is_file()]
+    if missing:
+        raise ConfigError(f"{path} is not a difflab run folder (no {' or '.join(missing)})")
+    return path
+
+
+def discard_failed_start(run_dir: Path) -> bool:
+    """Remove run_dir, a run this start created, when it failed before training a step (no
+    checkpoint, no loss logged), so the next try gets its name; whether it was removed."""
+    from difflab.training.checkpoint import latest_checkpoint
+
+    metrics = run_dir / "metrics.jsonl"
+    logged = metrics.is_file() and '"loss"' in metrics.read_text(errors="replace")
+    if latest_checkpoint(run_dir) is not None or logged:
+        return False
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return True
