@@ -52,6 +52,7 @@ from difflab.training.config import (
 from difflab.training.controlnet import controlled_network
 from difflab.training.latent_data import build_codec, recorded_latent
 from difflab.training.recipes import read_yaml
+from difflab.training.run_files import write_atomic
 
 # in_channels, image_size (the images'), num_classes, class_names of a run; a latent run's
 # codec settings and latent_shape (training/latent_data.latent_record)
@@ -378,13 +379,17 @@ def _to_pil(hwc: np.ndarray) -> Image.Image:
     return Image.fromarray(hwc[..., 0] if hwc.shape[-1] == 1 else hwc)
 
 
+def write_png(hwc: np.ndarray, path: Path) -> None:
+    """One PNG, written atomically (RunFileError names the file and the free space)."""
+    image = _to_pil(hwc)
+    write_atomic(path, lambda tmp: image.save(tmp, format="PNG"))
+
+
 def write_png_grid(images: Tensor, path: Path, ncol: int | None = None) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _to_pil(image_grid(images, ncol)).save(path)
+    write_png(image_grid(images, ncol), path)
 
 
 def write_png_folder(images: Tensor, labels: Tensor, folder: Path) -> None:
     """One PNG per image, named 000000_label3.png (label -1 when unconditional)."""
-    folder.mkdir(parents=True, exist_ok=True)
     for i, (img, y) in enumerate(zip(images, labels.tolist(), strict=True)):
-        _to_pil(img.permute(1, 2, 0).numpy()).save(folder / f"{i:06d}_label{y}.png")
+        write_png(img.permute(1, 2, 0).numpy(), folder / f"{i:06d}_label{y}.png")

@@ -26,6 +26,7 @@ from difflab.cli.sampling_args import add_sampling_arguments, hints_from_args, s
 from difflab.errors import ConfigError, DataError
 from difflab.evaluation.metrics import METRICS
 from difflab.training.config import SampleConfig
+from difflab.training.run_files import write_text_atomic
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -132,8 +133,7 @@ def run(args: argparse.Namespace) -> int:
     result = score(samples, metrics, args, device)
     record = {**samples.info, **result, "metrics": metrics, "time": time.strftime("%FT%T%z")}
     out = Path(args.out) if args.out else samples.out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=1) + "\n")
+    write_text_atomic(out, json.dumps(record, indent=1) + "\n")
     print_result(result)
     print(f"wrote {out}")
     return 0

@@ -43,6 +43,7 @@ from difflab.training.latent_data import recorded_latent
 from difflab.training.loop import run_loop
 from difflab.training.recipes import read_yaml
 from difflab.training.reporting import MetricsLog, read_metrics, trim_metrics
+from difflab.training.run_files import write_text_atomic
 from difflab.training.run_report import write_report
 from difflab.training.session import Session, build_train_state, open_session
 from difflab.training.signals import Interrupted, StopRequest
@@ -304,7 +305,7 @@ def write_run_config(session: Session, rounds: int, d: DistillConfig) -> None:
     """The run's config.yaml with train.steps of all rounds (the session's holds one round's),
     so a report or a resume of a stopped run sees the whole distillation."""
     t = replace(session.config.train, steps=rounds * d.steps_per_round, resume=None)
-    (session.run_dir / "config.yaml").write_text(replace(session.config, train=t).to_yaml())
+    write_text_atomic(session.run_dir / "config.yaml", replace(session.config, train=t).to_yaml())
 
 
 def distill(

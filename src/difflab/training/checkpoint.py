@@ -31,6 +31,7 @@ from safetensors.torch import load_file, save_file
 
 from difflab.errors import CheckpointError
 from difflab.hashing import file_sha256
+from difflab.training.run_files import WRITE_ERRORS, write_error
 
 MARKER = "COMPLETE"
 FILES = ("model.safetensors", "ema.safetensors", "state.pt")
@@ -103,26 +104,25 @@ def save_checkpoint(
 ) -> Path:
     """Write checkpoint `step` under folder atomically; keep the newest `keep` complete ones.
 
-    An OSError while writing (ENOSPC, EIO...) becomes a CheckpointError naming the folder,
-    after the temporary folder is removed; no complete checkpoint is touched."""
-    folder.mkdir(parents=True, exist_ok=True)
+    A write that fails (ENOSPC, EIO: OSError, SafetensorError or torch.save's RuntimeError)
+    becomes a one-line CheckpointError naming the checkpoint and the free space, after the
+    temporary folder is removed; no complete checkpoint is touched."""
     final = folder / f"step-{step:06d}"
     tmp = folder / f"{_TMP_PREFIX}{final.name}"
-    for stale in folder.glob(f"{_TMP_PREFIX}*"):  # left by a save that was killed
-        shutil.rmtree(stale, ignore_errors=True)
     try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob(f"{_TMP_PREFIX}*"):  # left by a save that was killed
+            shutil.rmtree(stale, ignore_errors=True)
         _write_folder(tmp, step, model, ema, state)
         _move_into_place(tmp, final)
     except CheckpointError:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    except OSError as err:
+    except WRITE_ERRORS as err:
         shutil.rmtree(tmp, ignore_errors=True)
         previous = latest_checkpoint(folder.parent)
         kept = f"; the newest complete checkpoint {previous} is intact" if previous else ""
-        raise CheckpointError(
-            f"cannot write checkpoint {final}: {err.strerror or err}{kept}"
-        ) from None
+        raise CheckpointError(f"{write_error(final, err, 'checkpoint ')}{kept}") from None
     _prune(folder, keep)
     return final
 

@@ -30,11 +30,13 @@ def free_space(path: Path) -> str:
     return "unknown space"
 
 
-def write_error(path: Path, err: BaseException) -> RunFileError:
-    """The one-line error of a failed write of path: the reason and the free space there."""
+def write_error(path: Path, err: BaseException, what: str = "") -> RunFileError:
+    """The one-line error of a failed write of path (what: e.g. "checkpoint "): the reason and
+    the free space there."""
     reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
     reason = " ".join(reason.split())  # torch's and safetensors' messages span lines
-    return RunFileError(f"cannot write {path}: {reason} ({free_space(path.parent)} free there)")
+    free = free_space(path.parent)
+    return RunFileError(f"cannot write {what}{path}: {reason} ({free} free there)")
 
 
 def write_atomic(path: Path | str, write: Callable[[Path], None]) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from difflab.data import ImageDataset, load_dataset
-from difflab.errors import ConfigError
+from difflab.errors import ConfigError, RunFileError
 from difflab.generation import MODEL_INFO, build_denoiser, load_run
 from difflab.latents import Codec
 from difflab.losses import DenoisingLoss
@@ -108,8 +109,13 @@ def write_run_files(run_dir: Path, config: Config, info: dict) -> bool:
     """config.yaml and model.json, each atomically; whether this created run_dir. Called once
     everything that can refuse the run (config, data, a resumed checkpoint) has passed."""
     created = not run_dir.exists()
-    write_text_atomic(run_dir / "config.yaml", config.to_yaml())
-    write_text_atomic(run_dir / MODEL_INFO, json.dumps(info, indent=1))
+    try:
+        write_text_atomic(run_dir / "config.yaml", config.to_yaml())
+        write_text_atomic(run_dir / MODEL_INFO, json.dumps(info, indent=1))
+    except RunFileError:
+        if created:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     return created
 
 
