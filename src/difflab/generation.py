@@ -11,7 +11,6 @@ function here takes and returns images.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -41,7 +40,7 @@ from difflab.parameterization import Denoiser
 from difflab.samplers import SAMPLERS, SamplingGrid, StackedGenerator, ThresholdKind, thresholded
 from difflab.samplers.options import grid_times, sampler_kwargs
 from difflab.schedules import make_schedule
-from difflab.training.checkpoint import load_latest_checkpoint
+from difflab.training.checkpoint import check_shapes, load_latest_checkpoint
 from difflab.training.config import (
     SD_NETWORK,
     Config,
@@ -52,7 +51,7 @@ from difflab.training.config import (
 from difflab.training.controlnet import controlled_network
 from difflab.training.latent_data import build_codec, recorded_latent
 from difflab.training.recipes import read_yaml
-from difflab.training.run_files import write_atomic
+from difflab.training.run_files import read_model_info, write_atomic
 
 # in_channels, image_size (the images'), num_classes, class_names of a run; a latent run's
 # codec settings and latent_shape (training/latent_data.latent_record)
@@ -115,7 +114,7 @@ def load_run(
     if not (run_dir / "config.yaml").is_file() or not (run_dir / MODEL_INFO).is_file():
         raise CheckpointError(f"{run_dir} is not a difflab run folder (no config.yaml/model.json)")
     config = build_config(read_yaml(run_dir / "config.yaml"))
-    info = json.loads((run_dir / MODEL_INFO).read_text())
+    info = read_model_info(run_dir)
     ckpt = load_latest_checkpoint(run_dir, trust=trust_checkpoint)
     codec = build_codec(recorded_latent(info), device)
     image_shape = (info["in_channels"], info["image_size"], info["image_size"])
@@ -124,6 +123,11 @@ def load_run(
         config, in_channels=c, image_size=size, num_classes=info["num_classes"]
     )
     tensors = ckpt.ema if weights == "ema" else ckpt.model
+    check_shapes(
+        denoiser.network,
+        tensors,
+        ckpt.path / f"{'ema' if weights == 'ema' else 'model'}.safetensors",
+    )
     denoiser.network.load_state_dict(tensors)
     return LoadedRun(
         config=config,

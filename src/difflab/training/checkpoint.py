@@ -216,6 +216,13 @@ def _load_state(file: Path, trust: bool) -> dict[str, Any]:
         raise CheckpointError(f"cannot read checkpoint file {file}: {err}") from None
 
 
+def require_state(ckpt: Checkpoint, keys: tuple[str, ...]) -> None:
+    """CheckpointError naming state.pt and the first of keys it lacks (a hand-edited file)."""
+    missing = next((key for key in keys if key not in ckpt.state), None)
+    if missing is not None:
+        raise CheckpointError(f"checkpoint file {ckpt.path / 'state.pt'} has no {missing!r} entry")
+
+
 def check_shapes(model: torch.nn.Module, tensors: dict[str, torch.Tensor], file: Path) -> None:
     """CheckpointError naming file and the first tensor that the model and the checkpoint do
     not share with one shape (a sharded model's tensors count at their full shape)."""
@@ -245,6 +252,8 @@ def load_checkpoint(
         raise CheckpointError(f"checkpoint folder {path} does not exist")
     _verify(path)
     state = _load_state(path / "state.pt", trust) if with_state else {}
+    if with_state and not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint file {path / 'state.pt'} is not a mapping")
     if with_state and not isinstance(state.get("step"), int):
         raise CheckpointError(f"checkpoint file {path / 'state.pt'} holds no integer 'step'")
     return Checkpoint(

@@ -5,14 +5,16 @@ one line naming the file and the free space there (RunFileError)."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from safetensors import SafetensorError
 
-from difflab.errors import ConfigError, RunFileError
+from difflab.errors import CheckpointError, ConfigError, RunFileError
 
 # What a write raises when the disk is full or the path cannot be written: OSError from Python
 # and PIL, SafetensorError from safetensors, RuntimeError from torch.save's zip writer.
@@ -82,3 +84,30 @@ def discard_failed_start(run_dir: Path) -> bool:
         return False
     shutil.rmtree(run_dir, ignore_errors=True)
     return True
+
+
+# model.json's sizes: far above any network difflab builds, far below what cannot be allocated
+MODEL_INFO_BOUNDS = {"in_channels": (1, 64), "image_size": (1, 8192), "num_classes": (0, 10**6)}
+
+
+def read_model_info(run_dir: Path | str) -> dict[str, Any]:
+    """A run's model.json, checked: a JSON object whose sizes are integers within
+    MODEL_INFO_BOUNDS; CheckpointError naming the file and the key otherwise."""
+    path = Path(run_dir) / "model.json"
+    try:
+        info = json.loads(path.read_text())
+    except OSError as err:
+        raise CheckpointError(f"cannot read {path}: {err.strerror or err}") from None
+    except ValueError as err:
+        raise CheckpointError(f"{path} is not valid JSON: {err}") from None
+    if not isinstance(info, dict):
+        raise CheckpointError(f"{path} must hold a JSON object, not a {type(info).__name__}")
+    for key, (low, high) in MODEL_INFO_BOUNDS.items():
+        value = info.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise CheckpointError(
+                f"{path}: key {key!r} must be an integer from {low} to {high}, got {value!r}"
+            )
+    if not isinstance(info.get("latent", {}), dict):
+        raise CheckpointError(f"{path}: key 'latent' must be a JSON object")
+    return info

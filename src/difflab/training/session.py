@@ -19,7 +19,12 @@ from difflab.latents import Codec
 from difflab.losses import DenoisingLoss
 from difflab.parameterization import Denoiser
 from difflab.training.batches import DeviceData
-from difflab.training.checkpoint import Checkpoint, check_shapes, load_latest_checkpoint
+from difflab.training.checkpoint import (
+    Checkpoint,
+    check_shapes,
+    load_latest_checkpoint,
+    require_state,
+)
 from difflab.training.config import Config
 from difflab.training.controlnet import hint_transform, start_from_base
 from difflab.training.distributed import (
@@ -174,6 +179,7 @@ def build_train_state(
 def _resume(state: TrainState, ckpt: Checkpoint) -> int:
     """Load a checkpoint (full tensors, read by every rank) into state; return its step.
     A model whose tensors differ from the checkpoint's is refused, naming the first."""
+    require_state(ckpt, ("optimizer", "scaler", "rng"))
     check_shapes(state.model, ckpt.model, ckpt.path / "model.safetensors")
     check_shapes(state.ema.module, ckpt.ema, ckpt.path / "ema.safetensors")
     load_full_state(state.model, ckpt.model, state.optimizer, ckpt.state["optimizer"])
