@@ -25,6 +25,7 @@ from urllib.parse import quote
 import yaml
 
 from difflab.errors import ConfigError
+from difflab.training.bounded_yaml import load_bounded
 from difflab.training.checkpoint import complete_checkpoints
 from difflab.training.run_files import write_text_atomic
 from difflab.training.svg_chart import line_chart
@@ -126,8 +127,8 @@ def _series(name: str, pairs: list[tuple[int, float | None]]) -> Series:
 
 def _parse_yaml(text: str) -> dict[str, Any]:
     try:
-        config = yaml.safe_load(text)
-    except yaml.YAMLError:
+        config = load_bounded(text, "the run's config.yaml")
+    except (yaml.YAMLError, ConfigError):
         return {}
     return config if isinstance(config, dict) else {}
 
