@@ -130,6 +130,7 @@ def run_and_report(work: Callable[[], Path]) -> tuple[int, Path | None]:
     """(exit status, run folder on rank 0 when work finished, else None): run the training
     work, leave the process group, print the run folder or how it was interrupted."""
     from difflab.training.distributed import is_main, shutdown
+    from difflab.training.memory import is_out_of_memory, out_of_memory_error
     from difflab.training.signals import Interrupted
 
     finished = False
@@ -140,6 +141,10 @@ def run_and_report(work: Callable[[], Path]) -> tuple[int, Path | None]:
         if is_main():
             print(f"difflab: {stopped}", file=sys.stderr)
         return stopped.exit_status, None
+    except (RuntimeError, MemoryError) as err:  # the allocator's, named by the keys to change
+        if is_out_of_memory(err):
+            raise out_of_memory_error(err) from None
+        raise
     finally:
         main = is_main()  # before leaving the process group, after which every rank is "rank 0"
         shutdown(finished)

@@ -23,6 +23,7 @@ from difflab.schedules import GRIDS
 from difflab.training.config_types import from_dict, set_override
 from difflab.training.wandb_log import require_wandb
 
+MAX_CPU_THREADS = 1024  # more threads than any CPU has cores: each costs memory and a stack
 SD_NETWORK = "sd-unet"  # model.network of a Stable Diffusion fine-tune: model.pretrained's UNet
 
 
@@ -227,7 +228,13 @@ def _check_values(c: Config) -> None:
     ]:
         _require(value >= 0, key, ">= 0", value)
     threads = t.cpu_threads
-    _require(threads is None or threads >= 1, "train.cpu_threads", ">= 1 or null", threads)
+    limit = f"from 1 to {MAX_CPU_THREADS} or null"
+    _require(
+        threads is None or 1 <= threads <= MAX_CPU_THREADS, "train.cpu_threads", limit, threads
+    )
+    name = c.run.name
+    plain = name is None or (name not in ("", ".", "..") and "/" not in name and "\\" not in name)
+    _require(plain, "run.name", "a folder name (no '/', not '.' or '..')", name)
     _require(t.eval_samples >= 2, "train.eval_samples", ">= 2", t.eval_samples)
     _require(t.grad_accum >= 1, "train.grad_accum", ">= 1", t.grad_accum)
     nonfinite = t.max_nonfinite_steps

@@ -36,6 +36,7 @@ from difflab.training.distributed import (
 )
 from difflab.training.ema import EMA
 from difflab.training.latent_data import build_codec, latent_record, latent_shape_of
+from difflab.training.memory import check_network_fits
 from difflab.training.optim import build_optimizer
 from difflab.training.precision import resolve_precision
 from difflab.training.rng import restore_rng_state
@@ -206,11 +207,15 @@ def _model_info(
     }
 
 
-def _build_denoiser(config: Config, info: dict, image_shape: tuple[int, int, int]) -> Denoiser:
-    """build_denoiser for the data's shape; a network that cannot take a latent run's latents
-    says which latents, since its image_size is not the images'."""
+def _build_denoiser(
+    config: Config, info: dict, image_shape: tuple[int, int, int], device: torch.device
+) -> Denoiser:
+    """build_denoiser for the data's shape on device, once its size is known to fit; a
+    network that cannot take a latent run's latents says which latents, since its image_size
+    is not the images'."""
     try:
-        return build_denoiser(config, **info)
+        check_network_fits(config, info, device)
+        return build_denoiser(config, **info).to(device)
     except ConfigError as err:
         if config.model.latent.vae is None:
             raise
@@ -238,6 +243,9 @@ def prepare_run(
     if device.type == "cpu" and t.cpu_threads is not None:
         # Small models run faster on one thread: the ops are too small to split.
         torch.set_num_threads(t.cpu_threads)
+    root = Path(config.run.root)
+    if not t.resume and root.exists() and not root.is_dir():
+        raise ConfigError(f"config key 'run.root' ({root}) is not a folder")
     run_dir = Path(t.resume) if t.resume else broadcast_from_main(new_run_dir(config))
     checkpoint = load_latest_checkpoint(run_dir, trust=trust_checkpoint) if t.resume else None
     if checkpoint is not None and checkpoint.step > t.steps:
@@ -278,7 +286,7 @@ def open_session(config: Config, *, trust_checkpoint: bool = False) -> Session:
     codec = build_codec(config.model.latent, device)
     image_shape, info = _model_info(config, dataset, codec)
     torch.manual_seed(t.seed)
-    denoiser = _build_denoiser(config, info, image_shape).to(device)
+    denoiser = _build_denoiser(config, info, image_shape, device)
     base_run = config.model.controlnet.base_run
     if base_run is not None and checkpoint is None:
         start_from_base(denoiser.network, load_run(base_run, device=device), config, info)
