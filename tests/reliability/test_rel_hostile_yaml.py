@@ -53,7 +53,7 @@ def test_a_self_referencing_alias_is_refused(tmp_path, capsys):
 def test_an_oversized_config_file_is_refused(tmp_path, capsys):
     big = tmp_path / "big.yaml"
     big.write_text("# padding\n" * (MAX_BYTES // 10 + 1))
-    assert f"larger than {MAX_BYTES} bytes" in _one_line(capsys, ["train", str(big)])
+    assert f"larger than {MAX_BYTES} bytes" in _one_line(capsys, ["train", str(big), "--dry-run"])
 
 
 def test_billion_laughs_in_a_run_config_is_refused_on_resume(tmp_path, capsys):
