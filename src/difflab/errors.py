@@ -19,3 +19,8 @@ class CheckpointError(DifflabError):
 
 class TrainingError(DifflabError):
     """Training cannot go on (too many non-finite steps, too many bad samples)."""
+
+
+class RunFileError(DifflabError, OSError):
+    """A file cannot be written (disk full, read-only, not a folder); the message names the
+    file and the free space there."""

@@ -11,7 +11,6 @@ function here takes and returns images.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -43,7 +42,7 @@ from difflab.samplers import SAMPLERS, SamplingGrid, StackedGenerator, Threshold
 from difflab.samplers.base import StepCallback
 from difflab.samplers.options import grid_times, sampler_kwargs
 from difflab.schedules import make_schedule
-from difflab.training.checkpoint import load_latest_checkpoint
+from difflab.training.checkpoint import check_shapes, load_latest_checkpoint
 from difflab.training.config import (
     SD_NETWORK,
     Config,
@@ -54,6 +53,7 @@ from difflab.training.config import (
 from difflab.training.controlnet import controlled_network
 from difflab.training.latent_data import build_codec, recorded_latent
 from difflab.training.recipes import read_run_yaml
+from difflab.training.run_files import read_model_info, write_atomic
 
 # in_channels, image_size (the images'), num_classes, class_names of a run; a latent run's
 # codec settings and latent_shape (training/latent_data.latent_record)
@@ -116,7 +116,7 @@ def load_run(
     if not (run_dir / "config.yaml").is_file() or not (run_dir / MODEL_INFO).is_file():
         raise CheckpointError(f"{run_dir} is not a difflab run folder (no config.yaml/model.json)")
     config = build_config(read_run_yaml(run_dir))
-    info = json.loads((run_dir / MODEL_INFO).read_text())
+    info = read_model_info(run_dir)
     ckpt = load_latest_checkpoint(run_dir, trust=trust_checkpoint)
     codec = build_codec(recorded_latent(info), device)
     image_shape = (info["in_channels"], info["image_size"], info["image_size"])
@@ -125,6 +125,11 @@ def load_run(
         config, in_channels=c, image_size=size, num_classes=info["num_classes"]
     )
     tensors = ckpt.ema if weights == "ema" else ckpt.model
+    check_shapes(
+        denoiser.network,
+        tensors,
+        ckpt.path / f"{'ema' if weights == 'ema' else 'model'}.safetensors",
+    )
     denoiser.network.load_state_dict(tensors)
     return LoadedRun(
         config=config,
@@ -386,13 +391,17 @@ def _to_pil(hwc: np.ndarray) -> Image.Image:
     return Image.fromarray(hwc[..., 0] if hwc.shape[-1] == 1 else hwc)
 
 
+def write_png(hwc: np.ndarray, path: Path) -> None:
+    """One PNG, written atomically (RunFileError names the file and the free space)."""
+    image = _to_pil(hwc)
+    write_atomic(path, lambda tmp: image.save(tmp, format="PNG"))
+
+
 def write_png_grid(images: Tensor, path: Path, ncol: int | None = None) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _to_pil(image_grid(images, ncol)).save(path)
+    write_png(image_grid(images, ncol), path)
 
 
 def write_png_folder(images: Tensor, labels: Tensor, folder: Path) -> None:
     """One PNG per image, named 000000_label3.png (label -1 when unconditional)."""
-    folder.mkdir(parents=True, exist_ok=True)
     for i, (img, y) in enumerate(zip(images, labels.tolist(), strict=True)):
-        _to_pil(img.permute(1, 2, 0).numpy()).save(folder / f"{i:06d}_label{y}.png")
+        write_png(img.permute(1, 2, 0).numpy(), folder / f"{i:06d}_label{y}.png")

@@ -1,6 +1,8 @@
 import io
 import logging
+import os
 import tarfile
+import threading
 
 import numpy as np
 import pytest
@@ -82,8 +84,44 @@ def test_grey_images_keep_one_channel_unless_mixed(tmp_path):
     _png(root / "b" / "0.png", value=9, mode="L")
     assert load_dataset("image-folder", root=root).images[:, :, 0, 0].tolist() == [[7], [9]]
     _png(root / "b" / "1.png", value=200)
-    mixed = load_dataset("image-folder", root=root).images[:, :, 0, 0]
+    with pytest.warns(UserWarning, match=r"1 colour and 2 grey .*colour ones: .*b/1\.png"):
+        mixed = load_dataset("image-folder", root=root).images[:, :, 0, 0]
     assert mixed.tolist() == [[7, 7, 7], [9, 9, 9], [200, 100, 55]]
+
+
+def test_sixteen_bit_grey_is_scaled_to_8_bits_and_keeps_one_channel(tmp_path):
+    k = np.arange(256, dtype=np.int64).reshape(16, 16)
+    wide = np.stack([k * 257, k * 257 + 128, k * 257 + 129]).clip(0, 65535)  # round(x / 257)
+    for i, plane in enumerate(wide):
+        path = tmp_path / "a" / f"{i}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(plane.astype(np.uint16)).save(path)  # a 16-bit grey PNG
+    _png(tmp_path / "b" / "0.png", value=7, size=(16, 16), mode="L")
+    ds = load_dataset("image-folder", root=tmp_path)
+    assert ds.images.shape == (4, 1, 16, 16)
+    assert ds.images[0, 0].tolist() == ds.images[1, 0].tolist() == k.tolist()
+    assert ds.images[2, 0].tolist() == (k + 1).clip(0, 255).tolist()
+
+
+def test_fifo_and_link_to_a_device_are_skipped_by_name(tmp_path):
+    root = _folder(tmp_path, per_class=4, classes=("a",))
+    fifo, device = root / "a" / "pipe.png", root / "a" / "null.png"
+    os.mkfifo(fifo)
+    device.symlink_to("/dev/null")  # /dev/zero is refused the same way, without reading it
+    # A writer that opens and closes the FIFO, so reading it (the bug) ends instead of hanging.
+    writer = threading.Thread(target=lambda: os.close(os.open(fifo, os.O_WRONLY)), daemon=True)
+    writer.start()
+    try:
+        with pytest.warns(UserWarning, match="skipped 2 of 6"):
+            ds = load_dataset("image-folder", root=root, max_bad_fraction=0.5)
+    finally:
+        os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))  # lets the writer finish
+        writer.join()
+    assert len(ds) == 4
+    assert sorted(ds.skipped) == [
+        (str(device), "not a regular file"),
+        (str(fifo), "not a regular file"),
+    ]
 
 
 def test_layout_errors(tmp_path):

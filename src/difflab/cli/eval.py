@@ -29,6 +29,7 @@ from difflab.cli.sampling_args import add_sampling_arguments, hints_from_args, s
 from difflab.errors import ConfigError, DataError
 from difflab.evaluation.metrics import METRICS
 from difflab.training.config import SampleConfig
+from difflab.training.run_files import write_text_atomic
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -130,26 +131,38 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--num must be >= 2 and --batch-size >= 1, got {args.num}, "
                           f"{args.batch_size}")  # fmt: skip
     device = resolve_device(args.device)
+    inception = _inception(args, device)  # checked before sampling or training a classifier
     samples = load_source(Path(args.source), args, device)
     metrics = args.metrics or (["fid", "accuracy"] if samples.labels is not None else ["fid"])
     if "accuracy" in metrics and samples.labels is None:
         raise ConfigError("metric accuracy needs labelled samples (a class-conditional run)")
-    result = score(samples, metrics, args, device)
+    result = score(samples, metrics, args, device, inception)
     record = {**samples.info, **result, "metrics": metrics, "time": time.strftime("%FT%T%z")}
     out = Path(args.out) if args.out else unused_path(samples.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=1) + "\n")
+    write_text_atomic(out, json.dumps(record, indent=1) + "\n")
     print_result(result)
     print(f"wrote {out}")
     return 0
 
 
+def _inception(args: argparse.Namespace, device: torch.device):
+    """The --inception extractor (its file checked now), or None."""
+    from difflab.evaluation import InceptionFeatures
+
+    return InceptionFeatures(args.inception, device=device) if args.inception else None
+
+
 def score(
-    samples: Samples, metrics: list[str], args: argparse.Namespace, device: torch.device
+    samples: Samples,
+    metrics: list[str],
+    args: argparse.Namespace,
+    device: torch.device,
+    inception=None,
 ) -> dict[str, Any]:
-    """evaluate() with the reference, extractor and classifier the arguments ask for."""
+    """evaluate() with the reference, extractor (inception: --inception's, already loaded) and
+    classifier the arguments ask for."""
     from difflab.data import load_dataset
-    from difflab.evaluation import ClassifierFeatures, EvalOptions, InceptionFeatures, evaluate
+    from difflab.evaluation import ClassifierFeatures, EvalOptions, evaluate
     from difflab.evaluation.classifier_cache import at_size, cache_root
 
     name = args.reference or samples.reference
@@ -173,10 +186,8 @@ def score(
     )
     extractor = None
     if reference is not None:
-        extractor = (
-            InceptionFeatures(args.inception, device=device)
-            if args.inception
-            else ClassifierFeatures(classifier, batch_size=args.batch_size, device=device)
+        extractor = inception or ClassifierFeatures(
+            classifier, batch_size=args.batch_size, device=device
         )
     result = evaluate(
         samples.images,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from difflab.errors import ConfigError
+from difflab.errors import ConfigError, RunFileError
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -21,11 +21,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from difflab.training.run_files import require_run_folder
     from difflab.training.run_report import write_report
 
+    require_run_folder(args.run)  # never writes report.html into a folder that is not a run
     try:
         out = write_report(args.run, args.out)
-    except OSError as err:  # e.g. --out is a folder, or the run's files are unreadable
+    except RunFileError:  # names the file and the free space
+        raise
+    except OSError as err:  # the run's files are unreadable
         raise ConfigError(f"cannot write the report of {args.run}: {err}") from None
     print(f"wrote {out}")
     return 0

@@ -43,7 +43,9 @@ def resolve(args: argparse.Namespace) -> Config:
     if len(sources) > 1:
         raise ConfigError(f"expected one recipe or config file, got {', '.join(sources)}")
     if args.resume is None:
-        return load_config(sources[0] if sources else None, overrides)
+        return refuse_resume_key(load_config(sources[0] if sources else None, overrides))
+    if any(item.startswith("train.resume=") for item in overrides):
+        raise ConfigError(f"config key 'train.resume' is set by --resume {args.resume}; drop it")
     if sources:
         raise ConfigError(f"--resume continues {args.resume}'s own config; drop {sources[0]!r}")
     run_dir = Path(args.resume)
@@ -53,6 +55,18 @@ def resolve(args: argparse.Namespace) -> Config:
     config = build_config(read_run_yaml(run_dir), overrides)
     warn_inexact_resume(saved, config)
     config.train.resume = str(run_dir)
+    return config
+
+
+def refuse_resume_key(config: Config) -> Config:
+    """config, unless it sets train.resume: the CLI resumes one way, --resume, which checks
+    the run's own config against the changes."""
+    run = config.train.resume
+    if run is not None:
+        raise ConfigError(
+            f"config key 'train.resume' ({run}): resume with `difflab train --resume {run} "
+            "[key.sub=value ...]`, which continues the run's own config"
+        )
     return config
 
 
@@ -116,6 +130,7 @@ def run_and_report(work: Callable[[], Path]) -> tuple[int, Path | None]:
     """(exit status, run folder on rank 0 when work finished, else None): run the training
     work, leave the process group, print that it finished or how it was interrupted."""
     from difflab.training.distributed import is_main, shutdown
+    from difflab.training.memory import is_out_of_memory, out_of_memory_error
     from difflab.training.signals import Interrupted
 
     finished = False
@@ -126,6 +141,10 @@ def run_and_report(work: Callable[[], Path]) -> tuple[int, Path | None]:
         if is_main():
             print(f"difflab: {stopped}", file=sys.stderr)
         return stopped.exit_status, None
+    except (RuntimeError, MemoryError) as err:  # the allocator's, named by the keys to change
+        if is_out_of_memory(err):
+            raise out_of_memory_error(err) from None
+        raise
     finally:
         main = is_main()  # before leaving the process group, after which every rank is "rank 0"
         shutdown(finished)

@@ -2,7 +2,9 @@
 
 Images are decoded by a thread pool (PIL releases the GIL while decoding) and held whole in
 memory at their native size, which must be the same for all unless `image_size` resizes them.
-Unreadable files (empty, corrupt, truncated) are skipped, named in a warning and recorded in
+16-bit grey images are scaled to 8 bits; colour images among grey ones make every image 3-channel,
+with a warning naming them. Unreadable files (empty, corrupt, truncated, not regular files such
+as a FIFO or a link to a device) are skipped, named in a warning and recorded in
 `ImageDataset.skipped`; more than `max_bad_fraction` of them is an error. With `cache_dir`,
 the decoded arrays are kept in a .npz keyed by the files' names, sizes and mtimes.
 """
@@ -13,6 +15,7 @@ import hashlib
 import json
 import logging
 import os
+import stat
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +33,7 @@ from difflab.errors import DataError
 logger = logging.getLogger(__name__)
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 GREY_MODES = ("1", "L", "LA")
+SIXTEEN_BIT_GREY = ("I;16", "I;16B", "I;16L", "I")  # PIL's modes of a 16-bit grey PNG
 FILES_PER_TASK = 256
 CACHE_VERSION = 1
 SHOWN_FILES = 5  # how many skipped files an error or summary warning names
@@ -143,23 +147,54 @@ def _stack(good: list[tuple[Path, np.ndarray]]) -> np.ndarray:
     """[N, C, H, W] from [H, W] / [H, W, 3] arrays; grey ones repeated to 3 when mixed."""
     if not good:
         return np.zeros((0, 1, 1, 1), np.uint8)
-    channels = 3 if any(array.ndim == 3 for _, array in good) else 1
+    colour = [str(path) for path, array in good if array.ndim == 3]
+    channels = 3 if colour else 1
+    if colour and len(colour) < len(good):
+        _warn_mixed(colour, [str(path) for path, array in good if array.ndim == 2])
     first, shape = good[0][0], good[0][1].shape[:2]
     return np.stack([_to_chw(path, array, channels, shape, first) for path, array in good])
+
+
+def _warn_mixed(colour: list[str], grey: list[str]) -> None:
+    """Say that colour images make the whole dataset 3-channel, naming the fewer kind."""
+    kind, fewer = ("colour", colour) if len(colour) <= len(grey) else ("grey", grey)
+    warnings.warn(
+        f"{len(colour)} colour and {len(grey)} grey images: every image is made 3-channel "
+        f"(grey repeated); the {kind} ones: {', '.join(fewer[:SHOWN_FILES])}",
+        stacklevel=5,
+    )
 
 
 def _decode_many(paths: Sequence[Path], size: Size | None) -> list[np.ndarray | str]:
     return [_decode(path, size) for path in paths]
 
 
+def _read_regular(path: Path) -> bytes | str:
+    """The bytes of path, or why it is not read: a FIFO, device or socket (a symlink to
+    /dev/zero) is never read, opened without blocking and checked with fstat first."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return "not a regular file"
+        return f.read()  # one read: PIL's many small reads of a file cost more
+
+
+def _as_8bit(image: Image.Image) -> Image.Image:
+    """image as "L" or "RGB"; 16-bit grey scaled to 8 bits, round(x / 257), not clipped."""
+    if image.mode in SIXTEEN_BIT_GREY:
+        wide = np.clip(np.asarray(image, dtype=np.int64), 0, 65535)
+        return Image.fromarray(((wide + 128) // 257).astype(np.uint8))
+    return image.convert("L" if image.mode in GREY_MODES else "RGB")
+
+
 def _decode(path: Path, size: Size | None) -> np.ndarray | str:
     """[H, W] (grey) or [H, W, 3] uint8, or why the file cannot be read."""
     try:
-        data = path.read_bytes()  # one read: PIL's many small reads of a file cost more
-        if not data:
-            return "empty file"
+        data = _read_regular(path)
+        if isinstance(data, str) or not data:
+            return data or "empty file"
         with open_image_bytes(data) as image:
-            image = image.convert("L" if image.mode in GREY_MODES else "RGB")
+            image = _as_8bit(image)
         if size is not None and image.size != (size[1], size[0]):
             image = image.resize((size[1], size[0]), Image.Resampling.BICUBIC)
         return np.asarray(image)

@@ -13,6 +13,7 @@ import yaml
 from difflab.errors import ConfigError
 from difflab.training.config_types import from_dict, set_override
 from difflab.training.recipes import read_yaml
+from difflab.training.run_files import write_text_atomic
 
 SETTINGS_FILE = "distill.yaml"  # the distillation settings and teacher run, in the run folder
 
@@ -88,7 +89,7 @@ def write_settings(run_dir: Path, teacher_dir: Path, d: DistillConfig) -> None:
     """distill.yaml, written when the distilled run's folder is made: it marks the folder as a
     distillation and holds what `difflab distill --resume` continues with."""
     settings = {"teacher_run": str(teacher_dir), "distill": asdict(d)}
-    (run_dir / SETTINGS_FILE).write_text(yaml.safe_dump(settings, sort_keys=False))
+    write_text_atomic(run_dir / SETTINGS_FILE, yaml.safe_dump(settings, sort_keys=False))
 
 
 def is_distilled(run_dir: Path) -> bool:

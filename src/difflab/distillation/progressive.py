@@ -16,7 +16,6 @@ each round as it started; `resume_distill` finds the round of the newest checkpo
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -34,7 +33,7 @@ from difflab.distillation.config import (
 from difflab.distillation.loss import DistillationLoss
 from difflab.distillation.teachers import load_teacher, save_teacher
 from difflab.errors import ConfigError
-from difflab.generation import MODEL_INFO, LoadedRun, load_run
+from difflab.generation import LoadedRun, load_run
 from difflab.parameterization import Denoiser
 from difflab.schedules import NoiseSchedule, uniform_grid
 from difflab.training.config import Config, ModelConfig, RunConfig, build_config
@@ -43,6 +42,7 @@ from difflab.training.latent_data import recorded_latent
 from difflab.training.loop import run_loop
 from difflab.training.recipes import read_run_yaml
 from difflab.training.reporting import MetricsLog, read_metrics, trim_metrics
+from difflab.training.run_files import read_model_info, write_text_atomic
 from difflab.training.run_report import write_report
 from difflab.training.session import Session, build_train_state, open_session
 from difflab.training.signals import Interrupted, StopRequest
@@ -133,7 +133,7 @@ def _with_recorded_codec(teacher: Config, teacher_dir: Path) -> ModelConfig:
     relative to where the teacher was trained."""
     if teacher.model.latent.vae is None:
         return teacher.model
-    info = json.loads((teacher_dir / MODEL_INFO).read_text())
+    info = read_model_info(teacher_dir)
     return replace(teacher.model, latent=recorded_latent(info))
 
 
@@ -307,7 +307,7 @@ def write_run_config(session: Session, rounds: int, d: DistillConfig) -> None:
     """The run's config.yaml with train.steps of all rounds (the session's holds one round's),
     so a report or a resume of a stopped run sees the whole distillation."""
     t = replace(session.config.train, steps=rounds * d.steps_per_round, resume=None)
-    (session.run_dir / "config.yaml").write_text(replace(session.config, train=t).to_yaml())
+    write_text_atomic(session.run_dir / "config.yaml", replace(session.config, train=t).to_yaml())
 
 
 def distill(

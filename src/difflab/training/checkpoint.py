@@ -32,6 +32,7 @@ from safetensors.torch import load_file, save_file
 from difflab.errors import CheckpointError
 from difflab.file_modes import respect_umask
 from difflab.hashing import file_sha256
+from difflab.training.run_files import WRITE_ERRORS, write_error
 
 MARKER = "COMPLETE"
 FILES = ("model.safetensors", "ema.safetensors", "state.pt")
@@ -105,26 +106,25 @@ def save_checkpoint(
 ) -> Path:
     """Write checkpoint `step` under folder atomically; keep the newest `keep` complete ones.
 
-    An OSError while writing (ENOSPC, EIO...) becomes a CheckpointError naming the folder,
-    after the temporary folder is removed; no complete checkpoint is touched."""
-    folder.mkdir(parents=True, exist_ok=True)
+    A write that fails (ENOSPC, EIO: OSError, SafetensorError or torch.save's RuntimeError)
+    becomes a one-line CheckpointError naming the checkpoint and the free space, after the
+    temporary folder is removed; no complete checkpoint is touched."""
     final = folder / f"step-{step:06d}"
     tmp = folder / f"{_TMP_PREFIX}{final.name}"
-    for stale in folder.glob(f"{_TMP_PREFIX}*"):  # left by a save that was killed
-        shutil.rmtree(stale, ignore_errors=True)
     try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob(f"{_TMP_PREFIX}*"):  # left by a save that was killed
+            shutil.rmtree(stale, ignore_errors=True)
         _write_folder(tmp, step, model, ema, state)
         _move_into_place(tmp, final)
     except CheckpointError:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    except OSError as err:
+    except WRITE_ERRORS as err:
         shutil.rmtree(tmp, ignore_errors=True)
         previous = latest_checkpoint(folder.parent)
         kept = f"; the newest complete checkpoint {previous} is intact" if previous else ""
-        raise CheckpointError(
-            f"cannot write checkpoint {final}: {err.strerror or err}{kept}"
-        ) from None
+        raise CheckpointError(f"{write_error(final, err, 'checkpoint ')}{kept}") from None
     _prune(folder, keep)
     return final
 
@@ -218,6 +218,31 @@ def _load_state(file: Path, trust: bool) -> dict[str, Any]:
         raise CheckpointError(f"cannot read checkpoint file {file}: {err}") from None
 
 
+def require_state(ckpt: Checkpoint, keys: tuple[str, ...]) -> None:
+    """CheckpointError naming state.pt and the first of keys it lacks (a hand-edited file)."""
+    missing = next((key for key in keys if key not in ckpt.state), None)
+    if missing is not None:
+        raise CheckpointError(f"checkpoint file {ckpt.path / 'state.pt'} has no {missing!r} entry")
+
+
+def check_shapes(model: torch.nn.Module, tensors: dict[str, torch.Tensor], file: Path) -> None:
+    """CheckpointError naming file and the first tensor that the model and the checkpoint do
+    not share with one shape (a sharded model's tensors count at their full shape)."""
+    expected = {name: tuple(value.shape) for name, value in model.state_dict().items()}
+    for name, shape in expected.items():
+        if name not in tensors:
+            raise CheckpointError(f"checkpoint file {file} has no tensor {name!r} of the model")
+        found = tuple(tensors[name].shape)
+        if found != shape:
+            raise CheckpointError(
+                f"checkpoint file {file}: tensor {name!r} is {list(found)} but the model's is "
+                f"{list(shape)} (the model's config differs from the checkpoint's)"
+            )
+    extra = next((name for name in tensors if name not in expected), None)
+    if extra is not None:
+        raise CheckpointError(f"checkpoint file {file} has a tensor {extra!r} the model lacks")
+
+
 def load_checkpoint(
     path: Path | str, *, with_state: bool = True, trust: bool = False
 ) -> Checkpoint:
@@ -229,6 +254,8 @@ def load_checkpoint(
         raise CheckpointError(f"checkpoint folder {path} does not exist")
     _verify(path)
     state = _load_state(path / "state.pt", trust) if with_state else {}
+    if with_state and not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint file {path / 'state.pt'} is not a mapping")
     if with_state and not isinstance(state.get("step"), int):
         raise CheckpointError(f"checkpoint file {path / 'state.pt'} holds no integer 'step'")
     return Checkpoint(

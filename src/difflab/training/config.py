@@ -7,6 +7,8 @@ raise ConfigError naming the key.
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -23,6 +25,7 @@ from difflab.schedules import GRIDS
 from difflab.training.config_types import from_dict, set_override
 from difflab.training.wandb_log import require_wandb
 
+MAX_CPU_THREADS = 1024  # more threads than any CPU has cores: each costs memory and a stack
 SD_NETWORK = "sd-unet"  # model.network of a Stable Diffusion fine-tune: model.pretrained's UNet
 
 
@@ -174,11 +177,33 @@ class Config:
 def build_config(data: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """A validated Config from a nested dict (recipe or file) plus `key.sub=value` overrides."""
     merged = _deep_copy(data)
+    _drop_other_network_options(merged, overrides)
     for item in overrides:
         set_override(merged, item)
     config = from_dict(Config, merged, prefix="")
     _check_values(config)
     return config
+
+
+def _drop_other_network_options(data: dict[str, Any], overrides: Sequence[str]) -> None:
+    """An override that switches model.network drops the file's model.options (written for
+    its network) with a warning: the new network starts from its own defaults, and options
+    given as overrides apply to it."""
+    probe: dict[str, Any] = {}
+    for item in overrides:
+        if item.startswith("model.network="):
+            set_override(probe, item)
+    model = data.get("model")
+    if not probe or not isinstance(model, dict) or not model.get("options"):
+        return
+    old, new = model.get("network", ModelConfig.network), probe["model"]["network"]
+    if new != old and new in NETWORKS:  # an unknown network is refused by name later
+        dropped = model.pop("options")
+        warnings.warn(
+            f"model.network={new} replaces {old}: its model.options {dropped} are dropped "
+            f"(set model.options.KEY=VALUE for {new})",
+            stacklevel=3,
+        )
 
 
 def _deep_copy(data: dict[str, Any]) -> dict[str, Any]:
@@ -210,9 +235,15 @@ def _check_values(c: Config) -> None:
     ]:
         _require(value >= 0, key, ">= 0", value)
     threads = t.cpu_threads
-    _require(threads is None or threads >= 1, "train.cpu_threads", ">= 1 or null", threads)
+    limit = f"from 1 to {MAX_CPU_THREADS} or null"
+    _require(
+        threads is None or 1 <= threads <= MAX_CPU_THREADS, "train.cpu_threads", limit, threads
+    )
     val = t.val_images
     _require(val is None or val >= 1, "train.val_images", ">= 1 or null", val)
+    name = c.run.name
+    plain = name is None or (name not in ("", ".", "..") and "/" not in name and "\\" not in name)
+    _require(plain, "run.name", "a folder name (no '/', not '.' or '..')", name)
     _require(t.eval_samples >= 2, "train.eval_samples", ">= 2", t.eval_samples)
     _require(t.grad_accum >= 1, "train.grad_accum", ">= 1", t.grad_accum)
     nonfinite = t.max_nonfinite_steps

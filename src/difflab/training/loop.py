@@ -44,6 +44,7 @@ from difflab.training.hooks import (
 from difflab.training.optim import set_lr
 from difflab.training.reporting import MetricsLog, read_metrics, trim_metrics
 from difflab.training.rng import seeded_generator
+from difflab.training.run_files import discard_failed_start
 from difflab.training.run_report import write_report
 from difflab.training.sample_eval import SampleEvaluator
 from difflab.training.session import Session, open_session
@@ -87,8 +88,10 @@ def train(
                 done = run_loop(session, log, stop_at, stop)
             if stop.signum is not None and done < config.train.steps:
                 raise Interrupted(stop.signum, done, session.run_dir)
-        except BaseException:
+        except BaseException as err:
             log.close(failed=True)
+            if session.created and not isinstance(err, Interrupted | KeyboardInterrupt):
+                discard_failed_start(session.run_dir)
             raise
         log.close()
     finally:

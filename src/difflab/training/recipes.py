@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from difflab.errors import ConfigError
+from difflab.training.bounded_yaml import load_bounded, read_bounded
 from difflab.training.config import Config, build_config
 
 DEFAULT_RECIPE = "digits"
@@ -40,7 +41,9 @@ def recipe_path(name: str) -> Path:
 
 def read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text())
+        data = load_bounded(read_bounded(path), f"config file {path}")
+    except ConfigError:  # a ValueError too: already names the file
+        raise
     except OSError as err:
         raise ConfigError(f"cannot read config file {path}: {err.strerror}") from None
     except (yaml.YAMLError, ValueError) as err:  # ValueError: a bad date such as 2024-13-45

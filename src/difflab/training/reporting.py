@@ -3,14 +3,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from difflab.training.run_files import write_error, write_text_atomic
 from difflab.training.wandb_log import WandbLog
 
 
@@ -38,8 +40,11 @@ class MetricsLog:
     def write(self, record: dict[str, Any]) -> None:
         if self._file is None:
             return
-        self._file.write(json.dumps(record) + "\n")
-        self._file.flush()
+        try:
+            self._file.write(json.dumps(record) + "\n")
+            self._file.flush()
+        except OSError as err:  # disk full: one line naming the file and the free space
+            raise write_error(self.path, err) from None
         if self._tb is not None:
             for key, value in record.items():
                 if key != "step" and isinstance(value, int | float):
@@ -58,16 +63,37 @@ class MetricsLog:
     def close(self, failed: bool = False) -> None:
         """failed: the run ended by an exception (the W&B run is marked failed)."""
         if self._file is not None:
-            self._file.close()
+            with contextlib.suppress(OSError):  # a full disk was reported at the write
+                self._file.close()
         if self._tb is not None:
             self._tb.close()
         if self._wandb is not None:
             self._wandb.close(exit_code=1 if failed else 0)
 
 
+def parse_record(line: str, path: Path) -> dict[str, Any] | None:
+    """A line of metrics.jsonl as a record: a JSON object with an integer step. None for a line
+    cut short by a kill; a hand-edited line (a non-numeric step) is also None, with a warning."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    if isinstance(record, dict) and isinstance(record.get("step"), int):
+        return record
+    warnings.warn(
+        f"{path}: ignoring a line that is not a record with an integer 'step': {line[:80]}",
+        stacklevel=3,
+    )
+    return None
+
+
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    """The records of run_dir/metrics.jsonl (parse_record); [] when there is none."""
     path = run_dir / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if not path.is_file():
+        return []
+    lines = path.read_text(errors="replace").splitlines()
+    return [r for r in (parse_record(line, path) for line in lines) if r is not None]
 
 
 def trim_metrics(run_dir: Path, step: int) -> None:
@@ -78,13 +104,8 @@ def trim_metrics(run_dir: Path, step: int) -> None:
     if not path.is_file():
         return
     kept = []
-    for line in path.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict) and record.get("step", 0) <= step:
+    for line in path.read_text(errors="replace").splitlines():
+        record = parse_record(line, path)
+        if record is not None and record["step"] <= step:
             kept.append(line + "\n")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(kept))
-    os.replace(tmp, path)
+    write_text_atomic(path, "".join(kept))

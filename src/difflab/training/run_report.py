@@ -28,8 +28,10 @@ import yaml
 from PIL import Image
 
 from difflab.errors import ConfigError
+from difflab.training.bounded_yaml import load_bounded
 from difflab.training.checkpoint import complete_checkpoints
 from difflab.training.report_sections import distillation_rounds, evaluations, prompts, run_kind
+from difflab.training.run_files import write_text_atomic
 from difflab.training.svg_chart import line_chart
 
 REPORT_FILE = "report.html"
@@ -62,15 +64,7 @@ def write_report(run_dir: Path | str, out: Path | str | None = None) -> Path:
     if not (run_dir / "config.yaml").is_file():
         raise ConfigError(f"{run_dir} is not a difflab run folder (no config.yaml)")
     out = Path(out) if out is not None else run_dir / REPORT_FILE
-    out.parent.mkdir(parents=True, exist_ok=True)
-    page = render_report(run_dir, out.parent)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(page, encoding="utf-8")
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return out
+    return write_text_atomic(out, render_report(run_dir, out.parent))
 
 
 def render_report(run_dir: Path, base: Path) -> str:
@@ -143,8 +137,8 @@ def _series(name: str, pairs: list[tuple[int, float | None]]) -> Series:
 
 def _parse_yaml(text: str) -> dict[str, Any]:
     try:
-        config = yaml.safe_load(text)
-    except yaml.YAMLError:
+        config = load_bounded(text, "the run's config.yaml")
+    except (yaml.YAMLError, ConfigError):
         return {}
     return config if isinstance(config, dict) else {}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,13 +13,18 @@ import torch
 from torch import Tensor, nn
 
 from difflab.data import ImageDataset, load_dataset
-from difflab.errors import ConfigError
+from difflab.errors import ConfigError, RunFileError
 from difflab.generation import MODEL_INFO, build_denoiser, load_run
 from difflab.latents import Codec
 from difflab.losses import DenoisingLoss
 from difflab.parameterization import Denoiser
 from difflab.training.batches import DeviceData
-from difflab.training.checkpoint import Checkpoint, load_latest_checkpoint
+from difflab.training.checkpoint import (
+    Checkpoint,
+    check_shapes,
+    load_latest_checkpoint,
+    require_state,
+)
 from difflab.training.config import Config
 from difflab.training.controlnet import hint_transform, start_from_base
 from difflab.training.distributed import (
@@ -30,9 +36,11 @@ from difflab.training.distributed import (
 )
 from difflab.training.ema import EMA
 from difflab.training.latent_data import build_codec, latent_record, latent_shape_of
+from difflab.training.memory import check_network_fits
 from difflab.training.optim import build_optimizer
 from difflab.training.precision import resolve_precision
 from difflab.training.rng import restore_rng_state
+from difflab.training.run_files import write_text_atomic
 from difflab.training.sharding import data_parallel, load_full_state, shard
 from difflab.training.step import TrainState
 
@@ -55,6 +63,7 @@ class Session:
     data_skipped: list[tuple[str, str]] = field(default_factory=list)
     # path -> reason of the images a streamed dataset found unreadable so far (it grows)
     streamed_skipped: dict[str, str] = field(default_factory=dict)
+    created: bool = False  # this start created run_dir (rank 0): a failed start removes it
 
     @property
     def latent_shape(self) -> tuple[int, int, int]:
@@ -105,10 +114,18 @@ def _device_data(
     )
 
 
-def write_run_files(run_dir: Path, config: Config, info: dict) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(config.to_yaml())
-    (run_dir / MODEL_INFO).write_text(json.dumps(info, indent=1))
+def write_run_files(run_dir: Path, config: Config, info: dict) -> bool:
+    """config.yaml and model.json, each atomically; whether this created run_dir. Called once
+    everything that can refuse the run (config, data, a resumed checkpoint) has passed."""
+    created = not run_dir.exists()
+    try:
+        write_text_atomic(run_dir / "config.yaml", config.to_yaml())
+        write_text_atomic(run_dir / MODEL_INFO, json.dumps(info, indent=1))
+    except RunFileError:
+        if created:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    return created
 
 
 def _sharded(config: Config) -> bool:
@@ -166,7 +183,11 @@ def build_train_state(
 
 
 def _resume(state: TrainState, ckpt: Checkpoint) -> int:
-    """Load a checkpoint (full tensors, read by every rank) into state; return its step."""
+    """Load a checkpoint (full tensors, read by every rank) into state; return its step.
+    A model whose tensors differ from the checkpoint's is refused, naming the first."""
+    require_state(ckpt, ("optimizer", "scaler", "rng"))
+    check_shapes(state.model, ckpt.model, ckpt.path / "model.safetensors")
+    check_shapes(state.ema.module, ckpt.ema, ckpt.path / "ema.safetensors")
     load_full_state(state.model, ckpt.model, state.optimizer, ckpt.state["optimizer"])
     load_full_state(state.ema.module, ckpt.ema)
     state.precision.scaler.load_state_dict(ckpt.state["scaler"])
@@ -191,11 +212,15 @@ def _model_info(
     }
 
 
-def _build_denoiser(config: Config, info: dict, image_shape: tuple[int, int, int]) -> Denoiser:
-    """build_denoiser for the data's shape; a network that cannot take a latent run's latents
-    says which latents, since its image_size is not the images'."""
+def _build_denoiser(
+    config: Config, info: dict, image_shape: tuple[int, int, int], device: torch.device
+) -> Denoiser:
+    """build_denoiser for the data's shape on device, once its size is known to fit; a
+    network that cannot take a latent run's latents says which latents, since its image_size
+    is not the images'."""
     try:
-        return build_denoiser(config, **info)
+        check_network_fits(config, info, device)
+        return build_denoiser(config, **info).to(device)
     except ConfigError as err:
         if config.model.latent.vae is None:
             raise
@@ -223,8 +248,16 @@ def prepare_run(
     if device.type == "cpu" and t.cpu_threads is not None:
         # Small models run faster on one thread: the ops are too small to split.
         torch.set_num_threads(t.cpu_threads)
+    root = Path(config.run.root)
+    if not t.resume and root.exists() and not root.is_dir():
+        raise ConfigError(f"config key 'run.root' ({root}) is not a folder")
     run_dir = Path(t.resume) if t.resume else broadcast_from_main(new_run_dir(config))
     checkpoint = load_latest_checkpoint(run_dir, trust=trust_checkpoint) if t.resume else None
+    if checkpoint is not None and checkpoint.step > t.steps:
+        raise ConfigError(
+            f"config key 'train.steps' is {t.steps} but {run_dir} is resumed from its "
+            f"checkpoint at step {checkpoint.step}: set train.steps to {checkpoint.step} or more"
+        )
     return device, run_dir, checkpoint
 
 
@@ -258,20 +291,23 @@ def open_session(config: Config, *, trust_checkpoint: bool = False) -> Session:
     codec = build_codec(config.model.latent, device)
     image_shape, info = _model_info(config, dataset, codec)
     torch.manual_seed(t.seed)
-    denoiser = _build_denoiser(config, info, image_shape).to(device)
+    denoiser = _build_denoiser(config, info, image_shape, device)
     base_run = config.model.controlnet.base_run
     if base_run is not None and checkpoint is None:
         start_from_base(denoiser.network, load_run(base_run, device=device), config, info)
-    if is_main():
-        write_run_files(run_dir, config, _run_info(config, dataset, codec, image_shape, info))
-    barrier()
     state, start, ema_denoiser = start_training(config, denoiser, device, checkpoint)
+    data = _device_data(config, dataset, device, codec, train=True)
+    val_data = _device_data(config, val, device, codec, train=False) if val is not None else None
+    created = is_main() and write_run_files(
+        run_dir, config, _run_info(config, dataset, codec, image_shape, info)
+    )
+    barrier()
     return Session(
         config=config,
         run_dir=run_dir,
         device=device,
-        data=_device_data(config, dataset, device, codec, train=True),
-        val=_device_data(config, val, device, codec, train=False) if val is not None else None,
+        data=data,
+        val=val_data,
         state=state,
         denoiser=denoiser,
         ema_denoiser=ema_denoiser,
@@ -280,4 +316,5 @@ def open_session(config: Config, *, trust_checkpoint: bool = False) -> Session:
         start_step=start,
         codec=codec,
         data_skipped=list(dataset.skipped),
+        created=created,
     )

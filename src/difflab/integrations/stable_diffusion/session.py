@@ -72,16 +72,18 @@ def open_sd_session(config: Config, *, trust_checkpoint: bool = False) -> Sessio
     c, h, _ = latent_shape_of(codec, image_shape)
     denoiser = build_denoiser(config, in_channels=c, image_size=h, num_classes=0).to(device)
     denoiser.train()  # diffusers loads the UNet in eval mode; it trains as every network does
-    if is_main():
-        info = {"in_channels": 3, "image_size": dataset.image_size, "num_classes": 0}
-        info["class_names"] = []
-        write_run_files(run_dir, config, {**info, **latent_record(latent, codec, image_shape)})
-    barrier()
     state, start, ema_denoiser = start_training(
         config, denoiser, device, checkpoint, text.null_text
     )
     stream = _stream(config, dataset)
     data = CaptionedLatents(stream, codec, text, flip=config.data.flip, device=device)
+    created = False
+    if is_main():
+        info = {"in_channels": 3, "image_size": dataset.image_size, "num_classes": 0}
+        info["class_names"] = []
+        record = latent_record(latent, codec, image_shape)
+        created = write_run_files(run_dir, config, {**info, **record})
+    barrier()
     return Session(
         config=config,
         run_dir=run_dir,
@@ -96,6 +98,7 @@ def open_sd_session(config: Config, *, trust_checkpoint: bool = False) -> Sessio
         start_step=start,
         codec=codec,
         streamed_skipped=stream.skipped,
+        created=created,
     )
 
 
