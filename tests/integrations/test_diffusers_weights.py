@@ -70,7 +70,9 @@ def _one_embedder(model: nn.Module, zero_labels: bool) -> None:
 def _inputs(num_classes: int | None):
     gen = torch.Generator().manual_seed(1)
     x = torch.randn(5, 3, 8, 8, generator=gen, dtype=torch.float64)
-    t = 999 * torch.rand(5, generator=gen, dtype=torch.float64)
+    # float32 times: diffusers computes its sinusoid in float32 whatever t's dtype, difflab in
+    # t's dtype, so both then see the same time features
+    t = 999 * torch.rand(5, generator=gen, dtype=torch.float64).float()
     if num_classes is None:
         return x, t, None
     return x, t, torch.tensor([0, 2, NULL_LABEL, 1, 2])
