@@ -32,6 +32,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         default="dynamo",
         help="torch.onnx exporter; dynamo falls back to torchscript where it fails",
     )
+    p.add_argument(
+        "--int8-keep-ends",
+        action="store_true",
+        help="int8: keep the first and last weighted layers in floating point",
+    )
     return p
 
 

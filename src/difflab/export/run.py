@@ -62,7 +62,8 @@ def write_graph(
         return onnx_path.name, used
     from difflab.export.openvino import save_openvino
 
-    save_openvino(onnx_path, folder / f"{name}.xml", how["precision"], how.get("calibration"))
+    xml = folder / f"{name}.xml"
+    save_openvino(onnx_path, xml, how["precision"], how.get("calibration"), how["keep_ends"])
     onnx_path.unlink()
     return f"{name}.xml", used
 
@@ -75,9 +76,11 @@ def export_run(
     out: Path | str | None = None,
     weights: str = "ema",
     exporter: str = "dynamo",
+    keep_ends: bool = False,
 ) -> Path:
     """Export the run's network (and VAE decoder) to out (default RUN/export/FORMAT); returns
-    the folder. An existing export there is replaced only once the new one is complete."""
+    the folder. An existing export there is replaced only once the new one is complete.
+    keep_ends: int8 keeps the first and last weighted layers in floating point."""
     require("onnx")
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else run_dir / "export" / fmt
@@ -87,7 +90,9 @@ def export_run(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        graphs, used = _write_graphs(run, tmp, fmt=fmt, precision=precision, exporter=exporter)
+        graphs, used = _write_graphs(
+            run, tmp, fmt=fmt, precision=precision, exporter=exporter, keep_ends=keep_ends
+        )
         data = manifest(run_dir, run, graphs, format=fmt, precision=precision, weights=weights,
                         exporter=used)  # fmt: skip
         (tmp / EXPORT_JSON).write_text(json.dumps(data, indent=1))
