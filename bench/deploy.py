@@ -106,7 +106,7 @@ def bench_recipe(name: str, args: argparse.Namespace) -> list[str]:
             speed = [batch / (args.steps * time_steps(s, x, args.timed_steps)) for s in
                      steps.values()]  # fmt: skip
             rows.append(f"| {name} | {params:.1f}M | {batch} | "
-                        + " | ".join(f"{v:.2f}" for v in speed) + " |")  # fmt: skip
+                        + " | ".join(f"{v:.3g}" for v in speed) + " |")  # fmt: skip
             print(rows[-1], flush=True)
     return rows
 

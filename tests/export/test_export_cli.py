@@ -43,7 +43,9 @@ def test_backends_draw_the_same_images(run_dir, tmp_path, flags):
     assert len(np.unique(want)) > 10  # images, not a constant
     for backend in ("onnxruntime", "openvino"):
         got = _images(run_dir, tmp_path / f"{backend}.npz", backend, *flags)
-        np.testing.assert_array_equal(got, want, err_msg=backend)
+        # float noise of the runtimes (about 1e-6) may round a pixel across a half level
+        diff = np.abs(got.astype(int) - want)
+        assert diff.max() <= 1 and (diff > 0).mean() <= 0.01, backend
 
 
 def test_export_folder_is_complete_and_alone(run_dir):
