@@ -10,15 +10,19 @@ from difflab.networks import ControlledUNet, build_network
 
 pytest.importorskip("onnxruntime")
 
+# relative to the output's scale; dynamo's ONNX lowering of the DiT's attention reorders float32
+# arithmetic (it measured 1.2e-5 here); a wrong graph is off by O(1)
+TOLERANCE = {"torchscript": 1e-5, "dynamo": 1e-4}
 UNET = {"base_channels": 8, "norm_groups": 4, "attention_resolutions": [4]}
 
 
 def randomized(net: torch.nn.Module) -> torch.nn.Module:
-    """Every weight drawn at random: zero-initialised output layers would hide a wrong graph."""
+    """Every weight moved at random from its initial value: zero-initialised output layers
+    (adaLN-Zero, the UNet's last conv, ControlNet's zero convs) would hide a wrong graph."""
     gen = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for p in net.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
+            p.add_(torch.randn(p.shape, generator=gen) * 0.1)
     return net.eval()
 
 
@@ -29,15 +33,19 @@ def networks():
             "controlnet": (ControlledUNet.from_unet(unet, hint_channels=1), (1, 8, 8))}  # fmt: skip
 
 
-@pytest.mark.parametrize("name", ["unet", "dit", "controlnet"])
-def test_graph_equals_the_network(name, tmp_path):
+@pytest.mark.parametrize(
+    ("name", "exporter"),
+    [("unet", "torchscript"), ("dit", "torchscript"), ("controlnet", "torchscript"),
+     ("dit", "dynamo")],  # dynamo (torch.export) is the default but slow: one network
+)  # fmt: skip
+def test_graph_equals_the_network(name, exporter, tmp_path):
     import onnxruntime as ort
 
     net, hint_shape = networks()[name]
     module = ExportedNetwork(randomized(net))
     inputs = example_inputs((1, 8, 8), labels=True, hint_shape=hint_shape)
-    used = export_onnx(module, inputs, "out", tmp_path / "n.onnx", "torchscript")
-    assert used == "torchscript"
+    used = export_onnx(module, inputs, "out", tmp_path / "n.onnx", exporter)
+    assert used == exporter  # no silent fallback
     session = ort.InferenceSession(str(tmp_path / "n.onnx"), providers=["CPUExecutionProvider"])
     gen = torch.Generator().manual_seed(2)
     for n in (1, 3, 7):  # batch sizes other than the traced 2
@@ -54,4 +62,4 @@ def test_graph_equals_the_network(name, tmp_path):
         got = session.run(None, {k: v.numpy() for k, v in feeds.items()})[0]
         scale = np.abs(want).max()  # float32 noise grows with it; the tolerance is relative
         assert got.shape == want.shape and scale > 0.1
-        assert np.abs(got - want).max() <= 1e-5 * max(scale, 1.0), (n, scale)
+        assert np.abs(got - want).max() <= TOLERANCE[exporter] * max(scale, 1.0), (n, scale)
