@@ -16,16 +16,19 @@ from difflab.training.config import SampleConfig
 
 
 class Net(torch.nn.Module):
-    """F(x, t, labels) = tanh(0.7 x + 0.002 t + 0.1 (labels + 1)): nonlinear in each input."""
+    """F(x, t, labels, hint) = tanh(0.7 x + 0.002 t + 0.1 (labels + 1) + 0.3 hint): nonlinear
+    in each input (the hint term only where there is a hint)."""
 
     def forward(self, x, t, cond):
         y = cond.labels.view(-1, 1, 1, 1).float() + 1
-        return torch.tanh(0.7 * x + 0.002 * t.view(-1, 1, 1, 1) + 0.1 * y)
+        h = 0.0 if cond.hint is None else 0.3 * cond.hint
+        return torch.tanh(0.7 * x + 0.002 * t.view(-1, 1, 1, 1) + 0.1 * y + h)
 
 
 def numpy_net(feeds):
     x, t, y = feeds["x"], feeds["t"], feeds["labels"].astype(np.float32) + 1
-    return np.tanh(0.7 * x + 0.002 * t[:, None, None, None] + 0.1 * y[:, None, None, None])
+    h = 0.0 if "hint" not in feeds else 0.3 * feeds["hint"]
+    return np.tanh(0.7 * x + 0.002 * t[:, None, None, None] + 0.1 * y[:, None, None, None] + h)
 
 
 @pytest.mark.parametrize("parameterization", ["eps", "x0", "v"])
@@ -52,4 +55,21 @@ def test_deploy_sampler_equals_torch(parameterization, sampler, options, num_ste
                sampler=sampler, labels=labels.numpy(), guidance=guidance, options=options,
                noise=lambda shape: gen.randn(shape, device="cpu").numpy())  # fmt: skip
     assert got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("guidance", [0.0, 3.0])
+def test_deploy_guidance_nulls_the_hint_with_the_label(guidance):
+    """A ControlNet run's guidance mixes with the null label and the zero hint (cond.null())."""
+    schedule = make_schedule("cosine", num_steps=1000)
+    sample = SampleConfig(steps=4)
+    labels = torch.tensor([0, 2])
+    hint = torch.linspace(-1, 1, 2 * 16).view(2, 1, 4, 4)
+    x_T = StackedGenerator([0, 1]).randn((2, 1, 4, 4), device="cpu")
+    cond = Condition(labels=labels, hint=hint)
+    denoise = classifier_free_guidance(Denoiser(Net(), schedule, "v"), cond, cond.null(), guidance)
+    grid = SamplingGrid.build(schedule, grid_times(schedule, sample))
+    want = SAMPLERS.get("ddim")(denoise, x_T, grid).numpy()
+    got = draw(numpy_net, deploy_grid(schedule, sample), x_T.numpy(), parameterization="v",
+               labels=labels.numpy(), hints=hint.numpy(), guidance=guidance)  # fmt: skip
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
