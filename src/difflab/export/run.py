@@ -81,7 +81,9 @@ def export_run(
     """Export the run's network (and VAE decoder) to out (default RUN/export/FORMAT); returns
     the folder. An existing export there is replaced only once the new one is complete.
     keep_ends: int8 keeps the first and last weighted layers in floating point."""
-    require("onnx")
+    for module in ("onnx", "onnxscript", *("openvino",) * (fmt == "openvino"),
+                   *("nncf",) * (precision == "int8")):  # fmt: skip
+        require(module)  # before any work: a missing extra is a one-line error
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else run_dir / "export" / fmt
     run = load_run(run_dir, weights=weights)
