@@ -85,3 +85,22 @@ def test_export_errors_are_one_line(run_dir, tmp_path, capsys, args, message):
         assert not (tmp_path / "e").exists()
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_int8_calibration_feeds_are_training_images_noised_at_grid_times(run_dir):
+    from difflab.export import deploy_grid
+    from difflab.export.calibration import calibration_feeds, clean_batch
+    from difflab.generation import load_run
+
+    run = load_run(run_dir)
+    feeds = calibration_feeds(run, {"x": None, "t": None, "labels": None}, num=40)
+    grid = deploy_grid(run.denoiser.schedule, run.config.sample)
+    step = np.arange(40) % grid.steps  # the noisy grid points, cycled
+    t = np.concatenate([f["t"] for f in feeds])
+    np.testing.assert_array_equal(t, grid.network_t[step].astype(np.float32))
+    labels = np.concatenate([f["labels"] for f in feeds])
+    assert (labels[1::2] == -1).all() and ((labels[::2] >= 0) & (labels[::2] < 10)).all()
+    x0 = clean_batch(run, 40)["image"].numpy()
+    x = np.concatenate([f["x"] for f in feeds])
+    eps = (x - grid.alpha[step, None, None, None] * x0) / grid.sigma[step, None, None, None]
+    assert abs(eps.mean()) < 0.1 and abs(eps.std() - 1) < 0.1  # standard normal noise
