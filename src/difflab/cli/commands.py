@@ -8,6 +8,7 @@ from types import ModuleType
 from difflab import __version__
 from difflab.cli import (
     distill,
+    export,
     finetune_sd,
     recipes,
     report,
@@ -25,6 +26,7 @@ SUBCOMMANDS: list[ModuleType] = [
     distill,
     train_classifier,
     finetune_sd,
+    export,
     report,
     recipes,
 ]

@@ -42,6 +42,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument(
+        "--backend",
+        choices=("torch", "onnxruntime", "openvino"),
+        default="torch",
+        help="onnxruntime/openvino: sample the run's export (difflab export) on the CPU with "
+        "difflab.deploy; same images as torch for the same seeds",
+    )
+    p.add_argument("--export-dir", help="the export to sample (default: RUN/export/FORMAT)")
+    p.add_argument(
         "--trust-checkpoint",
         action="store_true",
         help="load a checkpoint whose state.pt needs full pickle (runs code: trusted files only)",
@@ -80,8 +88,7 @@ def output_format(out: Path, given: str | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from difflab.evaluation.samples import save_samples_npz
-    from difflab.generation import load_run, write_png_folder, write_png_grid
+    from difflab.generation import load_run
     from difflab.sharded_generation import generate_sharded
     from difflab.training.distributed import setup_device, shutdown
 
@@ -90,6 +97,11 @@ def run(args: argparse.Namespace) -> int:
     fmt = output_format(out, args.format)
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.backend != "torch":
+        from difflab.cli.deploy_sample import deployed_images
+
+        images, y, num_classes = deployed_images(args, labels)
+        return write_images(images, y, out, fmt, by_class=num_classes if labels is None else 0)
     device = setup_device(args.device)  # joins torchrun's process group, if any
     loaded = load_run(
         args.run, weights=args.weights, device=device, trust_checkpoint=args.trust_checkpoint
@@ -111,9 +123,17 @@ def run(args: argparse.Namespace) -> int:
     if result is None:  # not rank 0: rank 0 writes
         return 0
     images, y = result
+    return write_images(images, y, out, fmt, by_class=loaded.num_classes if labels is None else 0)
+
+
+def write_images(images, y, out: Path, fmt: str, *, by_class: int) -> int:
+    """Write uint8 images [N, C, H, W] with labels y as fmt; by_class: the number of classes to
+    lay a png grid out by (a row per class), 0 for none."""
+    from difflab.evaluation.samples import save_samples_npz
+    from difflab.generation import write_png_folder, write_png_grid
+
     if fmt == "png":
-        by_class = labels is None and 0 < loaded.num_classes <= 16
-        write_png_grid(images, out, ncol=loaded.num_classes if by_class else None)
+        write_png_grid(images, out, ncol=by_class if 0 < by_class <= 16 else None)
     elif fmt == "folder":
         write_png_folder(images, y, out)
     else:

@@ -1,0 +1,55 @@
+"""`difflab export RUN --format onnx|openvino [--precision fp32|fp16|int8] [--out DIR]`: the
+run's denoiser network (and a latent run's VAE decoder) as graphs plus export.json, for
+`difflab sample --backend onnxruntime|openvino` and difflab.deploy."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    formats, precisions = ("onnx", "openvino"), ("fp32", "fp16", "int8")
+    p = subparsers.add_parser(
+        "export",
+        help="export a trained run to ONNX or OpenVINO (the export extra)",
+        description="Export a run's network as one graph with a dynamic batch, plus "
+        "export.json (parameterization, sampling grid, guidance, shapes, classes). Needs the "
+        "export extra: pip install 'difflab[export]'.",
+    )
+    p.add_argument("run", metavar="RUN", help="run folder")
+    p.add_argument("--format", choices=formats, default="onnx")
+    p.add_argument(
+        "--precision",
+        choices=precisions,
+        default="fp32",
+        help="fp16 and int8 (NNCF post-training quantization): openvino only",
+    )
+    p.add_argument("--out", help="output folder (default: RUN/export/FORMAT)")
+    p.add_argument("--weights", choices=("ema", "raw"), default="ema")
+    p.add_argument(
+        "--exporter",
+        choices=("dynamo", "torchscript"),
+        default="dynamo",
+        help="torch.onnx exporter; dynamo falls back to torchscript where it fails",
+    )
+    p.add_argument(
+        "--int8-keep-ends",
+        action="store_true",
+        help="int8: keep the first and last weighted layers in floating point",
+    )
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from difflab.export import export_run
+
+    out = export_run(
+        args.run,
+        fmt=args.format,
+        precision=args.precision,
+        out=args.out,
+        weights=args.weights,
+        exporter=args.exporter,
+    )
+    print(f"wrote {out}")
+    return 0

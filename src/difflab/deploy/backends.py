@@ -1,0 +1,73 @@
+"""The exported graphs as numpy functions: feeds {input name: array} -> first output, over ONNX
+Runtime or OpenVINO (both from the `export` extra)."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+
+from difflab.errors import ConfigError
+
+Graph = Callable[[dict[str, np.ndarray]], np.ndarray]
+BACKENDS = ("onnxruntime", "openvino")
+
+
+def require(module: str, extra: str = "export") -> ModuleType:
+    """Import module, or ConfigError naming the extra that installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ConfigError(
+            f"{module} is not installed; install the {extra} extra: pip install 'difflab[{extra}]'"
+        ) from None
+
+
+def onnxruntime_graph(path: Path, threads: int | None) -> Graph:
+    """An ONNX file under ONNX Runtime's CPU provider."""
+    ort = require("onnxruntime")
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    names = {i.name for i in session.get_inputs()}
+
+    def run(feeds: dict[str, np.ndarray]) -> np.ndarray:
+        return session.run(None, {k: v for k, v in feeds.items() if k in names})[0]
+
+    return run
+
+
+def openvino_graph(path: Path, threads: int | None, precision: str) -> Graph:
+    """An OpenVINO IR (or ONNX) file compiled for the CPU; an fp32 export infers in f32 (on CPUs
+    with bf16 OpenVINO would otherwise infer in bf16)."""
+    ov = require("openvino")
+    config: dict[str, str] = {}
+    if precision == "fp32":
+        config["INFERENCE_PRECISION_HINT"] = "f32"
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = str(threads)
+    compiled = ov.Core().compile_model(str(path), "CPU", config)
+    names = {name for port in compiled.inputs for name in port.get_names()}
+    output = compiled.output(0)
+
+    def run(feeds: dict[str, np.ndarray]) -> np.ndarray:
+        return compiled({k: v for k, v in feeds.items() if k in names})[output]
+
+    return run
+
+
+def open_graph(
+    path: Path, backend: str, *, precision: str = "fp32", threads: int | None = None
+) -> Graph:
+    """The graph at path under backend ("onnxruntime" takes .onnx only, "openvino" both)."""
+    if backend == "onnxruntime":
+        if path.suffix != ".onnx":
+            raise ConfigError(f"onnxruntime cannot run {path}; export with --format onnx")
+        return onnxruntime_graph(path, threads)
+    if backend == "openvino":
+        return openvino_graph(path, threads, precision)
+    raise ConfigError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")

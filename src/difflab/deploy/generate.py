@@ -1,0 +1,96 @@
+"""Sampling an exported run without torch: the network's output turned into (x0, eps) by its
+parameterization, classifier-free guidance against the null label (-1) and the zero hint, a
+numpy sampler over the grid, and the VAE decoder of a latent run."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from difflab.deploy.backends import Graph
+from difflab.deploy.samplers import DEPLOY_SAMPLERS, SAMPLER_OPTIONS, DenoiseAt, NoiseFn
+from difflab.deploy.spec import Grid
+from difflab.errors import ConfigError
+
+NULL_LABEL = -1  # the null label of difflab.conditioning, which the graph takes as it is
+
+
+def prediction(
+    kind: str, out: np.ndarray, x: np.ndarray, alpha: float, sigma: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(x0, eps) from a network output: eps, x0 or v = alpha eps - sigma x0 (Salimans & Ho
+    2022, appendix D), as difflab.parameterization.prediction_from_output."""
+    a, s = np.float32(alpha), np.float32(sigma)
+    if kind == "eps":
+        return (x - s * out) / a, out
+    if kind == "x0":
+        return out, (x - a * out) / s
+    if kind == "v":
+        return a * x - s * out, s * x + a * out
+    raise ConfigError(f"export.json: unknown parameterization {kind!r}")
+
+
+def guided(
+    network: Graph,
+    grid: Grid,
+    parameterization: str,
+    *,
+    labels: np.ndarray | None,
+    hints: np.ndarray | None,
+    guidance: float,
+) -> DenoiseAt:
+    """denoise(x, i) -> (x0, eps): D_w = D_u + w (D_c - D_u) (Ho & Salimans 2022, eq. 6) with
+    both halves in one batch; scale 1 is the conditional denoiser alone, 0 the null one, and a
+    model without labels is not guided."""
+    cond = {"labels": labels, "hint": hints}
+    null = {"labels": None if labels is None else np.full_like(labels, NULL_LABEL),
+            "hint": None if hints is None else np.zeros_like(hints)}  # fmt: skip
+    double = labels is not None and guidance not in (0.0, 1.0)
+    if labels is not None and guidance == 0.0:
+        cond = null
+    if double:
+        cond = {k: None if v is None else np.concatenate([v, null[k]]) for k, v in cond.items()}
+    feeds_cond = {k: v for k, v in cond.items() if v is not None}
+
+    def denoise(x: np.ndarray, i: int) -> tuple[np.ndarray, np.ndarray]:
+        x_in = np.concatenate([x, x]) if double else x
+        t = np.full((len(x_in),), grid.network_t[i], dtype=np.float32)
+        out = network({"x": x_in, "t": t, **feeds_cond}).astype(np.float32)
+        x0, eps = prediction(parameterization, out, x_in, grid.alpha[i], grid.sigma[i])
+        if not double:
+            return x0, eps
+        (c_x0, u_x0), (c_eps, u_eps) = np.split(x0, 2), np.split(eps, 2)
+        return u_x0 + guidance * (c_x0 - u_x0), u_eps + guidance * (c_eps - u_eps)
+
+    return denoise
+
+
+def draw(
+    network: Graph,
+    grid: Grid,
+    x_T: np.ndarray,
+    *,
+    parameterization: str,
+    sampler: str = "ddim",
+    labels: np.ndarray | None = None,
+    hints: np.ndarray | None = None,
+    guidance: float = 1.0,
+    options: dict[str, float] | None = None,
+    noise: NoiseFn | None = None,
+    decoder: Graph | None = None,
+) -> np.ndarray:
+    """Images in [-1, 1] float32 [N, C, H, W] from the starting noise x_T [N, c, h, w] (latents
+    for a run with a decoder), labels [N] int64 or None, hints [N, C_hint, H, W] or None."""
+    if sampler not in DEPLOY_SAMPLERS:
+        known = ", ".join(DEPLOY_SAMPLERS)
+        raise ConfigError(f"sampler {sampler!r} is not in difflab.deploy; it has {known}")
+    extra = sorted(set(options or {}) - set(SAMPLER_OPTIONS[sampler]))
+    if extra:
+        raise ConfigError(f"difflab.deploy's {sampler} takes no option {extra[0]!r}")
+    denoise = guided(network, grid, parameterization, labels=labels, hints=hints, guidance=guidance)
+    x0 = DEPLOY_SAMPLERS[sampler](denoise, x_T, grid, noise=noise, **(options or {}))
+    return x0 if decoder is None else decoder({"z": x0}).astype(np.float32)
+
+
+def to_uint8(x: np.ndarray) -> np.ndarray:
+    """Images in [-1, 1] -> uint8 [0, 255], rounded half to even and clamped (as difflab's)."""
+    return np.clip(np.round((x.astype(np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)

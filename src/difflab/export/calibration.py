@@ -1,0 +1,56 @@
+"""Calibration inputs for INT8 post-training quantization: the inputs the denoiser sees when
+sampling, i.e. training images noised to times of the run's sampling grid,
+x_t = alpha(t) x0 + sigma(t) eps, with their labels and, as classifier-free guidance feeds,
+the null label for every other sample."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from difflab.data import load_dataset
+from difflab.export.manifest import deploy_grid
+from difflab.generation import LoadedRun
+from difflab.training.batches import make_transform
+from difflab.training.controlnet import hint_transform
+
+CALIBRATION_SIZE = 64  # samples, one feed each (NNCF's subset_size)
+
+
+def clean_batch(run: LoadedRun, num: int) -> dict[str, Tensor]:
+    """The first num training images of a fixed permutation, as the run's evaluation pipeline
+    gives them (x0 in [-1, 1], its latents for a latent run), with labels and hints."""
+    d = run.config.data
+    root = None if d.root is None else Path(d.root)
+    data = load_dataset(d.dataset, root=root, split="train", download=d.download, **d.options)
+    pick = torch.randperm(len(data.labels), generator=torch.Generator().manual_seed(0))[:num]
+    hint = hint_transform(run.config.model.controlnet)
+    batch = make_transform(d, train=False, hint=hint)({"image": data.images[pick]})
+    with torch.no_grad():
+        batch["image"] = run.codec.encode(batch["image"])
+    batch["labels"] = data.labels[pick]
+    return batch
+
+
+def calibration_feeds(
+    run: LoadedRun, inputs: dict[str, Tensor], num: int = CALIBRATION_SIZE
+) -> list[dict[str, np.ndarray]]:
+    """num feeds of batch 1 with the graph's input names (those of `inputs`): noised images at
+    the noisy times of the default grid, cycled, and labels (null for odd i)."""
+    batch = clean_batch(run, num)
+    x0 = batch["image"].float()
+    num = len(x0)
+    grid = deploy_grid(run.denoiser.schedule, run.config.sample)
+    step = np.arange(num) % grid.steps  # [num] grid index, the clean end left out
+    alpha = torch.from_numpy(grid.alpha[step]).float().view(-1, 1, 1, 1)
+    sigma = torch.from_numpy(grid.sigma[step]).float().view(-1, 1, 1, 1)
+    eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(1))
+    feeds = {"x": alpha * x0 + sigma * eps, "t": torch.from_numpy(grid.network_t[step]).float()}
+    if "labels" in inputs:
+        feeds["labels"] = torch.where(torch.arange(num) % 2 == 1, -1, batch["labels"])
+    if "hint" in inputs:
+        feeds["hint"] = batch["hint"]
+    return [{k: v[i : i + 1].numpy() for k, v in feeds.items()} for i in range(num)]

@@ -1,0 +1,39 @@
+"""ONNX -> OpenVINO IR: fp32 keeps fp32 weights (ov.save_model compresses to fp16 unless told
+not to), fp16 compresses them, int8 is NNCF post-training quantization on calibration feeds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from difflab.deploy.backends import require
+
+Feeds = list[dict[str, np.ndarray]]
+WEIGHTED_OPS = ("Convolution", "MatMul")
+
+
+def save_openvino(
+    onnx_path: Path, xml_path: Path, precision: str, calibration: Feeds | None, keep_ends: bool
+) -> None:
+    """Convert onnx_path and save it as xml_path (+ .bin) at precision."""
+    ov = require("openvino")
+    model = ov.convert_model(str(onnx_path))
+    if precision == "int8":
+        model = quantize(model, calibration or [], keep_ends=keep_ends)
+    ov.save_model(model, str(xml_path), compress_to_fp16=precision == "fp16")
+
+
+def end_layers(model) -> list[str]:
+    """The names of the first and last weighted ops (convolution or matrix product)."""
+    ops = [op for op in model.get_ordered_ops() if op.get_type_name() in WEIGHTED_OPS]
+    return sorted({ops[0].get_friendly_name(), ops[-1].get_friendly_name()}) if ops else []
+
+
+def quantize(model, calibration: Feeds, *, keep_ends: bool):
+    """NNCF post-training quantization (8-bit weights and activations) calibrated on the feeds;
+    keep_ends leaves the first and last weighted layers in floating point."""
+    nncf = require("nncf")
+    ignored = nncf.IgnoredScope(names=end_layers(model)) if keep_ends else nncf.IgnoredScope()
+    dataset = nncf.Dataset(calibration)
+    return nncf.quantize(model, dataset, subset_size=len(calibration), ignored_scope=ignored)

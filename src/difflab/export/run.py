@@ -1,0 +1,132 @@
+"""`export_run`: a run's denoiser network (and a latent run's VAE decoder) as ONNX or OpenVINO
+graphs plus export.json, written to a temporary folder renamed into place."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from difflab.control_hints import hint_shape
+from difflab.deploy.backends import require
+from difflab.deploy.spec import EXPORT_JSON
+from difflab.errors import ConfigError
+from difflab.export.graph import ExportedNetwork, example_inputs, export_onnx
+from difflab.export.manifest import manifest
+from difflab.generation import LoadedRun, load_run
+from difflab.latents import IdentityCodec
+
+Format = Literal["onnx", "openvino"]
+Precision = Literal["fp32", "fp16", "int8"]
+FORMATS: tuple[str, ...] = ("onnx", "openvino")
+PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
+
+
+class Decoder(nn.Module):
+    """A latent run's codec.decode: latents z [N, c, h, w] -> images [N, C, H, W]."""
+
+    def __init__(self, codec: nn.Module) -> None:
+        super().__init__()
+        self.codec = codec
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.codec.decode(z)
+
+
+def check_exportable(run: LoadedRun, fmt: str, precision: str) -> None:
+    """ConfigError naming the part of the run or the option that cannot be exported."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}; expected {', '.join(PRECISIONS)}")
+    if run.config.model.pretrained is not None:
+        raise ConfigError("cannot export a Stable Diffusion run (model.pretrained) yet")
+    if precision != "fp32" and fmt != "openvino":
+        raise ConfigError(f"--precision {precision} needs --format openvino")
+
+
+def write_graph(
+    module: nn.Module, inputs: dict[str, Tensor], output: str, folder: Path, name: str, **how
+) -> tuple[str, str]:
+    """module as folder/name.onnx (and, for openvino, converted to folder/name.xml); returns
+    (the file's name, the ONNX exporter used)."""
+    onnx_path = folder / f"{name}.onnx"
+    with torch.no_grad():
+        used = export_onnx(module.eval(), inputs, output, onnx_path, how["exporter"])
+    if how["fmt"] == "onnx":
+        return onnx_path.name, used
+    from difflab.export.openvino import save_openvino
+
+    xml = folder / f"{name}.xml"
+    save_openvino(onnx_path, xml, how["precision"], how.get("calibration"), how["keep_ends"])
+    onnx_path.unlink()
+    return f"{name}.xml", used
+
+
+def export_run(
+    run_dir: Path | str,
+    *,
+    fmt: Format = "onnx",
+    precision: Precision = "fp32",
+    out: Path | str | None = None,
+    weights: str = "ema",
+    exporter: str = "dynamo",
+    keep_ends: bool = False,
+) -> Path:
+    """Export the run's network (and VAE decoder) to out (default RUN/export/FORMAT); returns
+    the folder. An existing export there is replaced only once the new one is complete.
+    keep_ends: int8 keeps the first and last weighted layers in floating point."""
+    for module in ("onnx", "onnxscript", *("openvino",) * (fmt == "openvino"),
+                   *("nncf",) * (precision == "int8")):  # fmt: skip
+        require(module)  # before any work: a missing extra is a one-line error
+    run_dir = Path(run_dir)
+    out = Path(out) if out is not None else run_dir / "export" / fmt
+    run = load_run(run_dir, weights=weights)
+    check_exportable(run, fmt, precision)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        graphs, used = _write_graphs(
+            run, tmp, fmt=fmt, precision=precision, exporter=exporter, keep_ends=keep_ends
+        )
+        data = manifest(run_dir, run, graphs, format=fmt, precision=precision, weights=weights,
+                        exporter=used)  # fmt: skip
+        (tmp / EXPORT_JSON).write_text(json.dumps(data, indent=1))
+        _replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def _write_graphs(run: LoadedRun, folder: Path, **how) -> tuple[dict[str, str | None], str]:
+    """({"network": file, "decoder": file or None}, the exporter used for the network)."""
+    hints = hint_shape(run.config, run.image_shape)
+    inputs = example_inputs(run.latent_shape, labels=run.num_classes > 0, hint_shape=hints)
+    if how["precision"] == "int8":
+        from difflab.export.calibration import calibration_feeds
+
+        how["calibration"] = calibration_feeds(run, inputs)
+    network, used = write_graph(
+        ExportedNetwork(run.denoiser.network), inputs, "out", folder, "network", **how
+    )
+    decoder = None
+    if not isinstance(run.codec, IdentityCodec):
+        z = {"z": inputs["x"]}
+        how = {**how, "precision": "fp32" if how["precision"] == "int8" else how["precision"]}
+        decoder, _ = write_graph(Decoder(run.codec), z, "images", folder, "decoder", **how)
+    return {"network": network, "decoder": decoder}, used
+
+
+def _replace(tmp: Path, out: Path) -> None:
+    """Rename tmp to out; an existing out is moved aside first and removed after."""
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    if out.exists():
+        out.rename(old)
+    tmp.rename(out)
+    shutil.rmtree(old, ignore_errors=True)

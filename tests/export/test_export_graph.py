@@ -1,0 +1,65 @@
+"""The exported graph (ONNX Runtime, and OpenVINO reading the same file) computes the PyTorch
+network's output at any batch size, times and labels (null -1 included), and hints."""
+
+import numpy as np
+import pytest
+import torch
+
+from difflab.export.graph import ExportedNetwork, example_inputs, export_onnx
+from difflab.networks import ControlledUNet, build_network
+
+pytest.importorskip("onnxruntime")
+
+# relative to the output's scale; dynamo's ONNX lowering of the DiT's attention reorders float32
+# arithmetic (it measured 1.2e-5 here); a wrong graph is off by O(1)
+TOLERANCE = {"torchscript": 1e-5, "dynamo": 1e-4}
+UNET = {"base_channels": 8, "norm_groups": 4, "attention_resolutions": [4]}
+
+
+def randomized(net: torch.nn.Module) -> torch.nn.Module:
+    """Every weight moved at random from its initial value: zero-initialised output layers
+    (adaLN-Zero, the UNet's last conv, ControlNet's zero convs) would hide a wrong graph."""
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(torch.randn(p.shape, generator=gen) * 0.1)
+    return net.eval()
+
+
+def networks():
+    unet = build_network("unet-tiny", in_channels=1, image_size=8, num_classes=10, options=UNET)
+    dit = build_network("dit-tiny", in_channels=1, image_size=8, num_classes=10)
+    return {"unet": (unet, None), "dit": (dit, None),
+            "controlnet": (ControlledUNet.from_unet(unet, hint_channels=1), (1, 8, 8))}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("name", "exporter"),
+    [("unet", "torchscript"), ("dit", "torchscript"), ("controlnet", "torchscript"),
+     ("dit", "dynamo")],  # dynamo (torch.export) is the default but slow: one network
+)  # fmt: skip
+def test_graph_equals_the_network(name, exporter, tmp_path):
+    import onnxruntime as ort
+
+    net, hint_shape = networks()[name]
+    module = ExportedNetwork(randomized(net))
+    inputs = example_inputs((1, 8, 8), labels=True, hint_shape=hint_shape)
+    used = export_onnx(module, inputs, "out", tmp_path / "n.onnx", exporter)
+    assert used == exporter  # no silent fallback
+    session = ort.InferenceSession(str(tmp_path / "n.onnx"), providers=["CPUExecutionProvider"])
+    gen = torch.Generator().manual_seed(2)
+    for n in (1, 3, 7):  # batch sizes other than the traced 2
+        feeds = {
+            "x": torch.randn((n, 1, 8, 8), generator=gen),
+            "t": torch.rand(n, generator=gen) * 999,
+            "labels": torch.randint(-1, 10, (n,), generator=gen),
+        }
+        feeds["labels"][0] = -1  # the null label
+        if hint_shape:
+            feeds["hint"] = torch.rand((n, *hint_shape), generator=gen) * 2 - 1
+        with torch.no_grad():
+            want = module(**feeds).numpy()
+        got = session.run(None, {k: v.numpy() for k, v in feeds.items()})[0]
+        scale = np.abs(want).max()  # float32 noise grows with it; the tolerance is relative
+        assert got.shape == want.shape and scale > 0.1
+        assert np.abs(got - want).max() <= TOLERANCE[exporter] * max(scale, 1.0), (n, scale)
