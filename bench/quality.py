@@ -28,16 +28,17 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from difflab.config.recipes import load_config
+from difflab.config.schema import Config
 from difflab.data import load_dataset
 from difflab.evaluation import ClassifierFeatures, EvalOptions, evaluate
 from difflab.evaluation.classifier_cache import cache_root, cached_classifier
-from difflab.generation import LoadedRun, generate
+from difflab.parallel.distributed import resolve_device
+from difflab.runs.load import LoadedRun
+from difflab.runs.rng import seeded_generator
+from difflab.sampling.generate import generate
 from difflab.training.batches import DeviceData
-from difflab.training.config import Config
-from difflab.training.distributed import resolve_device
 from difflab.training.optim import set_lr
-from difflab.training.recipes import load_config
-from difflab.training.rng import seeded_generator
 from difflab.training.session import open_session
 from difflab.training.step import train_step
 

@@ -15,7 +15,7 @@ from dist_runs import (
 )
 from PIL import Image
 
-from difflab.training.reporting import read_metrics
+from difflab.runs.metrics import read_metrics
 
 TOLERANCE = 1e-5  # float32 sums in a different order; a wrong batch or noise gives ~1e-1
 

@@ -7,7 +7,8 @@ import torch
 from dist_runs import torchrun
 
 from difflab.evaluation import load_samples_npz
-from difflab.generation import generate, load_run
+from difflab.runs.load import load_run
+from difflab.sampling.generate import generate
 
 
 def test_two_process_sample_equals_one_process(unet_runs, tmp_path):

@@ -8,12 +8,12 @@ import pytest
 import torch
 from PIL import Image
 
+from difflab.core.errors import ConfigError
 from difflab.data import ToSymmetric, load_dataset
-from difflab.errors import ConfigError
 from difflab.latents import VAECodec
-from difflab.training.latent_data import ENCODE_BATCH
+from difflab.runs.latents import ENCODE_BATCH
+from difflab.runs.metrics import read_metrics
 from difflab.training.loop import train
-from difflab.training.reporting import read_metrics
 from difflab.training.session import open_session
 from difflab.training.step import micro_batch_loss
 

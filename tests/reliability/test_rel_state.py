@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from difflab.training.checkpoint import load_latest_checkpoint
+from difflab.config.recipes import load_config
+from difflab.parallel.sharding import full_optimizer_state
+from difflab.runs.checkpoint import load_latest_checkpoint
 from difflab.training.loop import train
-from difflab.training.recipes import load_config
 from difflab.training.session import open_session
-from difflab.training.sharding import full_optimizer_state
 
 TINY = str(Path(__file__).parents[1] / "training" / "tiny.yaml")
 

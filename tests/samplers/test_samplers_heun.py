@@ -7,12 +7,12 @@ import functools
 import pytest
 import torch
 
-from difflab.errors import ConfigError
+from difflab.config.schema import SampleConfig
+from difflab.core.errors import ConfigError
 from difflab.parameterization import Denoiser, Prediction
 from difflab.samplers import SAMPLERS, SamplingGrid
 from difflab.samplers.options import sampler_kwargs
 from difflab.schedules import GRIDS, make_schedule
-from difflab.training.config import SampleConfig
 
 from .gaussian_mixture import MixtureNetwork, standard_scores, two_dim_mixture
 

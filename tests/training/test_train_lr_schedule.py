@@ -33,7 +33,7 @@ def test_one_cycle_rises_then_anneals():
 
 
 def test_unknown_schedule():
-    from difflab.errors import ConfigError
+    from difflab.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="lr_schedule"):
         lr_factor("linear", 0, 10, 0)

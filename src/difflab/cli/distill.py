@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from difflab.errors import ConfigError
+from difflab.core.errors import ConfigError
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:

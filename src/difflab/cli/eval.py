@@ -23,9 +23,9 @@ import torch
 from torch import Tensor
 
 from difflab.cli.sampling_args import add_sampling_arguments, hints_from_args, sample_config
-from difflab.errors import ConfigError, DataError
+from difflab.config.schema import SampleConfig
+from difflab.core.errors import ConfigError, DataError
 from difflab.evaluation.metrics import METRICS
-from difflab.training.config import SampleConfig
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -69,7 +69,8 @@ class Samples:
 
 
 def samples_from_run(run_dir: Path, args: argparse.Namespace, device: torch.device) -> Samples:
-    from difflab.generation import generate, load_run
+    from difflab.runs.load import load_run
+    from difflab.sampling.generate import generate
 
     loaded = load_run(run_dir, weights=args.weights, device=device)
     sample = sample_config(args, loaded.config.sample)
@@ -119,7 +120,7 @@ def load_source(source: Path, args: argparse.Namespace, device: torch.device) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    from difflab.training.distributed import resolve_device
+    from difflab.parallel.distributed import resolve_device
 
     if args.num < 2 or args.batch_size < 1:
         raise ConfigError(f"--num must be >= 2 and --batch-size >= 1, got {args.num}, "

@@ -7,8 +7,8 @@ from __future__ import annotations
 import argparse
 
 from difflab.cli import train as train_command
-from difflab.errors import ConfigError
-from difflab.training.config import SD_NETWORK
+from difflab.config.schema import SD_NETWORK
+from difflab.core.errors import ConfigError
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from difflab.errors import DifflabError
+from difflab.core.errors import DifflabError
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from difflab.errors import ConfigError
+from difflab.core.errors import ConfigError
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -21,7 +21,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from difflab.training.run_report import write_report
+    from difflab.runs.report import write_report
 
     try:
         out = write_report(args.run, args.out)

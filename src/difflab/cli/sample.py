@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 
 from difflab.cli.sampling_args import add_sampling_arguments, hints_from_args, sample_config
-from difflab.errors import ConfigError
+from difflab.core.errors import ConfigError
 
 FORMATS = ("png", "folder", "npz")
 
@@ -81,9 +81,10 @@ def output_format(out: Path, given: str | None) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from difflab.evaluation.samples import save_samples_npz
-    from difflab.generation import load_run, write_png_folder, write_png_grid
-    from difflab.sharded_generation import generate_sharded
-    from difflab.training.distributed import setup_device, shutdown
+    from difflab.parallel.distributed import setup_device, shutdown
+    from difflab.runs.load import load_run
+    from difflab.sampling.images import write_png_folder, write_png_grid
+    from difflab.sampling.sharded import generate_sharded
 
     labels = parse_labels(args.labels)
     out = Path(args.out)
@@ -128,7 +129,7 @@ def _prompt_images(args: argparse.Namespace, loaded, labels: list[int] | None, d
 
     from difflab.conditioning import NULL_LABEL
     from difflab.integrations.stable_diffusion.sampling import prompt_images
-    from difflab.training.distributed import is_main
+    from difflab.parallel.distributed import is_main
 
     if labels is not None:
         raise ConfigError("--labels does not apply to a Stable Diffusion run; use --prompt")

@@ -8,13 +8,13 @@ import argparse
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from difflab.errors import ConfigError
-from difflab.training.config import SampleConfig
+from difflab.config.schema import SampleConfig
+from difflab.core.errors import ConfigError
 
 if TYPE_CHECKING:
     from torch import Tensor
 
-    from difflab.generation import LoadedRun
+    from difflab.runs.load import LoadedRun
 
 
 def add_sampling_arguments(
@@ -67,7 +67,7 @@ def add_sampling_arguments(
 
 def hints_from_args(args: argparse.Namespace, run: LoadedRun) -> Tensor | None:
     """The hints of --hint-image for the run (control_hints.hints_from_files), None without it."""
-    from difflab.control_hints import hints_from_files
+    from difflab.sampling.hints import hints_from_files
 
     if args.hint_image is None:
         return None

@@ -8,9 +8,9 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-from difflab.errors import ConfigError
-from difflab.training.config import Config, build_config
-from difflab.training.recipes import load_config, read_yaml
+from difflab.config.recipes import load_config, read_yaml
+from difflab.config.schema import Config, build_config
+from difflab.core.errors import ConfigError
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -115,7 +115,7 @@ def train_and_report(config: Config, trust_checkpoint: bool) -> tuple[int, Path 
 def run_and_report(work: Callable[[], Path]) -> tuple[int, Path | None]:
     """(exit status, run folder on rank 0 when work finished, else None): run the training
     work, leave the process group, print the run folder or how it was interrupted."""
-    from difflab.training.distributed import is_main, shutdown
+    from difflab.parallel.distributed import is_main, shutdown
     from difflab.training.signals import Interrupted
 
     finished = False

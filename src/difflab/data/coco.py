@@ -27,8 +27,8 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from difflab.core.errors import DataError
 from difflab.data.dataset import require_folder
-from difflab.errors import DataError
 
 CocoSplit = Literal["train", "val"]
 YEAR = "2017"

@@ -14,8 +14,8 @@ from typing import Literal, Protocol, get_args
 import torch
 from torch import Tensor
 
-from difflab.errors import ConfigError, DataError
-from difflab.registry import Registry
+from difflab.core.errors import ConfigError, DataError
+from difflab.core.registry import Registry
 
 Split = Literal["train", "test"]
 

@@ -16,7 +16,7 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from difflab.errors import DataError
+from difflab.core.errors import DataError
 
 logger = logging.getLogger(__name__)
 CHUNK_BYTES = 1 << 20

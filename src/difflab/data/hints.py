@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from difflab.core.errors import ConfigError, DataError, DifflabError
+from difflab.core.registry import Registry
 from difflab.data.transforms import Batch, BatchTransform, to_uint8
-from difflab.errors import ConfigError, DataError, DifflabError
-from difflab.registry import Registry
 
 
 class Hint(BatchTransform, Protocol):

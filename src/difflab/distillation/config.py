@@ -10,9 +10,9 @@ from typing import Any, Literal
 
 import yaml
 
-from difflab.errors import ConfigError
-from difflab.training.config_types import from_dict, set_override
-from difflab.training.recipes import read_yaml
+from difflab.config.parsing import from_dict, set_override
+from difflab.config.recipes import read_yaml
+from difflab.core.errors import ConfigError
 
 SETTINGS_FILE = "distill.yaml"  # the distillation settings and teacher run, in the run folder
 

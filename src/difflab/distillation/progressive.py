@@ -25,6 +25,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from difflab.config.recipes import read_yaml
+from difflab.config.schema import Config, ModelConfig, RunConfig, build_config
+from difflab.core.errors import ConfigError
 from difflab.distillation.config import (
     DistillConfig,
     read_settings,
@@ -33,17 +36,14 @@ from difflab.distillation.config import (
 )
 from difflab.distillation.loss import DistillationLoss
 from difflab.distillation.teachers import load_teacher, save_teacher
-from difflab.errors import ConfigError
-from difflab.generation import MODEL_INFO, LoadedRun, load_run
+from difflab.parallel.distributed import any_rank, is_main
 from difflab.parameterization import Denoiser
+from difflab.runs.latents import recorded_latent
+from difflab.runs.load import MODEL_INFO, LoadedRun, load_run
+from difflab.runs.metrics import MetricsLog, read_metrics, trim_metrics
+from difflab.runs.report import write_report
 from difflab.schedules import NoiseSchedule, uniform_grid
-from difflab.training.config import Config, ModelConfig, RunConfig, build_config
-from difflab.training.distributed import any_rank, is_main
-from difflab.training.latent_data import recorded_latent
 from difflab.training.loop import run_loop
-from difflab.training.recipes import read_yaml
-from difflab.training.reporting import MetricsLog, read_metrics, trim_metrics
-from difflab.training.run_report import write_report
 from difflab.training.session import Session, build_train_state, open_session
 from difflab.training.signals import Interrupted, StopRequest
 from difflab.training.step import TrainState

@@ -12,8 +12,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from difflab.errors import CheckpointError
-from difflab.training.checkpoint import fsync
+from difflab.core.errors import CheckpointError
+from difflab.runs.checkpoint import fsync
 
 FOLDER = "teachers"
 

@@ -30,7 +30,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from difflab.errors import CheckpointError, ConfigError, DataError
+from difflab.core.errors import CheckpointError, ConfigError, DataError
 
 WEIGHTS_FILE = "classifier.safetensors"
 CONFIG_FILE = "classifier.json"

@@ -16,16 +16,13 @@ import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from torch import Tensor
 
+from difflab.data import ImageDataset
 from difflab.evaluation.features import FeatureExtractor
 from difflab.evaluation.frechet import FeatureStatistics, RunningStatistics
-
-if TYPE_CHECKING:
-    from difflab.data import ImageDataset
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 import torch
 from torch import Tensor, nn
 
-from difflab.errors import CheckpointError, ConfigError, DataError
+from difflab.core.errors import CheckpointError, ConfigError, DataError
 
 if TYPE_CHECKING:
     from diffusers import AutoencoderKL

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from difflab.conditioning.condition import Condition
+from difflab.core.condition import Condition
 from difflab.losses.weighting import loss_weight
 from difflab.parameterization.denoiser import coefficients
 from difflab.parameterization.prediction import Parameterization, training_target

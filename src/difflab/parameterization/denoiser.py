@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from difflab.conditioning.condition import Condition
+from difflab.core.condition import Condition
 from difflab.parameterization.prediction import (
     Parameterization,
     Prediction,

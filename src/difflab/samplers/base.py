@@ -18,12 +18,11 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-from difflab.errors import ConfigError
-from difflab.parameterization.prediction import Prediction
-from difflab.registry import Registry
+from difflab.core.errors import ConfigError
+from difflab.core.registry import Registry
+from difflab.parameterization.prediction import DenoiseFn, Prediction
 from difflab.schedules.noise import NoiseSchedule
 
-DenoiseFn = Callable[[Tensor, Tensor], Prediction]
 # callback(step index, t, x after the step, prediction used for the step)
 StepCallback = Callable[[int, Tensor, Tensor, Prediction], None]
 

@@ -6,15 +6,8 @@ import math
 
 from torch import Tensor
 
-from difflab.parameterization.prediction import Prediction
-from difflab.samplers.base import (
-    SAMPLERS,
-    DenoiseFn,
-    Generator,
-    SamplingGrid,
-    StepCallback,
-    randn_like,
-)
+from difflab.parameterization.prediction import DenoiseFn, Prediction
+from difflab.samplers.base import SAMPLERS, Generator, SamplingGrid, StepCallback, randn_like
 
 
 def ddim_noise_std(alpha: float, sigma: float, alpha_next: float, sigma_next: float, eta: float):

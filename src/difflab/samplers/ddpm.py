@@ -7,14 +7,8 @@ import math
 
 from torch import Tensor
 
-from difflab.samplers.base import (
-    SAMPLERS,
-    DenoiseFn,
-    Generator,
-    SamplingGrid,
-    StepCallback,
-    randn_like,
-)
+from difflab.parameterization.prediction import DenoiseFn
+from difflab.samplers.base import SAMPLERS, Generator, SamplingGrid, StepCallback, randn_like
 
 
 def posterior_coefficients(alpha: float, sigma: float, alpha_s: float, sigma_s: float):

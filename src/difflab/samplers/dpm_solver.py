@@ -21,13 +21,8 @@ import math
 import torch
 from torch import Tensor
 
-from difflab.samplers.base import (
-    SAMPLERS,
-    DenoiseFn,
-    Generator,
-    SamplingGrid,
-    StepCallback,
-)
+from difflab.parameterization.prediction import DenoiseFn
+from difflab.samplers.base import SAMPLERS, Generator, SamplingGrid, StepCallback
 
 
 def first_order_update(

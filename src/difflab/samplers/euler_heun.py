@@ -28,16 +28,9 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from difflab.errors import ConfigError
-from difflab.parameterization.prediction import Prediction
-from difflab.samplers.base import (
-    SAMPLERS,
-    DenoiseFn,
-    Generator,
-    SamplingGrid,
-    StepCallback,
-    randn_like,
-)
+from difflab.core.errors import ConfigError
+from difflab.parameterization.prediction import DenoiseFn, Prediction
+from difflab.samplers.base import SAMPLERS, Generator, SamplingGrid, StepCallback, randn_like
 
 MAX_RATIO = 3.0  # Heun's default largest s_hat / s_next for a second-order step
 

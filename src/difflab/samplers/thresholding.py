@@ -8,11 +8,10 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from difflab.errors import ConfigError
+from difflab.core.errors import ConfigError
 from difflab.parameterization.conversions import eps_from_x0
 from difflab.parameterization.denoiser import coefficients
-from difflab.parameterization.prediction import Prediction
-from difflab.samplers.base import DenoiseFn
+from difflab.parameterization.prediction import DenoiseFn, Prediction
 from difflab.schedules.noise import NoiseSchedule
 
 ThresholdKind = Literal["dynamic", "static"]

@@ -22,27 +22,21 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from difflab.training.config import Config
-from difflab.training.distributed import (
-    any_rank,
-    barrier,
-    is_distributed,
-    is_main,
-    world_size,
-)
+from difflab.config.schema import Config
+from difflab.parallel.distributed import any_rank, barrier, is_distributed, is_main, world_size
+from difflab.parallel.sharding import is_sharded
+from difflab.runs.metrics import MetricsLog, progress_bar, read_metrics, trim_metrics
+from difflab.runs.report import write_report
+from difflab.runs.rng import seeded_generator
+from difflab.runs.wandb_log import WandbLog
 from difflab.training.flops import mfu, peak_flops, train_flops_per_image
-from difflab.training.hooks import save_samples, save_state, validation_loss
 from difflab.training.optim import set_lr
-from difflab.training.reporting import MetricsLog, progress_bar, read_metrics, trim_metrics
-from difflab.training.rng import seeded_generator
-from difflab.training.run_report import write_report
+from difflab.training.periodic import save_samples, save_state, validation_loss
 from difflab.training.sample_eval import SampleEvaluator
 from difflab.training.session import Session, open_session
-from difflab.training.sharding import is_sharded
 from difflab.training.signals import Interrupted, StopRequest
 from difflab.training.step import skips_on_device, train_step
 from difflab.training.step_counts import Seen, StepCounts
-from difflab.training.wandb_log import WandbLog
 
 
 def train(

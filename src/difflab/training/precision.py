@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from difflab.errors import ConfigError
+from difflab.core.errors import ConfigError
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import torch
 
-from difflab.control_hints import dataset_hints
+from difflab.config.schema import Config
+from difflab.core.errors import ConfigError, TrainingError
 from difflab.data import ImageDataset, load_dataset
-from difflab.errors import ConfigError, TrainingError
 from difflab.evaluation import (
     ClassifierFeatures,
     classifier_accuracy,
@@ -28,10 +28,11 @@ from difflab.evaluation import (
 )
 from difflab.evaluation.classifier_cache import at_size, cache_root, cached_classifier
 from difflab.evaluation.reference import compute_statistics
-from difflab.generation import LoadedRun, generate
-from difflab.training.config import Config
+from difflab.parallel.sharding import is_sharded
+from difflab.runs.load import LoadedRun
+from difflab.sampling.generate import generate
+from difflab.training.batches import dataset_hints
 from difflab.training.session import Session
-from difflab.training.sharding import is_sharded
 
 EVAL_BATCH = 256  # images per sampler call
 

@@ -11,29 +11,30 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from difflab.config.plugins import network_plugin
+from difflab.config.schema import Config
+from difflab.core.errors import ConfigError
 from difflab.data import ImageDataset, load_dataset
-from difflab.errors import ConfigError
-from difflab.generation import MODEL_INFO, build_denoiser, load_run
 from difflab.latents import Codec
 from difflab.losses import DenoisingLoss
-from difflab.parameterization import Denoiser
-from difflab.training.batches import DeviceData
-from difflab.training.checkpoint import Checkpoint, load_latest_checkpoint
-from difflab.training.config import Config
-from difflab.training.controlnet import hint_transform, start_from_base
-from difflab.training.distributed import (
+from difflab.parallel.distributed import (
     barrier,
     broadcast_from_main,
     is_distributed,
     is_main,
     setup_device,
 )
+from difflab.parallel.sharding import data_parallel, load_full_state, shard
+from difflab.parameterization import Denoiser
+from difflab.runs.checkpoint import Checkpoint, load_latest_checkpoint
+from difflab.runs.controlnet import hint_transform
+from difflab.runs.latents import build_codec, latent_record, latent_shape_of
+from difflab.runs.load import MODEL_INFO, build_denoiser, load_run, start_from_base
+from difflab.runs.rng import restore_rng_state
+from difflab.training.batches import DeviceData
 from difflab.training.ema import EMA
-from difflab.training.latent_data import build_codec, latent_record, latent_shape_of
 from difflab.training.optim import build_optimizer
 from difflab.training.precision import resolve_precision
-from difflab.training.rng import restore_rng_state
-from difflab.training.sharding import data_parallel, load_full_state, shard
 from difflab.training.step import TrainState
 
 
@@ -240,11 +241,10 @@ def start_training(
 def open_session(config: Config, *, trust_checkpoint: bool = False) -> Session:
     """Build a run from config, resuming from config.train.resume when set (from its newest
     checkpoint that loads; trust_checkpoint allows a state.pt that needs full pickle). A
-    Stable Diffusion fine-tune (model.pretrained) streams its data instead."""
-    if config.model.pretrained is not None:
-        from difflab.integrations.stable_diffusion.session import open_sd_session
-
-        return open_sd_session(config, trust_checkpoint=trust_checkpoint)
+    plug-in network's run (a Stable Diffusion fine-tune, streaming its data) is its plug-in's."""
+    plugin = network_plugin(config.model.network)
+    if plugin is not None:
+        return plugin.open_training_run(config, trust_checkpoint=trust_checkpoint)
     t = config.train
     dataset = _load(config, config.data.split)
     use_val = config.data.val_split is not None and t.val_every > 0

@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from difflab.errors import DifflabError
+from difflab.core.errors import DifflabError
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 

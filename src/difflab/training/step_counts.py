@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from difflab.errors import TrainingError
-from difflab.training.distributed import all_reduce_sum
+from difflab.core.errors import TrainingError
+from difflab.parallel.distributed import all_reduce_sum
 
 
 @dataclass(frozen=True)

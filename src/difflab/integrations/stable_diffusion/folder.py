@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from types import ModuleType
 
-from difflab.errors import CheckpointError, ConfigError, DataError
+from difflab.core.errors import CheckpointError, ConfigError, DataError
 
 UNET_FILES = ("config.json", "diffusion_pytorch_model.safetensors")
 TEXT_ENCODER_FILES = ("config.json", "model.safetensors")

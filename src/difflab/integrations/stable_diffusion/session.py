@@ -12,15 +12,15 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from difflab.config.schema import Config, LatentConfig
+from difflab.core.errors import ConfigError
 from difflab.data.coco import CocoCaptions
-from difflab.errors import ConfigError
-from difflab.generation import build_denoiser
 from difflab.integrations.stable_diffusion.data import CaptionedLatents
 from difflab.integrations.stable_diffusion.scheduler import SchedulerSettings, read_scheduler
 from difflab.integrations.stable_diffusion.text import TextEncoder
-from difflab.training.config import Config, LatentConfig
-from difflab.training.distributed import barrier, is_main, rank, world_size
-from difflab.training.latent_data import build_codec, latent_record, latent_shape_of
+from difflab.parallel.distributed import barrier, is_main, rank, world_size
+from difflab.runs.latents import build_codec, latent_record, latent_shape_of
+from difflab.runs.load import build_denoiser
 from difflab.training.session import Session, prepare_run, start_training, write_run_files
 from difflab.training.stream import StreamingData
 

@@ -24,9 +24,9 @@ from urllib.parse import quote
 
 import yaml
 
-from difflab.errors import ConfigError
-from difflab.training.checkpoint import complete_checkpoints
-from difflab.training.svg_chart import line_chart
+from difflab.core.errors import ConfigError
+from difflab.runs.checkpoint import complete_checkpoints
+from difflab.runs.svg_chart import line_chart
 
 REPORT_FILE = "report.html"
 NOT_CHARTED = ("step", "data_skipped")  # the x axis; data_skipped has its own section

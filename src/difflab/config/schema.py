@@ -7,19 +7,19 @@ raise ConfigError naming the key.
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import yaml
 
+from difflab.config.parsing import from_dict, set_override
+from difflab.core.errors import ConfigError, DifflabError
 from difflab.data.hints import HINTS, make_hint
-from difflab.errors import ConfigError, DifflabError
 from difflab.networks import NETWORKS
 from difflab.samplers import SAMPLERS
 from difflab.samplers.options import sampler_kwargs
 from difflab.schedules import GRIDS
-from difflab.training.config_types import from_dict, set_override
-from difflab.training.wandb_log import require_wandb
 
 SD_NETWORK = "sd-unet"  # model.network of a Stable Diffusion fine-tune: model.pretrained's UNet
 
@@ -316,3 +316,12 @@ def check_sample(s: SampleConfig) -> None:
     _require(s.sampler in SAMPLERS, "sample.sampler", f"one of {SAMPLERS.names()}", s.sampler)
     _require(s.grid in GRIDS, "sample.grid", f"one of {GRIDS.names()}", s.grid)
     sampler_kwargs(s)
+
+
+def require_wandb(mode: str) -> None:
+    """ConfigError before anything runs when W&B logging is asked for but not installed."""
+    if mode != "off" and importlib.util.find_spec("wandb") is None:
+        raise ConfigError(
+            f"config key 'run.wandb' is {mode!r} but wandb is not installed: "
+            "pip install 'difflab[wandb]'"
+        )

@@ -10,9 +10,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from difflab.generation import LoadedRun, generate
-from difflab.training.config import SampleConfig
-from difflab.training.distributed import gather_rows, shard_rows
+from difflab.config.schema import SampleConfig
+from difflab.parallel.distributed import gather_rows, shard_rows
+from difflab.runs.load import LoadedRun
+from difflab.sampling.generate import generate
 
 
 def generate_sharded(

@@ -11,8 +11,8 @@ from typing import Any
 
 import yaml
 
-from difflab.errors import ConfigError
-from difflab.training.config import Config, build_config
+from difflab.config.schema import Config, build_config
+from difflab.core.errors import ConfigError
 
 DEFAULT_RECIPE = "digits"
 

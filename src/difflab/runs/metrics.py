@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from difflab.training.wandb_log import WandbLog
+from difflab.runs.wandb_log import WandbLog
 
 
 class MetricsLog:

@@ -10,29 +10,32 @@ from pathlib import Path
 
 import torch
 
-from difflab.control_hints import cycled, dataset_hints
+from difflab.config.plugins import network_plugin
 from difflab.data import to_uint8
-from difflab.generation import resolve_labels, sample_images, write_png_grid
+from difflab.parallel.distributed import gather_rows, is_main, shard_rows
+from difflab.parallel.sharding import full_model_state, full_optimizer_state
 from difflab.parameterization import Denoiser
-from difflab.training.checkpoint import save_checkpoint
-from difflab.training.config import SD_NETWORK
-from difflab.training.distributed import gather_rows, is_main, shard_rows
-from difflab.training.rng import capture_rng_state, seeded_generator
+from difflab.runs.checkpoint import save_checkpoint
+from difflab.runs.rng import capture_rng_state, seeded_generator
+from difflab.sampling.generate import resolve_labels, sample_images
+from difflab.sampling.hints import cycled
+from difflab.sampling.images import write_png_grid
+from difflab.training.batches import dataset_hints
 from difflab.training.session import Session
-from difflab.training.sharding import full_model_state, full_optimizer_state
 from difflab.training.step import micro_batch_loss
 
 
 def save_samples(s: Session, done: int) -> list[Path]:
     """Grids from the EMA and the raw weights, fixed seeds 0..num-1, in
-    run/samples/step-000500-{ema,raw}.png: labels cycled over the classes, or a Stable Diffusion
-    run's sample.prompts cycled over the images (one column per prompt). A ControlNet run's
+    run/samples/step-000500-{ema,raw}.png: labels cycled over the classes, or a plug-in network's
+    grid (Stable Diffusion: sample.prompts cycled, one column per prompt). A ControlNet run's
     image i is drawn under the hint of the i-th held-out image (grid_hints), those hints shown
     in run/samples/hints.png. Every rank samples its shard of the seeds (shard_rows); rank 0
     gathers and writes, and returns the grids it wrote."""
     num = s.config.sample.num
     rows = shard_rows(num)
-    draw = _prompt_draw(s, rows) if s.config.model.network == SD_NETWORK else _class_draw(s, rows)
+    plugin = network_plugin(s.config.model.network)
+    draw = plugin.grid_draw(s, rows) if plugin is not None else _class_draw(s, rows)
     written = []
     for tag, denoiser in (("ema", s.ema_denoiser), ("raw", s.denoiser)):
         x0 = gather_rows(_in_eval(draw, denoiser), num)
@@ -68,26 +71,6 @@ def _class_draw(s: Session, rows: range) -> Draw:
         device=s.device,
         hints=cycled(hints, rows),
         codec=s.codec,
-    )
-
-
-def _prompt_draw(s: Session, rows: range) -> Draw:
-    """The images of rows of a Stable Diffusion run: sample.prompts cycled, guided against the
-    empty prompt, decoded by the run's VAE (stable_diffusion.sampling.text_images)."""
-    from difflab.integrations.stable_diffusion.sampling import PROMPT_BATCH, text_images
-
-    sample = s.config.sample
-    return partial(
-        text_images,
-        text=s.data.text,  # the session's CaptionedLatents: its frozen text encoder
-        codec=s.codec,
-        prompts=sample.prompts,
-        rows=rows,
-        seed=0,
-        latent_shape=s.latent_shape,
-        sample=sample,
-        device=s.device,
-        batch_size=PROMPT_BATCH,
     )
 
 

@@ -29,8 +29,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from difflab.errors import CheckpointError
-from difflab.hashing import file_sha256
+from difflab.core.errors import CheckpointError
+from difflab.core.hashing import file_sha256
 
 MARKER = "COMPLETE"
 FILES = ("model.safetensors", "ema.safetensors", "state.pt")
