@@ -25,7 +25,20 @@ from torch import Tensor
 from difflab.cli.sampling_args import add_sampling_arguments, hints_from_args, sample_config
 from difflab.config.schema import SampleConfig
 from difflab.core.errors import ConfigError, DataError
+from difflab.data import load_dataset
+from difflab.evaluation import (
+    ClassifierFeatures,
+    EvalOptions,
+    InceptionFeatures,
+    evaluate,
+    load_classifier,
+)
+from difflab.evaluation.classifier_cache import at_size, cache_root, cached_classifier
 from difflab.evaluation.metrics import METRICS
+from difflab.evaluation.samples import load_samples_folder, load_samples_npz
+from difflab.parallel.distributed import resolve_device
+from difflab.runs.load import load_run
+from difflab.sampling.generate import generate
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -69,9 +82,6 @@ class Samples:
 
 
 def samples_from_run(run_dir: Path, args: argparse.Namespace, device: torch.device) -> Samples:
-    from difflab.runs.load import load_run
-    from difflab.sampling.generate import generate
-
     loaded = load_run(run_dir, weights=args.weights, device=device)
     sample = sample_config(args, loaded.config.sample)
     images, labels = generate(
@@ -100,8 +110,6 @@ def samples_from_run(run_dir: Path, args: argparse.Namespace, device: torch.devi
 
 
 def load_source(source: Path, args: argparse.Namespace, device: torch.device) -> Samples:
-    from difflab.evaluation.samples import load_samples_folder, load_samples_npz
-
     if (source / "config.yaml").is_file():
         return samples_from_run(source, args, device)
     if sample_config(args, SampleConfig()) != SampleConfig() or args.hint_image is not None:
@@ -120,8 +128,6 @@ def load_source(source: Path, args: argparse.Namespace, device: torch.device) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    from difflab.parallel.distributed import resolve_device
-
     if args.num < 2 or args.batch_size < 1:
         raise ConfigError(f"--num must be >= 2 and --batch-size >= 1, got {args.num}, "
                           f"{args.batch_size}")  # fmt: skip
@@ -144,10 +150,6 @@ def score(
     samples: Samples, metrics: list[str], args: argparse.Namespace, device: torch.device
 ) -> dict[str, Any]:
     """evaluate() with the reference, extractor and classifier the arguments ask for."""
-    from difflab.data import load_dataset
-    from difflab.evaluation import ClassifierFeatures, EvalOptions, InceptionFeatures, evaluate
-    from difflab.evaluation.classifier_cache import at_size, cache_root
-
     name = args.reference or samples.reference
     if name is None:
         raise ConfigError(f"{args.source} is no run folder: name the dataset with --reference")
@@ -186,9 +188,6 @@ def score(
 
 def load_classifier_for(args, split, cache: Path, device: torch.device):
     """(classifier, its folder as text): --classifier, or one trained on the train split."""
-    from difflab.evaluation import load_classifier
-    from difflab.evaluation.classifier_cache import cached_classifier
-
     if args.classifier:
         return load_classifier(args.classifier, device), args.classifier
     classifier, folder, trained = cached_classifier(

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import sys
 
+from difflab.cli.commands import run
 from difflab.core.errors import DifflabError
 
 
 def main(argv: list[str] | None = None) -> int:
-    from difflab.cli.commands import run
-
     try:
         return run(sys.argv[1:] if argv is None else argv)
     except DifflabError as err:

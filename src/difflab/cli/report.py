@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from difflab.core.errors import ConfigError
+from difflab.runs.report import write_report
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -21,8 +22,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from difflab.runs.report import write_report
-
     try:
         out = write_report(args.run, args.out)
     except OSError as err:  # e.g. --out is a folder, or the run's files are unreadable

@@ -10,8 +10,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import torch
+
 from difflab.cli.sampling_args import add_sampling_arguments, hints_from_args, sample_config
+from difflab.conditioning import NULL_LABEL
 from difflab.core.errors import ConfigError
+from difflab.evaluation.samples import save_samples_npz
+from difflab.integrations.stable_diffusion.sampling import prompt_images
+from difflab.parallel.distributed import is_main, setup_device, shutdown
+from difflab.runs.load import load_run
+from difflab.sampling.images import write_png_folder, write_png_grid
+from difflab.sampling.sharded import generate_sharded
 
 FORMATS = ("png", "folder", "npz")
 
@@ -80,12 +89,6 @@ def output_format(out: Path, given: str | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from difflab.evaluation.samples import save_samples_npz
-    from difflab.parallel.distributed import setup_device, shutdown
-    from difflab.runs.load import load_run
-    from difflab.sampling.images import write_png_folder, write_png_grid
-    from difflab.sampling.sharded import generate_sharded
-
     labels = parse_labels(args.labels)
     out = Path(args.out)
     fmt = output_format(out, args.format)
@@ -125,12 +128,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _prompt_images(args: argparse.Namespace, loaded, labels: list[int] | None, device):
     """(images, null labels) of a Stable Diffusion run's prompts, on rank 0 (not sharded)."""
-    import torch
-
-    from difflab.conditioning import NULL_LABEL
-    from difflab.integrations.stable_diffusion.sampling import prompt_images
-    from difflab.parallel.distributed import is_main
-
     if labels is not None:
         raise ConfigError("--labels does not apply to a Stable Diffusion run; use --prompt")
     sample = sample_config(args, loaded.config.sample)

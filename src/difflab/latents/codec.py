@@ -134,7 +134,7 @@ def _vae_folder(path: Path) -> Path:
 
 def _import_diffusers():
     try:
-        import diffusers
+        import diffusers  # optional heavy dependency (the `sd` extra)
     except ImportError as err:
         raise ConfigError("a VAE codec needs diffusers: pip install 'difflab[sd]'") from err
     return diffusers

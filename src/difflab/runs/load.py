@@ -17,10 +17,9 @@ from difflab.config.recipes import read_yaml
 from difflab.config.schema import Config, build_config
 from difflab.core.errors import CheckpointError, ConfigError
 from difflab.latents import Codec, IdentityCodec
-from difflab.networks import build_network
+from difflab.networks import ControlledUNet, build_network
 from difflab.parameterization import Denoiser
 from difflab.runs.checkpoint import load_latest_checkpoint
-from difflab.networks import ControlledUNet
 from difflab.runs.controlnet import controlled_network
 from difflab.runs.latents import build_codec, recorded_latent
 from difflab.schedules import make_schedule

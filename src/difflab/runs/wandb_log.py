@@ -30,7 +30,7 @@ class WandbLog:
 
     def __init__(self, run_dir: Path, *, mode: str, project: str, config: dict[str, Any]) -> None:
         require_wandb(mode)
-        import wandb
+        import wandb  # optional heavy dependency (the `wandb` extra)
 
         self._wandb = wandb
         self._run = wandb.init(
