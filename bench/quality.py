@@ -39,7 +39,7 @@ from difflab.runs.rng import seeded_generator
 from difflab.sampling.generate import generate
 from difflab.training.batches import DeviceData
 from difflab.training.optim import set_lr
-from difflab.training.session import open_session
+from difflab.training.session import open_training_run
 from difflab.training.step import train_step
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -90,7 +90,7 @@ def recipe_config(recipe: str, args: argparse.Namespace, root: str | None) -> Co
 
 
 def train_difflab(config: Config, budget_s: float, clock) -> Trained:
-    s = open_session(config)
+    s = open_training_run(config)
     t = s.config.train
     step, started = 0, clock()
     while clock() - started < budget_s:

@@ -1,10 +1,10 @@
 """Networks that are not presets come from plug-ins, found by `model.network`.
 
-A plug-in is a module (under difflab/integrations/) that provides, for its network name:
+A plug-in is a module under difflab/integrations/ with, for its network name:
 `build_network(model: ModelConfig, in_channels) -> nn.Module`,
-`open_training_run(config, *, trust_checkpoint) -> Session` (its data, codec and condition) and
-`grid_draw(session, rows) -> Draw` (the training run's sample grids). It is imported on first
-use, so no module below difflab.integrations imports it.
+`open_training_run(config, *, trust_checkpoint) -> TrainingRun` (data, codec, condition),
+`grid_draw(run: TrainingRun, rows) -> GridDraw` (the sample grids). Imported on first use,
+so no module below difflab.integrations imports it.
 """
 
 from __future__ import annotations

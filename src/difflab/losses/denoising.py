@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from difflab.core.condition import Condition
-from difflab.losses.weighting import loss_weight
+from difflab.losses.weighting import Weighting, loss_weight
 from difflab.parameterization.denoiser import coefficients
 from difflab.parameterization.prediction import Parameterization, training_target
 from difflab.schedules.noise import NoiseSchedule
@@ -18,7 +18,7 @@ from difflab.schedules.noise import NoiseSchedule
 class DenoisingLoss:
     schedule: NoiseSchedule
     parameterization: Parameterization
-    weighting: str = "uniform"
+    weighting: Weighting = "uniform"
     min_snr_gamma: float = 5.0
 
     def sample_training_t(

@@ -29,8 +29,9 @@ from dataclasses import dataclass
 from torch import Tensor
 
 from difflab.core.errors import ConfigError
-from difflab.parameterization.prediction import DenoiseFn, Prediction
+from difflab.parameterization.prediction import DenoiseFn
 from difflab.samplers.base import SAMPLERS, Generator, SamplingGrid, StepCallback, randn_like
+from difflab.samplers.ddim import ddim_step
 
 MAX_RATIO = 3.0  # Heun's default largest s_hat / s_next for a second-order step
 
@@ -81,12 +82,6 @@ def add_churn(
     return alpha_hat * (x / alpha + noise), t_hat, alpha_hat, sigma_hat
 
 
-def euler_step(pred: Prediction, alpha_next: float, sigma_next: float) -> Tensor:
-    """x~_next = x~ + (s_next - s) d with d = eps_hat, i.e. x_next = alpha_next x0_hat +
-    sigma_next eps_hat (Algorithm 2, lines 7-8)."""
-    return alpha_next * pred.x0 + sigma_next * pred.eps
-
-
 def sample_karras(
     denoise: DenoiseFn,
     x: Tensor,
@@ -106,7 +101,9 @@ def sample_karras(
         x_hat, t_hat, alpha_hat, sigma_hat = add_churn(x, grid, i, churn, generator)
         pred = denoise(x_hat, t_hat)
         alpha_n, sigma_n = grid.coef(i + 1)
-        x = euler_step(pred, alpha_n, sigma_n)
+        # Euler in x~ = x / alpha: x~_next = x~ + (s_next - s) eps_hat (Algorithm 2, lines 7-8),
+        # which is x_next = alpha_next x0_hat + sigma_next eps_hat: the DDIM update
+        x = ddim_step(pred, alpha_n, sigma_n)
         if sigma_hat * alpha_n <= max_ratio * sigma_n * alpha_hat:
             d_next = denoise(x, t_next).eps
             step = sigma_n / alpha_n - sigma_hat / alpha_hat

@@ -33,10 +33,10 @@ from difflab.training.flops import mfu, peak_flops, train_flops_per_image
 from difflab.training.optim import set_lr
 from difflab.training.periodic import save_samples, save_state, validation_loss
 from difflab.training.sample_eval import SampleEvaluator
-from difflab.training.session import Session, open_session
+from difflab.training.session import TrainingRun, open_training_run
 from difflab.training.signals import Interrupted, StopRequest
 from difflab.training.step import skips_on_device, train_step
-from difflab.training.step_counts import Seen, StepCounts
+from difflab.training.step_counts import HostCounts, StepCounts
 
 
 def train(
@@ -54,7 +54,7 @@ def train(
     torch's CPU thread count (train.cpu_threads) is restored on return."""
     threads = torch.get_num_threads()
     try:
-        session = open_session(config, trust_checkpoint=trust_checkpoint)
+        session = open_training_run(config, trust_checkpoint=trust_checkpoint)
         if is_main() and config.train.resume:
             trim_metrics(session.run_dir, session.start_step)
         log = MetricsLog(
@@ -85,7 +85,7 @@ def _wandb(config: Config, run_dir: Path) -> WandbLog | None:
     return WandbLog(run_dir, mode=r.wandb, project=r.wandb_project, config=config.to_dict())
 
 
-def _log_skipped_data(s: Session, log: MetricsLog) -> None:
+def _log_skipped_data(s: TrainingRun, log: MetricsLog) -> None:
     """Unreadable training images (already warned about by the loader), counted and named
     when they are not those the run's metrics last named: a resume reads the data again, and
     records a change from its start step on (0 files: the data was mended)."""
@@ -105,7 +105,7 @@ def _every(n: int, done: int) -> bool:
 
 
 @dataclass
-class Window:
+class LogWindow:
     """What happened since the last log record, as the host knows it; the loss and the skipped
     steps are counted on the device (StepCounts)."""
 
@@ -120,7 +120,7 @@ class Window:
 
 
 @dataclass(frozen=True)
-class Due:
+class DueWork:
     """The periodic work due after `done` steps."""
 
     samples: bool
@@ -129,7 +129,7 @@ class Due:
     checkpoint: bool
 
     @classmethod
-    def at(cls, s: Session, done: int) -> Due:
+    def at(cls, s: TrainingRun, done: int) -> DueWork:
         t, last = s.config.train, done == s.config.train.steps
         return cls(
             samples=_every(t.sample_every, done) or (t.sample_every > 0 and last),
@@ -156,14 +156,14 @@ def _stop_requested(stop: StopRequest | None, done: int) -> bool:
 
 
 def run_loop(
-    s: Session, log: MetricsLog, stop_at: int | None = None, stop: StopRequest | None = None
+    s: TrainingRun, log: MetricsLog, stop_at: int | None = None, stop: StopRequest | None = None
 ) -> int:
     """Steps from s.start_step to train.steps (or stop_at, or a signal); return steps done."""
     t = s.config.train
     end = t.steps if stop_at is None else min(stop_at, t.steps)
-    counts, window, done = StepCounts(s.device, t.max_nonfinite_steps), Window(), s.start_step
+    counts, window, done = StepCounts(s.device, t.max_nonfinite_steps), LogWindow(), s.start_step
     bar = progress_bar(t.steps, s.start_step, enabled=t.progress)
-    logger = _Logger(s, log, bar)
+    logger = _RecordWriter(s, log, bar)
     evaluator = SampleEvaluator(s) if t.eval_every > 0 and is_main() else None
     for step in range(s.start_step, end):
         started = time.perf_counter()
@@ -177,7 +177,7 @@ def run_loop(
         window.add(t.batch_size * t.grad_accum, time.perf_counter() - started)
         done = step + 1
         bar.update(1)
-        due, logged = Due.at(s, done), _every(t.log_every, done) or done == t.steps
+        due, logged = DueWork.at(s, done), _every(t.log_every, done) or done == t.steps
         if due or logged:
             waited = time.perf_counter()
             seen = counts.read()  # waits for the device to finish the window's steps
@@ -185,7 +185,7 @@ def run_loop(
             if logged:
                 logger.write(window, seen, done, lr)
                 counts.reset_window()
-                window = Window()
+                window = LogWindow()
             counts.check(seen, done)
         _periodic(s, log, done, evaluator, due)
         if _stop_requested(stop, done):
@@ -198,7 +198,7 @@ def run_loop(
     return done
 
 
-def _flops_per_image(s: Session) -> float:
+def _flops_per_image(s: TrainingRun) -> float:
     """Training FLOPs of one image, with the condition of one real sample: a ControlNet's
     gradients reach trainable weights only through its hint. A fresh generator for the sample's
     augmentation, so counting draws nothing from training's random streams."""
@@ -206,17 +206,17 @@ def _flops_per_image(s: Session) -> float:
     return train_flops_per_image(s.state.model, s.latent_shape, one.cond)
 
 
-class _Logger:
+class _RecordWriter:
     """Writes a window's log record: metrics file, progress bar and, where the skip is decided
     on the device, a warning naming the skipped steps (the host path warns at each)."""
 
-    def __init__(self, s: Session, log: MetricsLog, bar: tqdm) -> None:
+    def __init__(self, s: TrainingRun, log: MetricsLog, bar: tqdm) -> None:
         self.s, self.log, self.bar = s, log, bar
         self.peak = peak_flops(s.device)  # counted once, never inside the loop
         self.flops = _flops_per_image(s) if self.peak is not None else None
         self.warn = skips_on_device(s.state)
 
-    def write(self, window: Window, seen: Seen, done: int, lr: float) -> None:
+    def write(self, window: LogWindow, seen: HostCounts, done: int, lr: float) -> None:
         epoch = self.s.data.position(done * self.s.config.train.grad_accum)[0]
         record = _log_record(window, seen, done, lr, epoch)
         if self.flops is not None:
@@ -243,7 +243,7 @@ def _postfix(record: dict) -> dict[str, str]:
     return postfix
 
 
-def _log_record(window: Window, seen: Seen, done: int, lr: float, epoch: int) -> dict:
+def _log_record(window: LogWindow, seen: HostCounts, done: int, lr: float, epoch: int) -> dict:
     """images/s counts training steps only, not sample grids, validation or checkpoints.
     The loss is the mean over applied steps: null when every step of the window was skipped."""
     applied = window.steps - seen.skipped
@@ -258,7 +258,7 @@ def _log_record(window: Window, seen: Seen, done: int, lr: float, epoch: int) ->
 
 
 def _periodic(
-    s: Session, log: MetricsLog, done: int, evaluator: SampleEvaluator | None, due: Due
+    s: TrainingRun, log: MetricsLog, done: int, evaluator: SampleEvaluator | None, due: DueWork
 ) -> None:
     """Sample grids, validation, sample metrics and checkpoints due after `done` steps."""
     if due.samples:
@@ -276,7 +276,7 @@ def _periodic(
         barrier()
 
 
-def _checkpoint(s: Session, done: int) -> None:
+def _checkpoint(s: TrainingRun, done: int) -> None:
     """A checkpoint (gathered on every rank, written on rank 0), then rank 0 rewrites the run's
     report.html, so a killed run keeps a recent one. A report that cannot be written is a
     warning: training goes on."""

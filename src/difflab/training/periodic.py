@@ -21,11 +21,11 @@ from difflab.sampling.generate import resolve_labels, sample_images
 from difflab.sampling.hints import cycled
 from difflab.sampling.images import write_png_grid
 from difflab.training.batches import dataset_hints
-from difflab.training.session import Session
+from difflab.training.session import TrainingRun
 from difflab.training.step import micro_batch_loss
 
 
-def save_samples(s: Session, done: int) -> list[Path]:
+def save_samples(s: TrainingRun, done: int) -> list[Path]:
     """Grids from the EMA and the raw weights, fixed seeds 0..num-1, in
     run/samples/step-000500-{ema,raw}.png: labels cycled over the classes, or a plug-in network's
     grid (Stable Diffusion: sample.prompts cycled, one column per prompt). A ControlNet run's
@@ -50,10 +50,10 @@ def save_samples(s: Session, done: int) -> list[Path]:
     return written
 
 
-Draw = Callable[[Denoiser], torch.Tensor]  # a denoiser -> this rank's grid images in [-1, 1]
+GridDraw = Callable[[Denoiser], torch.Tensor]  # a denoiser -> this rank's grid images in [-1, 1]
 
 
-def _class_draw(s: Session, rows: range) -> Draw:
+def _class_draw(s: TrainingRun, rows: range) -> GridDraw:
     """The images of rows: labels cycled over the classes, a ControlNet run's grid hints (which
     rank 0 writes to run/samples/hints.png the first time)."""
     num = s.config.sample.num
@@ -74,19 +74,19 @@ def _class_draw(s: Session, rows: range) -> Draw:
     )
 
 
-def grid_hints(s: Session, num: int) -> torch.Tensor | None:
+def grid_hints(s: TrainingRun, num: int) -> torch.Tensor | None:
     """A ControlNet run's fixed grid hints: those of the first num images of the validation
     split the session holds, else of the training split (cycled when fewer); None otherwise."""
     source = s.val if s.val is not None else s.data
     return dataset_hints(s.config, source.images, num)
 
 
-def _ncol(s: Session) -> int | None:
+def _ncol(s: TrainingRun) -> int | None:
     n = len(s.config.sample.prompts) or s.num_classes  # prompts: a Stable Diffusion run's
     return n if 0 < n <= 16 else None
 
 
-def _in_eval(draw: Draw, denoiser: Denoiser) -> torch.Tensor:
+def _in_eval(draw: GridDraw, denoiser: Denoiser) -> torch.Tensor:
     was_training = denoiser.training
     denoiser.eval()
     try:
@@ -96,7 +96,7 @@ def _in_eval(draw: Draw, denoiser: Denoiser) -> torch.Tensor:
 
 
 @torch.no_grad()
-def validation_loss(s: Session) -> float:
+def validation_loss(s: TrainingRun) -> float:
     """Mean denoising loss of the raw weights over the held-out split, with the same t and eps
     every time (a generator seeded by (seed, "validation")), no condition dropout."""
     assert s.val is not None
@@ -114,7 +114,7 @@ def validation_loss(s: Session) -> float:
     return float(total) / n
 
 
-def save_state(s: Session, done: int) -> None:
+def save_state(s: TrainingRun, done: int) -> None:
     """Checkpoint after `done` steps: weights, EMA, optimizer, scaler, RNG states.
 
     Every rank calls it: sharded weights and optimizer state are gathered to rank 0 (full

@@ -32,7 +32,7 @@ from difflab.parallel.sharding import is_sharded
 from difflab.runs.load import LoadedRun
 from difflab.sampling.generate import generate
 from difflab.training.batches import dataset_hints
-from difflab.training.session import Session
+from difflab.training.session import TrainingRun
 
 EVAL_BATCH = 256  # images per sampler call
 
@@ -48,7 +48,7 @@ def _split(config: Config, split: str, size: int) -> ImageDataset:
 class SampleEvaluator:
     """Built once per run (on rank 0); `evaluator(s, done)` returns the metrics record."""
 
-    def __init__(self, s: Session) -> None:
+    def __init__(self, s: TrainingRun) -> None:
         config, size = s.config, s.image_shape[1]
         if is_sharded(s.state.model):
             raise ConfigError(
@@ -70,7 +70,7 @@ class SampleEvaluator:
         self.hints = dataset_hints(config, reference.images, config.train.eval_samples)
 
     @torch.no_grad()
-    def __call__(self, s: Session, done: int) -> dict[str, Any]:
+    def __call__(self, s: TrainingRun, done: int) -> dict[str, Any]:
         run = LoadedRun(s.config, s.ema_denoiser, s.num_classes, s.image_shape, done, s.codec)
         num = s.config.train.eval_samples
         try:

@@ -39,7 +39,7 @@ from difflab.training.step import TrainState
 
 
 @dataclass
-class Session:
+class TrainingRun:
     config: Config
     run_dir: Path
     device: torch.device
@@ -238,7 +238,7 @@ def start_training(
     return state, start, ema_denoiser
 
 
-def open_session(config: Config, *, trust_checkpoint: bool = False) -> Session:
+def open_training_run(config: Config, *, trust_checkpoint: bool = False) -> TrainingRun:
     """Build a run from config, resuming from config.train.resume when set (from its newest
     checkpoint that loads; trust_checkpoint allows a state.pt that needs full pickle). A
     plug-in network's run (a Stable Diffusion fine-tune, streaming its data) is its plug-in's."""
@@ -261,7 +261,7 @@ def open_session(config: Config, *, trust_checkpoint: bool = False) -> Session:
         write_run_files(run_dir, config, _run_info(config, dataset, codec, image_shape, info))
     barrier()
     state, start, ema_denoiser = start_training(config, denoiser, device, checkpoint)
-    return Session(
+    return TrainingRun(
         config=config,
         run_dir=run_dir,
         device=device,

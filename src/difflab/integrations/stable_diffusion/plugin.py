@@ -9,8 +9,8 @@ from difflab.config.schema import ModelConfig
 from difflab.integrations.stable_diffusion.network import SDUNet, sd_network
 from difflab.integrations.stable_diffusion.sampling import PROMPT_BATCH, text_images
 from difflab.integrations.stable_diffusion.session import open_sd_session
-from difflab.training.periodic import Draw
-from difflab.training.session import Session
+from difflab.training.periodic import GridDraw
+from difflab.training.session import TrainingRun
 
 open_training_run = open_sd_session
 
@@ -20,7 +20,7 @@ def build_network(model: ModelConfig, in_channels: int) -> SDUNet:
     return sd_network(str(model.pretrained), in_channels)
 
 
-def grid_draw(s: Session, rows: range) -> Draw:
+def grid_draw(s: TrainingRun, rows: range) -> GridDraw:
     """The images of rows of a Stable Diffusion run: sample.prompts cycled, guided against the
     empty prompt, decoded by the run's VAE (stable_diffusion.sampling.text_images)."""
     sample = s.config.sample

@@ -21,7 +21,7 @@ from difflab.integrations.stable_diffusion.text import TextEncoder
 from difflab.parallel.distributed import barrier, is_main, rank, world_size
 from difflab.runs.latents import build_codec, latent_record, latent_shape_of
 from difflab.runs.load import build_denoiser
-from difflab.training.session import Session, prepare_run, start_training, write_run_files
+from difflab.training.session import TrainingRun, prepare_run, start_training, write_run_files
 from difflab.training.stream import StreamingData
 
 
@@ -52,7 +52,7 @@ def with_absolute_pretrained(config: Config) -> Config:
     return replace(config, model=replace(config.model, pretrained=folder))
 
 
-def open_sd_session(config: Config, *, trust_checkpoint: bool = False) -> Session:
+def open_sd_session(config: Config, *, trust_checkpoint: bool = False) -> TrainingRun:
     """The session of a fine-tune (model.pretrained), resumed from config.train.resume when
     set; config.data.root and image_size are set (checked with the config)."""
     config = with_absolute_pretrained(config)
@@ -82,7 +82,7 @@ def open_sd_session(config: Config, *, trust_checkpoint: bool = False) -> Sessio
     )
     stream = _stream(config, dataset)
     data = CaptionedLatents(stream, codec, text, flip=config.data.flip, device=device)
-    return Session(
+    return TrainingRun(
         config=config,
         run_dir=run_dir,
         device=device,
