@@ -64,7 +64,7 @@ def add_sampling_arguments(
 
 
 def hints_from_args(args: argparse.Namespace, run: LoadedRun) -> Tensor | None:
-    """The hints of --hint-image for the run (control_hints.hints_from_files), None without it."""
+    """The hints of --hint-image for the run (sampling.hints.hints_from_files), None without it."""
     if args.hint_image is None:
         return None
     return hints_from_files(args.hint_image, run.config, run.image_shape)

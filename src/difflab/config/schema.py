@@ -14,6 +14,7 @@ from typing import Any, Literal
 import yaml
 
 from difflab.config.parsing import from_dict, set_override
+from difflab.config.plugins import NETWORK_PLUGINS
 from difflab.core.errors import ConfigError, DifflabError
 from difflab.data.hints import HINTS, make_hint
 from difflab.networks import NETWORKS
@@ -116,7 +117,7 @@ class TrainConfig:
 
 @dataclass
 class SampleConfig:
-    """How to sample: the defaults of `difflab sample`, generation.generate and training grids."""
+    """How to sample: the defaults of `difflab sample`, sampling.generate and training grids."""
 
     sampler: str = "ddim"
     steps: int = 50
@@ -228,7 +229,7 @@ def _check_values(c: Config) -> None:
         "> 0 or null",
         c.data.image_size,
     )
-    networks = [*NETWORKS.names(), SD_NETWORK]
+    networks = [*NETWORKS.names(), *NETWORK_PLUGINS.names()]
     _require(m.network in networks, "model.network", f"one of {networks}", m.network)
     check_controlnet(m.controlnet)
     check_stable_diffusion(c)
@@ -304,7 +305,7 @@ def check_stable_diffusion(c: Config) -> None:
 
 
 def check_sample(s: SampleConfig) -> None:
-    """Impossible sampling settings (also run on settings given to generation.generate)."""
+    """Impossible sampling settings (also run on settings given to sampling.generate)."""
     _require(s.steps > 0, "sample.steps", "> 0", s.steps)
     _require(s.guidance >= 0, "sample.guidance", ">= 0", s.guidance)
     _require(0 <= s.eta <= 1, "sample.eta", "in [0, 1]", s.eta)

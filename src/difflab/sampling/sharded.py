@@ -2,7 +2,7 @@
 rank 0 gathers the images.
 
 Image i uses seed + i, label i and hint i (both cycled) whatever rank draws it, so the gathered
-images are those of one process (generation.generate) for the same seeds.
+images are those of one process (sampling.generate) for the same seeds.
 """
 
 from __future__ import annotations

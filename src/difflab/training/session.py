@@ -32,6 +32,7 @@ from difflab.runs.latents import build_codec, latent_record, latent_shape_of
 from difflab.runs.load import MODEL_INFO, build_denoiser, load_run, start_from_base
 from difflab.runs.rng import restore_rng_state
 from difflab.training.batches import DeviceData
+from difflab.training.data_source import TrainingData
 from difflab.training.ema import EMA
 from difflab.training.optim import build_optimizer
 from difflab.training.precision import resolve_precision
@@ -43,7 +44,7 @@ class TrainingRun:
     config: Config
     run_dir: Path
     device: torch.device
-    data: DeviceData
+    data: TrainingData  # in memory (DeviceData) or a plug-in's (streamed)
     val: DeviceData | None
     state: TrainState
     denoiser: Denoiser  # raw weights
