@@ -32,7 +32,7 @@ from difflab.data import ImageDataset, ToSymmetric, load_dataset
 from difflab.evaluation import Classifier, classifier_accuracy, train_classifier
 from difflab.runs.controlnet import hint_transform
 from difflab.runs.load import LoadedRun, load_run
-from difflab.sampling.generate import generate
+from difflab.sampling.generation import generate
 from difflab.training.batches import dataset_hints
 from difflab.training.loop import train
 

@@ -27,7 +27,7 @@ import sampling_setup as setup
 from difflab.distillation import DistillConfig, distill
 from difflab.evaluation import ClassifierFeatures, evaluate
 from difflab.runs.load import LoadedRun, load_run
-from difflab.sampling.generate import generate
+from difflab.sampling.generation import generate
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -36,7 +36,7 @@ from difflab.evaluation.classifier_cache import cache_root, cached_classifier
 from difflab.parallel.distributed import resolve_device
 from difflab.runs.load import LoadedRun
 from difflab.runs.rng import seeded_generator
-from difflab.sampling.generate import generate
+from difflab.sampling.generation import generate
 from difflab.training.batches import DeviceData
 from difflab.training.optim import set_lr
 from difflab.training.session import open_training_run

@@ -20,8 +20,8 @@ from difflab.evaluation import Classifier, ClassifierConfig, save_classifier
 from difflab.runs.load import load_run
 from difflab.samplers import SAMPLERS
 from difflab.samplers.options import grid_times, sampler_kwargs
-from difflab.sampling import generate as generation
-from difflab.sampling.generate import generate, sample_images
+from difflab.sampling import generation
+from difflab.sampling.generation import generate, sample_images
 from difflab.schedules import GRIDS, make_schedule
 from difflab.schedules.grids import karras_grid, uniform_grid
 from difflab.training.loop import train

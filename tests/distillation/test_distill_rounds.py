@@ -25,7 +25,7 @@ from difflab.distillation.progressive import (
     teacher_grids,
 )
 from difflab.runs.load import build_denoiser, load_run
-from difflab.sampling.generate import generate
+from difflab.sampling.generation import generate
 from difflab.schedules import make_schedule, uniform_grid
 
 

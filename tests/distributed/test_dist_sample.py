@@ -8,7 +8,7 @@ from dist_runs import torchrun
 
 from difflab.evaluation import load_samples_npz
 from difflab.runs.load import load_run
-from difflab.sampling.generate import generate
+from difflab.sampling.generation import generate
 
 
 def test_two_process_sample_equals_one_process(unet_runs, tmp_path):

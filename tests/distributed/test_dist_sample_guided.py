@@ -11,7 +11,7 @@ from difflab.evaluation import Classifier, ClassifierConfig, save_classifier
 from difflab.parallel import distributed
 from difflab.runs.load import load_run
 from difflab.sampling import sharded as sharded_generation
-from difflab.sampling.generate import generate
+from difflab.sampling.generation import generate
 
 QUIET = ["train.steps=1", "train.sample_every=0", "train.val_every=0"]
 

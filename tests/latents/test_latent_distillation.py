@@ -5,7 +5,7 @@ import json
 
 from difflab.distillation import DistillConfig, distill
 from difflab.runs.load import MODEL_INFO, load_run
-from difflab.sampling.generate import generate
+from difflab.sampling.generation import generate
 from difflab.training.loop import train
 
 from .conftest import latent_config

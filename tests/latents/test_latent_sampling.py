@@ -14,7 +14,7 @@ from difflab.cli.commands import build_parser
 from difflab.cli.eval import samples_from_run
 from difflab.cli.main import main
 from difflab.runs.load import load_run
-from difflab.sampling.generate import resolve_labels, sample_images
+from difflab.sampling.generation import resolve_labels, sample_images
 
 from .conftest import TINY
 

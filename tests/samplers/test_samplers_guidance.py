@@ -8,7 +8,7 @@ from difflab.conditioning import Condition, classifier_free_guidance, classifier
 from difflab.config.schema import SampleConfig, build_config
 from difflab.parameterization import Denoiser, Prediction
 from difflab.samplers import SAMPLERS, SamplingGrid, thresholded
-from difflab.sampling.generate import guided_denoise, threshold_kind
+from difflab.sampling.generation import guided_denoise, threshold_kind
 from difflab.schedules import GRIDS, make_schedule
 
 from .gaussian_mixture import GaussianMixture, MixtureNetwork, two_dim_mixture

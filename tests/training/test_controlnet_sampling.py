@@ -21,7 +21,7 @@ from difflab.parallel import distributed
 from difflab.runs.load import load_run
 from difflab.runs.metrics import read_metrics
 from difflab.sampling import sharded as sharded_generation
-from difflab.sampling.generate import generate, guided_denoise
+from difflab.sampling.generation import generate, guided_denoise
 from difflab.sampling.hints import hints_from_files
 from difflab.training import periodic as hooks
 from difflab.training import sample_eval

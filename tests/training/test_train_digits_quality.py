@@ -9,7 +9,7 @@ from sklearn.svm import SVC
 from difflab.cli.main import main
 from difflab.data import load_dataset
 from difflab.runs.load import load_run
-from difflab.sampling.generate import generate
+from difflab.sampling.generation import generate
 
 
 def digit_classifier() -> SVC:

@@ -10,7 +10,7 @@ from difflab.conditioning import NULL_LABEL
 from difflab.config.recipes import load_config
 from difflab.core.errors import ConfigError
 from difflab.runs.load import load_run
-from difflab.sampling.generate import generate, resolve_labels
+from difflab.sampling.generation import generate, resolve_labels
 from difflab.training.loop import train
 
 TINY = str(Path(__file__).with_name("tiny.yaml"))

@@ -38,7 +38,7 @@ from difflab.evaluation.metrics import METRICS
 from difflab.evaluation.samples import load_samples_folder, load_samples_npz
 from difflab.parallel.distributed import resolve_device
 from difflab.runs.load import load_run
-from difflab.sampling.generate import generate
+from difflab.sampling.generation import generate
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:

@@ -2,7 +2,7 @@
 images; a ControlNet run's hints from image files."""
 
 from difflab.runs.load import LoadedRun, load_run
-from difflab.sampling.generate import generate, sample_images
+from difflab.sampling.generation import generate, sample_images
 from difflab.sampling.images import image_grid, write_png_folder, write_png_grid
 from difflab.sampling.sharded import generate_sharded
 

@@ -13,7 +13,7 @@ from torch import Tensor
 from difflab.config.schema import SampleConfig
 from difflab.parallel.distributed import gather_rows, shard_rows
 from difflab.runs.load import LoadedRun
-from difflab.sampling.generate import generate
+from difflab.sampling.generation import generate
 
 
 def generate_sharded(

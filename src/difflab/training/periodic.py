@@ -17,7 +17,7 @@ from difflab.parallel.sharding import full_model_state, full_optimizer_state
 from difflab.parameterization import Denoiser
 from difflab.runs.checkpoint import save_checkpoint
 from difflab.runs.rng import capture_rng_state, seeded_generator
-from difflab.sampling.generate import resolve_labels, sample_images
+from difflab.sampling.generation import resolve_labels, sample_images
 from difflab.sampling.hints import cycled
 from difflab.sampling.images import write_png_grid
 from difflab.training.batches import dataset_hints

@@ -30,7 +30,7 @@ from difflab.evaluation.classifier_cache import at_size, cache_root, cached_clas
 from difflab.evaluation.reference import compute_statistics
 from difflab.parallel.sharding import is_sharded
 from difflab.runs.load import LoadedRun
-from difflab.sampling.generate import generate
+from difflab.sampling.generation import generate
 from difflab.training.batches import dataset_hints
 from difflab.training.session import TrainingRun
 
