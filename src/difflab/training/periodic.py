@@ -100,7 +100,8 @@ def validation_loss(s: TrainingRun) -> float:
     """Mean denoising loss of the raw weights over the held-out split, with the same t and eps
     every time (a generator seeded by (seed, "validation")), no condition dropout."""
     assert s.val is not None
-    # The bare model, not its DDP wrapper: only rank 0 validates, so no collectives.
+    # The bare model, not its DDP wrapper: under DDP only rank 0 validates, so no collectives
+    # (sharded weights: every rank runs it, the forward gathers them).
     val, state = s.val, replace(s.state, forward=s.state.model)
     generator = seeded_generator(s.config.train.seed, "validation", 0, s.device)
     n = val.images.shape[0]

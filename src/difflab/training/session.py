@@ -126,10 +126,9 @@ def _ema(config: Config, model: nn.Module, device: torch.device) -> EMA:
 
 
 def _compiled(forward: nn.Module, device: torch.device) -> nn.Module:
-    """torch.compile of the module the loss calls. A single CUDA process replays forward and
-    backward as CUDA graphs ("reduce-overhead"): launching each kernel from Python leaves the
-    GPU waiting at small batches (diffusers' UNet2DModel at batch 128 on an H100: 2,167 img/s
-    compiled, 4,341 with CUDA graphs)."""
+    """torch.compile of the module the loss calls; a single CUDA process replays forward and
+    backward as CUDA graphs ("reduce-overhead"), as kernel launches from Python leave the GPU
+    waiting at small batches (measured in bench/README.md, throughput)."""
     graphs = device.type == "cuda" and not is_distributed()
     return torch.compile(forward, mode="reduce-overhead" if graphs else None)
 
