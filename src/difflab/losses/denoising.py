@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from difflab.core.condition import Condition
 from difflab.losses.weighting import Weighting, loss_weight
-from difflab.parameterization.denoiser import coefficients
+from difflab.parameterization.denoiser import alpha_sigma
 from difflab.parameterization.prediction import Parameterization, training_target
 from difflab.schedules.noise import NoiseSchedule
 
@@ -32,7 +32,7 @@ class DenoisingLoss:
         self, network: nn.Module, x0: Tensor, t: Tensor, eps: Tensor, cond: Condition | None
     ) -> Tensor:
         """Weighted squared error of each sample, averaged over its elements ([N])."""
-        alpha, sigma = coefficients(self.schedule, t, x0)
+        alpha, sigma = alpha_sigma(self.schedule, t, x0)
         x_t = (alpha * x0.float() + sigma * eps.float()).to(x0.dtype)
         output = network(x_t, self.schedule.network_time(t), cond)
         target = training_target(

@@ -21,7 +21,7 @@ def broadcast_time(t: Tensor, x: Tensor) -> Tensor:
     return t.expand(x.shape[0]) if t.ndim == 0 else t
 
 
-def coefficients(schedule: NoiseSchedule, t: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+def alpha_sigma(schedule: NoiseSchedule, t: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
     """alpha(t), sigma(t) as float32 tensors of shape [N, 1, ..., 1] that broadcast against x."""
     shape = (-1,) + (1,) * (x.ndim - 1)
     t = broadcast_time(t, x)
@@ -47,7 +47,7 @@ class Denoiser(nn.Module):
     def forward(self, x_t: Tensor, t: Tensor, cond: Condition | None = None) -> Prediction:
         t = broadcast_time(t, x_t)
         output = self.network(x_t, self.schedule.network_time(t), cond).float()
-        alpha, sigma = coefficients(self.schedule, t, x_t)
+        alpha, sigma = alpha_sigma(self.schedule, t, x_t)
         return prediction_from_output(
             self.parameterization, output, x_t=x_t.float(), alpha=alpha, sigma=sigma
         )

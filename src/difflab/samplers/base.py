@@ -60,7 +60,7 @@ class SamplingGrid:
         for i in range(self.steps):
             yield i, self.t[i], self.t[i + 1]
 
-    def coef(self, i: int) -> tuple[float, float]:
+    def alpha_sigma(self, i: int) -> tuple[float, float]:
         """(alpha_i, sigma_i) as Python floats."""
         return float(self.alpha[i]), float(self.sigma[i])
 

@@ -40,8 +40,8 @@ def sample_ddim(
     x = x.float()
     for i, t, _ in grid.pairs():
         pred = denoise(x, t)
-        alpha, sigma = grid.coef(i)
-        alpha_n, sigma_n = grid.coef(i + 1)
+        alpha, sigma = grid.alpha_sigma(i)
+        alpha_n, sigma_n = grid.alpha_sigma(i + 1)
         s = ddim_noise_std(alpha, sigma, alpha_n, sigma_n, eta)
         x = ddim_step(pred, alpha_n, math.sqrt(max(sigma_n**2 - s**2, 0.0)))
         if s > 0:

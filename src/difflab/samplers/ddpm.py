@@ -36,7 +36,7 @@ def sample_ddpm(
     x = x.float()
     for i, t, _ in grid.pairs():
         pred = denoise(x, t)
-        c_x, c_0, var = posterior_coefficients(*grid.coef(i), *grid.coef(i + 1))
+        c_x, c_0, var = posterior_coefficients(*grid.alpha_sigma(i), *grid.alpha_sigma(i + 1))
         x = c_x * x + c_0 * pred.x0
         if var > 0:
             x = x + math.sqrt(var) * randn_like(x, generator)

@@ -78,8 +78,8 @@ def sample_dpmpp_2m(
         if x0_prev is not None and not last and finite_step(h) and finite_step(h_prev):
             r = h_prev / h
             d = (1 + 1 / (2 * r)) * pred.x0 - (1 / (2 * r)) * x0_prev
-        _, sigma = grid.coef(i)
-        x = first_order_update(x, d, sigma, *grid.coef(i + 1), h)
+        _, sigma = grid.alpha_sigma(i)
+        x = first_order_update(x, d, sigma, *grid.alpha_sigma(i + 1), h)
         x0_prev, h_prev = pred.x0, h
         if callback is not None:
             callback(i, t, x, pred)
@@ -105,14 +105,14 @@ def sample_dpmpp_2s(
     for i, t, _ in grid.pairs():
         pred = denoise(x, t)
         h = lam[i + 1] - lam[i]
-        _, sigma = grid.coef(i)
+        _, sigma = grid.alpha_sigma(i)
         d = pred.x0
         if finite_step(h):
             alpha_s, sigma_s = float(alpha_mid[i]), float(sigma_mid[i])
             r = (math.log(alpha_s / sigma_s) - lam[i]) / h
             u = first_order_update(x, pred.x0, sigma, alpha_s, sigma_s, r * h)
             d = (1 - 1 / (2 * r)) * pred.x0 + (1 / (2 * r)) * denoise(u, t_mid[i]).x0
-        x = first_order_update(x, d, sigma, *grid.coef(i + 1), h)
+        x = first_order_update(x, d, sigma, *grid.alpha_sigma(i + 1), h)
         if callback is not None:
             callback(i, t, x, pred)
     return x

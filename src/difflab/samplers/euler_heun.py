@@ -70,7 +70,7 @@ def add_churn(
     """(x_hat, t_hat, alpha_hat, sigma_hat) after raising the noise level of x at grid point i:
     x~_hat = x~ + sqrt(s_hat^2 - s^2) s_noise z (Algorithm 2, lines 5-6), taken at the
     schedule's time of s_hat (clamped to its range)."""
-    alpha, sigma = grid.coef(i)
+    alpha, sigma = grid.alpha_sigma(i)
     s = scaled_sigma(alpha, sigma)
     gamma = churn.gamma(s, grid.steps)
     if gamma == 0.0:
@@ -100,7 +100,7 @@ def sample_karras(
     for i, t, t_next in grid.pairs():
         x_hat, t_hat, alpha_hat, sigma_hat = add_churn(x, grid, i, churn, generator)
         pred = denoise(x_hat, t_hat)
-        alpha_n, sigma_n = grid.coef(i + 1)
+        alpha_n, sigma_n = grid.alpha_sigma(i + 1)
         # Euler in x~ = x / alpha: x~_next = x~ + (s_next - s) eps_hat (Algorithm 2, lines 7-8),
         # which is x_next = alpha_next x0_hat + sigma_next eps_hat: the DDIM update
         x = ddim_step(pred, alpha_n, sigma_n)
