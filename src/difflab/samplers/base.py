@@ -1,13 +1,6 @@
-"""What every sampler shares: the grid with its coefficients, per-sample noise, the registry.
-
-Every sampler is a pure function with one signature:
-
-    sampler(denoise, x, grid, *, generator=None, callback=None, **options) -> x0
-
-`denoise(x_t, t)` returns a Prediction (x0, eps); `x` is the starting noise x_T; `grid` holds
-the explicit times (t_0 > ... > t_S = clean) and their alpha/sigma, so a sampler never infers
-the previous step arithmetically and keeps no state between calls. Sampler state is float32.
-"""
+"""What every sampler shares: the grid, per-sample noise, the registry. A sampler is
+`sampler(denoise, x, grid, *, generator=None, callback=None, **options) -> x0` over the grid's
+explicit times t_0 > ... > t_S = clean, with no state between calls (docs/samplers.md)."""
 
 from __future__ import annotations
 

@@ -1,17 +1,7 @@
-"""DPM-Solver++ (Lu et al. 2022b, "DPM-Solver++: Fast Solver for Guided Sampling of Diffusion
-Probabilistic Models"): exponential integrators of the probability-flow ODE in
-lambda = logsnr / 2 = log(alpha / sigma), with the data prediction x0.
-
-With h = lambda_next - lambda, the first-order step (eq. 5 with k = 1, equal to DDIM) is
-
-    x_next = (sigma_next / sigma) x - alpha_next (exp(-h) - 1) D,
-
-and the second-order solvers replace D = x0_hat(x, t) by a combination of two x0 predictions.
-
-Ends of the grid: a step into clean data (sigma_next = 0, lambda_next = +inf) or out of
-zero terminal SNR (alpha = 0, lambda = -inf) has h = inf, where no second point exists; such
-a step is the first-order one, which there reads x_next = alpha_next x0_hat (into clean data)
-or x_next = sigma_next x + alpha_next x0_hat (out of alpha = 0).
+"""DPM-Solver++ (Lu et al. 2022b) in lambda = log(alpha / sigma) with the x0 prediction D:
+x_next = (sigma_next / sigma) x - alpha_next (exp(-h) - 1) D, h = lambda_next - lambda
+(first order, = DDIM); a step with h = inf (either end of the grid) is first order
+(docs/samplers.md).
 """
 
 from __future__ import annotations

@@ -1,12 +1,6 @@
-"""Generation from a loaded run (runs.load_run): sample with per-image seeds.
-
-Image i of a call with `seed` uses its own generator seeded with seed + i (StackedGenerator),
-so an image depends only on its seed, label and hint, not on the batch it was drawn in. A
-ControlNet run samples under control hints ([M, C_hint, H, W] in [-1, 1], image i gets hint
-i % M; difflab.sampling.hints makes them from image files) and refuses to sample without
-them: a ControlledUNet without a hint is its base network, which is not the run. A latent
-diffusion run (model.latent.vae) samples latents and decodes them with its codec, so every
-function here takes and returns images.
+"""Generation from a loaded run (runs.load_run): image i of a call uses seed + i, label i and
+hint i % M, whatever its batch; a ControlNet run needs hints, a latent run decodes its
+latents, so every function here takes and returns images (docs/samplers.md).
 """
 
 from __future__ import annotations
