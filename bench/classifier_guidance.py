@@ -17,7 +17,7 @@ from dataclasses import replace
 
 import sampling_setup as setup
 from difflab.evaluation import classifier_accuracy
-from difflab.generation import generate
+from difflab.sampling.generation import generate
 
 SCALES = (0.0, 1.0, 2.0, 4.0, 8.0)
 

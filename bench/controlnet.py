@@ -26,14 +26,15 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from difflab.control_hints import dataset_hints
+from difflab.config.recipes import load_config
+from difflab.config.schema import SampleConfig
 from difflab.data import ImageDataset, ToSymmetric, load_dataset
 from difflab.evaluation import Classifier, classifier_accuracy, train_classifier
-from difflab.generation import LoadedRun, generate, load_run
-from difflab.training.config import SampleConfig
-from difflab.training.controlnet import hint_transform
+from difflab.runs.controlnet import hint_transform
+from difflab.runs.load import LoadedRun, load_run
+from difflab.sampling.generation import generate
+from difflab.training.batches import dataset_hints
 from difflab.training.loop import train
-from difflab.training.recipes import load_config
 
 EVAL_SEED = 2  # the evaluation classifier's seed, as in sampling_setup.py
 

@@ -24,13 +24,13 @@ import numpy as np
 import torch
 
 from difflab.conditioning import Condition, classifier_free_guidance
+from difflab.config.recipes import load_config
 from difflab.deploy import Grid, open_graph
 from difflab.deploy.generate import guided
 from difflab.export import deploy_grid
 from difflab.export.graph import ExportedNetwork, example_inputs, export_onnx
 from difflab.export.openvino import quantize
-from difflab.generation import build_denoiser
-from difflab.training.recipes import load_config
+from difflab.runs.load import build_denoiser
 
 SHAPES = {"mnist": (1, 28, 10), "cifar10": (3, 32, 10)}  # channels, size, classes
 

@@ -26,7 +26,8 @@ from pathlib import Path
 import sampling_setup as setup
 from difflab.distillation import DistillConfig, distill
 from difflab.evaluation import ClassifierFeatures, evaluate
-from difflab.generation import LoadedRun, generate, load_run
+from difflab.runs.load import LoadedRun, load_run
+from difflab.sampling.generation import generate
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -31,7 +31,9 @@ HOLD_ENV = "DIFFLAB_FAULTS_SAVE_HOLD"
 # when HOLD_ENV names a folder, a save into it waits after its first file until killed.
 CHILD = f"""
 import os, sys, threading, time
-import difflab.training.checkpoint as checkpoint
+import difflab.runs.checkpoint as checkpoint
+import os, sys, time
+import difflab.runs.checkpoint as checkpoint
 pause = float(os.environ.get({PAUSE_ENV!r}, "0"))
 hold = os.environ.get({HOLD_ENV!r}, "")
 write = checkpoint.save_file
@@ -79,7 +81,7 @@ def start(
     """`difflab train` fresh (args: a config and overrides) or `--resume run_dir` when it has a
     complete checkpoint; a run killed before its first checkpoint starts over. hold: the name of
     a temporary checkpoint folder whose save waits after its first file until killed."""
-    from difflab.training.checkpoint import latest_checkpoint
+    from difflab.runs.checkpoint import latest_checkpoint
 
     if latest_checkpoint(run_dir) is None:
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -148,7 +150,7 @@ def kill_when(
 
 
 def losses(run_dir: Path) -> dict[int, float]:
-    from difflab.training.reporting import read_metrics
+    from difflab.runs.metrics import read_metrics
 
     return {r["step"]: r["loss"] for r in read_metrics(run_dir) if "loss" in r}
 
@@ -172,7 +174,7 @@ def agrees(run_dir: Path, ref: dict[int, float]) -> bool:
 def one_cycle(run_dir: Path, args: list[str], steps: int, rnd: random.Random) -> str:
     """Start or resume, SIGKILL at a random step or in the middle of a checkpoint save; a run
     too close to its end starts over. Returns where the kill landed."""
-    from difflab.training.checkpoint import latest_checkpoint
+    from difflab.runs.checkpoint import latest_checkpoint
 
     newest = latest_checkpoint(run_dir)
     done = int(newest.name.removeprefix("step-")) if newest is not None else 0

@@ -28,17 +28,18 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from difflab.config.recipes import load_config
+from difflab.config.schema import Config
 from difflab.data import load_dataset
 from difflab.evaluation import ClassifierFeatures, EvalOptions, evaluate
 from difflab.evaluation.classifier_cache import cache_root, cached_classifier
-from difflab.generation import LoadedRun, generate
+from difflab.parallel.distributed import resolve_device
+from difflab.runs.load import LoadedRun
+from difflab.runs.rng import seeded_generator
+from difflab.sampling.generation import generate
 from difflab.training.batches import DeviceData
-from difflab.training.config import Config
-from difflab.training.distributed import resolve_device
 from difflab.training.optim import set_lr
-from difflab.training.recipes import load_config
-from difflab.training.rng import seeded_generator
-from difflab.training.session import open_session
+from difflab.training.session import open_training_run
 from difflab.training.step import train_step
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -89,7 +90,7 @@ def recipe_config(recipe: str, args: argparse.Namespace, root: str | None) -> Co
 
 
 def train_difflab(config: Config, budget_s: float, clock) -> Trained:
-    s = open_session(config)
+    s = open_training_run(config)
     t = s.config.train
     step, started = 0, clock()
     while clock() - started < budget_s:

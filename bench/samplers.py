@@ -19,8 +19,8 @@ from dataclasses import replace
 
 import sampling_setup as setup
 from difflab.evaluation import ClassifierFeatures, evaluate
-from difflab.generation import generate
 from difflab.samplers import SAMPLERS
+from difflab.sampling.generation import generate
 
 CALLS = (10, 20, 50, 100)
 TWO_CALLS_PER_STEP = ("heun", "dpmpp-2s")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from difflab.config.recipes import load_config
 from difflab.data import ImageDataset, load_dataset
 from difflab.evaluation import (
     Classifier,
@@ -22,9 +23,8 @@ from difflab.evaluation import (
     train_classifier,
 )
 from difflab.evaluation.classifier_cache import at_size
-from difflab.generation import LoadedRun, load_run
+from difflab.runs.load import LoadedRun, load_run
 from difflab.training.loop import train
-from difflab.training.recipes import load_config
 
 NOISY_SEED, EVAL_SEED = 1, 2
 

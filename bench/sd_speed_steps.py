@@ -18,12 +18,12 @@ from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from difflab.conditioning import Condition, classifier_free_guidance
+from difflab.config.schema import SD_NETWORK, Config, ModelConfig
 from difflab.integrations.stable_diffusion import SDUNet, diffusers_ddim_times, scheduler_settings
 from difflab.parameterization import Denoiser
+from difflab.runs.rng import seeded_generator
 from difflab.samplers import SAMPLERS, SamplingGrid
 from difflab.samplers.compiled import SamplingNetwork, sampling_network
-from difflab.training.config import SD_NETWORK, Config, ModelConfig
-from difflab.training.rng import seeded_generator
 from difflab.training.session import build_train_state
 from difflab.training.step import MicroBatch, train_step
 from throughput_steps import autocast, compiled, parse_mode, sampling_dtype

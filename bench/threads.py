@@ -3,7 +3,7 @@
     python bench/threads.py --run runs/digits          # prints a markdown table
 
 Each setting runs in a fresh process, since OpenMP reads OMP_WAIT_POLICY when torch loads:
-`difflab default` is what the difflab command applies (difflab.cpu_threads), `torch's
+`difflab default` is what the difflab command applies (difflab.cli.cpu_threads), `torch's
 default` sets no OpenMP variable, the others pin OMP_NUM_THREADS and the wait policy. Every row
 notes the load average when it was measured.
 """
@@ -31,9 +31,10 @@ def measure(run: str, num: int, steps: int) -> dict:
     """Images/s of `generate` (num images from run) and of `steps` digits training steps."""
     import torch
 
-    from difflab.generation import generate, load_run
+    from difflab.config.recipes import load_config
+    from difflab.runs.load import load_run
+    from difflab.sampling.generation import generate
     from difflab.training.loop import train
-    from difflab.training.recipes import load_config
 
     loaded = load_run(run)
     started = time.perf_counter()
@@ -52,7 +53,7 @@ def row(name: str, env: dict | None, args: argparse.Namespace) -> str:
     """One table row: the setting measured in a subprocess, with the load average before it."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith("OMP_")}
     if env is None:
-        from difflab.cpu_threads import default_environment
+        from difflab.cli.cpu_threads import default_environment
 
         env = default_environment(environ)
     command = [sys.executable, __file__, "--worker", "--run", args.run]

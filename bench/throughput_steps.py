@@ -14,12 +14,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from difflab.config.schema import Config, ModelConfig
 from difflab.parameterization import Denoiser
+from difflab.runs.rng import seeded_generator
 from difflab.samplers import SAMPLERS, SamplingGrid
 from difflab.samplers.compiled import SamplingNetwork, sampling_network
 from difflab.schedules import make_schedule, uniform_grid
-from difflab.training.config import Config, ModelConfig
-from difflab.training.rng import seeded_generator
 from difflab.training.session import build_train_state
 from difflab.training.step import MicroBatch, train_step
 

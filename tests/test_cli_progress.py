@@ -7,13 +7,14 @@ import sys
 import time
 from pathlib import Path
 
-from difflab import progress as progress_module
+from difflab.config.recipes import load_config
+from difflab.core import progress as progress_module
+from difflab.core.progress import LogLines, progress
 from difflab.data import load_dataset
 from difflab.evaluation.classifier_training import train_classifier
-from difflab.generation import generate, load_run
-from difflab.progress import LogLines, progress
+from difflab.runs.load import load_run
+from difflab.sampling.generation import generate
 from difflab.training.loop import train
-from difflab.training.recipes import load_config
 
 TINY = str(Path(__file__).parent / "training" / "tiny.yaml")
 

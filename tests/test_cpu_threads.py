@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from difflab.cpu_threads import default_environment
+from difflab.cli.cpu_threads import default_environment
 
 # The command's entry, then what torch runs with.
 PROBE = (

@@ -9,7 +9,7 @@ import torch
 
 from difflab.distillation.teachers import save_teacher
 from difflab.evaluation.classifier import Classifier, ClassifierConfig, save_classifier
-from difflab.training.checkpoint import save_checkpoint
+from difflab.runs.checkpoint import save_checkpoint
 
 
 @pytest.fixture(params=[0o022, 0o027])

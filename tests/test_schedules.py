@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from difflab.errors import ConfigError
+from difflab.core.errors import ConfigError
 from difflab.schedules import SCHEDULE_NAMES, discrete_timesteps, make_schedule, uniform_grid
 
 ALL = [(n, T, z) for n in SCHEDULE_NAMES for T in (1000, None) for z in (False, True)]

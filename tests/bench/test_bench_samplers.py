@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from difflab.training.recipes import load_config
+from difflab.config.recipes import load_config
 
 
 @pytest.fixture(scope="module")

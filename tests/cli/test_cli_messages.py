@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from difflab.cli.main import main
+from difflab.core.errors import ConfigError
 from difflab.distillation.config import build_distill_settings
-from difflab.errors import ConfigError
 
 TINY = str(Path(__file__).parents[1] / "training" / "tiny.yaml")
 QUIET = ["train.sample_every=0", "train.val_every=0"]

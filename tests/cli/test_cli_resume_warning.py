@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from difflab.cli.train import resolve
-from difflab.training.recipes import load_config
+from difflab.config.recipes import load_config
 
 TINY = Path(__file__).resolve().parents[1] / "training" / "tiny.yaml"
 

@@ -9,21 +9,22 @@ import numpy as np
 import pytest
 import torch
 
-from difflab import generation
 from difflab.cli.commands import build_parser
 from difflab.cli.main import main
 from difflab.cli.sampling_args import sample_config
 from difflab.conditioning import NULL_LABEL
-from difflab.errors import ConfigError
+from difflab.config.recipes import load_config
+from difflab.config.schema import SampleConfig
+from difflab.core.errors import ConfigError
 from difflab.evaluation import Classifier, ClassifierConfig, save_classifier
-from difflab.generation import generate, load_run, sample_images
+from difflab.runs.load import load_run
 from difflab.samplers import SAMPLERS
 from difflab.samplers.options import grid_times, sampler_kwargs
+from difflab.sampling import generation
+from difflab.sampling.generation import generate, sample_images
 from difflab.schedules import GRIDS, make_schedule
 from difflab.schedules.grids import karras_grid, uniform_grid
-from difflab.training.config import SampleConfig
 from difflab.training.loop import train
-from difflab.training.recipes import load_config
 
 TINY = str(Path(__file__).parents[1] / "training" / "tiny.yaml")
 

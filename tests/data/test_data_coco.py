@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from difflab.core.errors import ConfigError, DataError
 from difflab.data.coco import CocoCaptions, decode_square, read_captions
-from difflab.errors import ConfigError, DataError
 from difflab.training.stream import StreamingData
 from integrations.tiny_coco import caption, image_pixels, write_tiny_coco
 

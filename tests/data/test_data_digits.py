@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
+from difflab.core.errors import ConfigError
 from difflab.data import DATASETS, ImageDataset, load_dataset
-from difflab.errors import ConfigError
 
 
 @pytest.fixture(scope="module")

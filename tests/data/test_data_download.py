@@ -3,8 +3,8 @@ import hashlib
 import pytest
 from idx_files import serve
 
+from difflab.core.errors import DataError
 from difflab.data.download import download
-from difflab.errors import DataError
 
 CONTENT = bytes(range(256)) * 5000  # > one read chunk
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
+from difflab.core.errors import DataError
 from difflab.data import image_folder, load_dataset
-from difflab.errors import DataError
 
 
 def _png(path, value, size=(6, 4), mode="RGB"):

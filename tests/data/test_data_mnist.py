@@ -5,8 +5,8 @@ import pytest
 import torch
 from idx_files import idx_bytes, serve, write_fake_mnist
 
+from difflab.core.errors import DataError
 from difflab.data import load_dataset, mnist
-from difflab.errors import DataError
 
 
 def test_real_mnist_counts_labels_and_mean(shared_data):

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
+from difflab.core.errors import DataError
 from difflab.data import Compose, RandomHorizontalFlip, Resize, ToSymmetric, to_uint8
-from difflab.errors import DataError
 
 
 def _batch(n=6, c=3, h=5, w=7):

@@ -7,8 +7,8 @@ import sys
 import pytest
 import torch
 
+from difflab.core.errors import ConfigError, DataError, DifflabError
 from difflab.data import BlurHint, CannyHint, Compose, RandomHorizontalFlip, make_hint
-from difflab.errors import ConfigError, DataError, DifflabError
 
 needs_cv2 = pytest.mark.skipif(
     importlib.util.find_spec("cv2") is None,

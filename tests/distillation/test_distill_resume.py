@@ -16,8 +16,8 @@ from safetensors.torch import load_file
 from difflab.cli.main import main
 from difflab.distillation import DistillConfig, distill, resume_distill
 from difflab.distillation.teachers import teacher_file
+from difflab.runs.checkpoint import latest_checkpoint
 from difflab.training import step as step_module
-from difflab.training.checkpoint import latest_checkpoint
 
 # 3 rounds (8 -> 4 -> 2 -> 1 steps) of 2 steps: round 2 is steps 3 and 4.
 ITEMS = [

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from difflab.cli.main import main
+from difflab.core.errors import ConfigError
 from difflab.distillation import (
     DistillConfig,
     build_distill_settings,
@@ -23,8 +24,8 @@ from difflab.distillation.progressive import (
     student_run_config,
     teacher_grids,
 )
-from difflab.errors import ConfigError
-from difflab.generation import build_denoiser, generate, load_run
+from difflab.runs.load import build_denoiser, load_run
+from difflab.sampling.generation import generate
 from difflab.schedules import make_schedule, uniform_grid
 
 

@@ -11,7 +11,7 @@ from torch import nn
 from difflab.conditioning import NULL_LABEL, Condition, conditioned
 from difflab.distillation import DistillationLoss, distillation_target, target_eps
 from difflab.parameterization import Denoiser, Prediction, training_target
-from difflab.parameterization.denoiser import coefficients
+from difflab.parameterization.denoiser import alpha_sigma
 from difflab.samplers import SAMPLERS, SamplingGrid
 from difflab.schedules import make_schedule, uniform_grid
 from difflab.training.precision import resolve_precision
@@ -36,7 +36,7 @@ def setup(kind: str, schedule_kind: str):
 
 
 def noised(schedule, t, x0, eps):
-    alpha, sigma = coefficients(schedule, t, x0)
+    alpha, sigma = alpha_sigma(schedule, t, x0)
     return alpha * x0 + sigma * eps
 
 
@@ -71,7 +71,7 @@ def test_one_student_step_lands_where_two_teacher_steps_land(kind, schedule_kind
     z_t = noised(schedule, t, x0, eps)
     two_steps = ddim(teacher, z_t, schedule, times[2 * i : 2 * i + 3])
     x_tilde = distillation_target(conditioned(teacher, None), z_t, t, t_mid, t_next, schedule)
-    alpha, sigma = coefficients(schedule, t, z_t)
+    alpha, sigma = alpha_sigma(schedule, t, z_t)
     eps_tilde = target_eps(z_t, x_tilde, alpha, sigma)
     output = training_target(kind, x0=x_tilde, eps=eps_tilde, alpha=alpha, sigma=sigma)
     student = Denoiser(Lookup(output), schedule, kind)
@@ -131,7 +131,7 @@ class PerfectStudent(nn.Module):
         x_tilde = distillation_target(
             conditioned(self.teacher, None), x, t, t_mid, t_next, schedule
         )
-        alpha, sigma = coefficients(schedule, t, x)
+        alpha, sigma = alpha_sigma(schedule, t, x)
         eps = target_eps(x, x_tilde, alpha, sigma)
         return training_target(kind, x0=x_tilde, eps=eps, alpha=alpha, sigma=sigma)
 

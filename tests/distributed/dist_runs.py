@@ -9,11 +9,11 @@ from pathlib import Path
 
 import torch
 
-from difflab.training.checkpoint import load_checkpoint
-from difflab.training.config import build_config
+from difflab.config.recipes import read_yaml
+from difflab.config.schema import build_config
+from difflab.runs.checkpoint import load_checkpoint
+from difflab.runs.metrics import read_metrics
 from difflab.training.loop import train
-from difflab.training.recipes import read_yaml
-from difflab.training.reporting import read_metrics
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = Path(__file__).with_name("dist.yaml")

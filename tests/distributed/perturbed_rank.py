@@ -10,8 +10,8 @@ import dataclasses
 import os
 
 from difflab.cli.main import main
+from difflab.parallel.distributed import rank
 from difflab.training import step
-from difflab.training.distributed import rank
 
 PERTURBATIONS = {
     "noise": lambda batch: dataclasses.replace(batch, offset=0),

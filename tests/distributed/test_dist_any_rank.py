@@ -8,7 +8,7 @@ from pathlib import Path
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from difflab.training.distributed import any_rank, shutdown
+from difflab.parallel.distributed import any_rank, shutdown
 
 
 def _worker(rank: int, store_path: str, out: str, gloo_twin: bool) -> None:

@@ -17,7 +17,7 @@ from dist_runs import (
 )
 from PIL import Image
 
-from difflab.training.reporting import read_metrics
+from difflab.runs.metrics import read_metrics
 
 pytestmark = pytest.mark.numerics  # run again under other CPU kernels by .ci/run
 

@@ -8,7 +8,8 @@ import torch
 from dist_runs import torchrun
 
 from difflab.evaluation import load_samples_npz
-from difflab.generation import generate, load_run
+from difflab.runs.load import load_run
+from difflab.sampling.generation import generate
 
 pytestmark = pytest.mark.numerics  # run again under other CPU kernels by .ci/run
 

@@ -7,10 +7,11 @@ import pytest
 import torch
 from dist_runs import train_one_process
 
-from difflab import sharded_generation
 from difflab.evaluation import Classifier, ClassifierConfig, save_classifier
-from difflab.generation import generate, load_run
-from difflab.training import distributed
+from difflab.parallel import distributed
+from difflab.runs.load import load_run
+from difflab.sampling import sharded as sharded_generation
+from difflab.sampling.generation import generate
 
 QUIET = ["train.steps=1", "train.sample_every=0", "train.val_every=0"]
 

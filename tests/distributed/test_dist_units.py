@@ -13,16 +13,17 @@ from torch import nn
 from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
 from torch.nn.parallel import DistributedDataParallel
 
+from difflab.config.schema import DataConfig
+from difflab.core.errors import ConfigError
 from difflab.data import load_dataset
-from difflab.errors import ConfigError
 from difflab.losses import DenoisingLoss
 from difflab.networks import build_network
+from difflab.parallel import distributed
+from difflab.parallel.sharding import gradient_sync, repeated_blocks
+from difflab.runs.rng import seeded_generator
 from difflab.schedules import make_schedule
-from difflab.training import batches, distributed
-from difflab.training.config import DataConfig
+from difflab.training import batches
 from difflab.training.precision import resolve_precision
-from difflab.training.rng import seeded_generator
-from difflab.training.sharding import gradient_sync, repeated_blocks
 from difflab.training.step import micro_batch_loss
 
 pytestmark = pytest.mark.numerics  # run again under other CPU kernels by .ci/run

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from difflab.errors import CheckpointError, ConfigError, DataError
+from difflab.core.errors import CheckpointError, ConfigError, DataError
 from difflab.evaluation import (
     Classifier,
     ClassifierConfig,

@@ -20,8 +20,8 @@ from difflab.evaluation import (
     load_classifier,
     save_samples_npz,
 )
-from difflab.generation import write_png_folder
-from difflab.training.reporting import read_metrics
+from difflab.runs.metrics import read_metrics
+from difflab.sampling.images import write_png_folder
 
 TINY = str(Path(__file__).parents[1] / "training" / "tiny.yaml")
 QUIET = ["train.sample_every=0", "train.val_every=0", "train.checkpoint_every=0"]

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from difflab.errors import DataError
+from difflab.core.errors import DataError
 from difflab.evaluation import ClassifierFeatures, InceptionFeatures, weights_fingerprint
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from scipy import linalg
 
-from difflab.errors import DataError
+from difflab.core.errors import DataError
 from difflab.evaluation import RunningStatistics, feature_statistics, frechet_distance
 
 

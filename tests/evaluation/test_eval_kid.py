@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from difflab.errors import ConfigError, DataError
+from difflab.core.errors import ConfigError, DataError
 from difflab.evaluation import kernel_inception_distance, mmd2_unbiased
 
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from difflab.errors import ConfigError, DataError
+from difflab.core.errors import ConfigError, DataError
 from difflab.evaluation import ClassifierFeatures, EvalOptions, evaluate
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from difflab.errors import DataError
+from difflab.core.errors import DataError
 from difflab.evaluation import load_samples_npz, save_samples_npz
 
 

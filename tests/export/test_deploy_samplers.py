@@ -6,13 +6,13 @@ import pytest
 import torch
 
 from difflab.conditioning import Condition, classifier_free_guidance
+from difflab.config.schema import SampleConfig
 from difflab.deploy import draw
 from difflab.export import deploy_grid
 from difflab.parameterization import Denoiser
 from difflab.samplers import SAMPLERS, SamplingGrid, StackedGenerator
 from difflab.samplers.options import grid_times
 from difflab.schedules import make_schedule
-from difflab.training.config import SampleConfig
 
 
 class Net(torch.nn.Module):

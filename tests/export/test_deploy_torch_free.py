@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
+from difflab.core.errors import ConfigError
 from difflab.deploy import require
-from difflab.errors import ConfigError
 
 BLOCK_TORCH = """
 import importlib.abc, sys
@@ -39,7 +39,7 @@ def test_deploy_runs_without_torch():
 
 
 def test_the_blocker_blocks_torch():
-    code = BLOCK_TORCH.split("import numpy")[0] + "import difflab.generation"
+    code = BLOCK_TORCH.split("import numpy")[0] + "import difflab.sampling.generation"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode != 0 and "torch is blocked" in done.stderr
 

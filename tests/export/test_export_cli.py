@@ -90,7 +90,7 @@ def test_export_errors_are_one_line(run_dir, tmp_path, capsys, args, message):
 def test_int8_calibration_feeds_are_training_images_noised_at_grid_times(run_dir):
     from difflab.export import deploy_grid
     from difflab.export.calibration import calibration_feeds, clean_batch
-    from difflab.generation import load_run
+    from difflab.runs.load import load_run
 
     run = load_run(run_dir)
     feeds = calibration_feeds(run, {"x": None, "t": None, "labels": None}, num=40)

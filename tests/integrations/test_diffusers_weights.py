@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from difflab.conditioning import NULL_LABEL, Condition
-from difflab.errors import ConfigError
+from difflab.core.errors import ConfigError
 from difflab.integrations.diffusers_weights import (
     export_diffusers,
     from_diffusers,

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from difflab.conditioning import Condition, classifier_free_guidance
-from difflab.errors import ConfigError
+from difflab.core.errors import ConfigError
 from difflab.integrations.stable_diffusion import (
     SDUNet,
     TextEncoder,

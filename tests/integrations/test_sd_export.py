@@ -8,7 +8,7 @@ import shutil
 import pytest
 import torch
 
-from difflab.errors import CheckpointError
+from difflab.core.errors import CheckpointError
 from difflab.integrations.stable_diffusion import export_pipeline, load_unet
 
 diffusers = pytest.importorskip("diffusers")

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from difflab.errors import CheckpointError, ConfigError, DataError
+from difflab.core.errors import CheckpointError, ConfigError, DataError
 from difflab.integrations.stable_diffusion import (
     TextEncoder,
     diffusers_ddim_times,

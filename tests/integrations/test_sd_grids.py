@@ -9,14 +9,16 @@ import pytest
 import torch
 from PIL import Image
 
-from difflab.errors import ConfigError
-from difflab.generation import image_grid, load_run
+from difflab.config.recipes import load_config
+from difflab.core.errors import ConfigError
 from difflab.integrations.stable_diffusion.sampling import prompt_images
 from difflab.integrations.stable_diffusion.session import open_sd_session
-from difflab.training import distributed, hooks
-from difflab.training.hooks import save_samples
+from difflab.parallel import distributed
+from difflab.runs.load import load_run
+from difflab.sampling.images import image_grid
+from difflab.training import periodic as hooks
 from difflab.training.loop import train
-from difflab.training.recipes import load_config
+from difflab.training.periodic import save_samples
 
 from .test_sd_training import losses, sd_config
 from .tiny_coco import write_tiny_coco

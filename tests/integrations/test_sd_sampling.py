@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from difflab.cli.main import main
-from difflab.errors import ConfigError
-from difflab.generation import load_run
+from difflab.config.schema import SampleConfig
+from difflab.core.errors import ConfigError
 from difflab.integrations.stable_diffusion import export_run
 from difflab.integrations.stable_diffusion.sampling import prompt_images
+from difflab.runs.load import load_run
 from difflab.samplers import StackedGenerator
-from difflab.training.config import SampleConfig
 from difflab.training.loop import train
 
 from .test_sd_training import sd_config

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from difflab.runs.metrics import read_metrics
 from difflab.training.loop import train
-from difflab.training.reporting import read_metrics
 
 from .test_sd_training import sd_config
 from .tiny_coco import write_tiny_coco

@@ -8,13 +8,13 @@ import pytest
 import torch
 
 from difflab.conditioning import Condition
-from difflab.errors import ConfigError
+from difflab.config.recipes import load_config
+from difflab.core.errors import ConfigError
 from difflab.integrations.stable_diffusion import TextEncoder, export_run, load_unet
 from difflab.integrations.stable_diffusion.session import open_sd_session
-from difflab.training.checkpoint import load_latest_checkpoint
+from difflab.runs.checkpoint import load_latest_checkpoint
+from difflab.runs.metrics import read_metrics
 from difflab.training.loop import train
-from difflab.training.recipes import load_config
-from difflab.training.reporting import read_metrics
 from difflab.training.step import MicroBatch, micro_batch_loss, train_step
 
 from .tiny_coco import write_tiny_coco

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from difflab.config.recipes import load_config
 from difflab.training.loop import train
-from difflab.training.recipes import load_config
 
 from .tiny_vae import save_tiny_vae
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from difflab.errors import CheckpointError, ConfigError, DataError
+from difflab.core.errors import CheckpointError, ConfigError, DataError
 from difflab.latents import IdentityCodec, VAECodec
 
 from .tiny_vae import save_tiny_vae, tiny_vae

@@ -4,7 +4,8 @@ model.json records, wherever the teacher was trained from."""
 import json
 
 from difflab.distillation import DistillConfig, distill
-from difflab.generation import MODEL_INFO, generate, load_run
+from difflab.runs.load import MODEL_INFO, load_run
+from difflab.sampling.generation import generate
 from difflab.training.loop import train
 
 from .conftest import latent_config

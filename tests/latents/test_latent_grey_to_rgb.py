@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from difflab.cli.main import main
+from difflab.core.errors import ConfigError
 from difflab.data import ToSymmetric, load_dataset
-from difflab.data.channels import with_channels
-from difflab.errors import ConfigError
+from difflab.data.dataset import with_channels
 from difflab.latents import VAECodec
 from difflab.training.loop import train
-from difflab.training.session import open_session
+from difflab.training.session import open_training_run
 
 from .conftest import latent_config
 from .tiny_vae import save_tiny_vae
@@ -26,7 +26,7 @@ def rgb_vae(tmp_path_factory):
 
 
 def test_grey_digits_repeated_to_rgb_are_what_the_vae_encodes(tmp_path, rgb_vae):
-    s = open_session(latent_config(tmp_path, rgb_vae, "data.channels=3"))
+    s = open_training_run(latent_config(tmp_path, rgb_vae, "data.channels=3"))
     grey = load_dataset("digits", split="train").images  # [N, 1, 8, 8]
     assert s.image_shape == (3, 8, 8)
     rgb = ToSymmetric()({"image": torch.cat([grey, grey, grey], dim=1)})["image"]
@@ -35,7 +35,7 @@ def test_grey_digits_repeated_to_rgb_are_what_the_vae_encodes(tmp_path, rgb_vae)
 
 def test_without_the_key_the_run_names_it(tmp_path, rgb_vae):
     with pytest.raises(ConfigError, match=r"takes 3 channels .*; data.channels=3 repeats grey"):
-        open_session(latent_config(tmp_path, rgb_vae))
+        open_training_run(latent_config(tmp_path, rgb_vae))
     rgb = load_dataset("digits", channels=3)
     assert load_dataset("digits", channels=1).image_shape == (1, 8, 8)  # its own: unchanged
     with pytest.raises(ConfigError, match=r"data.channels=1: digits images have 3 channels"):

@@ -13,7 +13,8 @@ from PIL import Image
 from difflab.cli.commands import build_parser
 from difflab.cli.eval import samples_from_run
 from difflab.cli.main import main
-from difflab.generation import load_run, resolve_labels, sample_images
+from difflab.runs.load import load_run
+from difflab.sampling.generation import resolve_labels, sample_images
 
 from .conftest import TINY
 

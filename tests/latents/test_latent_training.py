@@ -8,13 +8,13 @@ import pytest
 import torch
 from PIL import Image
 
+from difflab.core.errors import ConfigError
 from difflab.data import ToSymmetric, load_dataset
-from difflab.errors import ConfigError
 from difflab.latents import VAECodec
-from difflab.training.latent_data import ENCODE_BATCH
+from difflab.runs.latents import ENCODE_BATCH
+from difflab.runs.metrics import read_metrics
 from difflab.training.loop import train
-from difflab.training.reporting import read_metrics
-from difflab.training.session import open_session
+from difflab.training.session import open_training_run
 from difflab.training.step import micro_batch_loss
 
 from .conftest import latent_config
@@ -45,7 +45,7 @@ def test_sample_grids_are_decoded_images(latent_run):
 
 @pytest.mark.parametrize("network", [[], ["model.network=dit-tiny", "model.options={}"]])
 def test_the_network_is_built_for_and_sees_the_latents(tmp_path, vae_folder, network):
-    s = open_session(latent_config(tmp_path, vae_folder, "train.batch_size=4", *network))
+    s = open_training_run(latent_config(tmp_path, vae_folder, "train.batch_size=4", *network))
     assert s.image_shape == (1, 8, 8) and s.latent_shape == (4, 4, 4)
     x = ToSymmetric()({"image": _digits("train")})["image"]
     expected = VAECodec.from_folder(vae_folder).encode(x)
@@ -58,7 +58,7 @@ def test_the_network_is_built_for_and_sees_the_latents(tmp_path, vae_folder, net
 
 
 def test_flips_pick_one_of_both_encoded_orientations(tmp_path, vae_folder):
-    s = open_session(latent_config(tmp_path, vae_folder, "data.flip=true"))
+    s = open_training_run(latent_config(tmp_path, vae_folder, "data.flip=true"))
     both = s.data.images  # [N, 2, c, h, w]
     x = ToSymmetric()({"image": _digits("train")})["image"]
     torch.testing.assert_close(both[:, 1], VAECodec.from_folder(vae_folder).encode(x.flip(-1)))

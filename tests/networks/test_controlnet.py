@@ -6,7 +6,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from difflab.conditioning import Condition, classifier_free_guidance, drop_condition
-from difflab.errors import DifflabError
+from difflab.core.errors import DifflabError
 from difflab.networks import ControlledUNet, ControlNet, UNet, build_network
 from difflab.networks.controlnet import COPIED
 from difflab.parameterization import Denoiser

@@ -2,7 +2,7 @@
 
 import pytest
 
-from difflab.errors import ConfigError
+from difflab.core.errors import ConfigError
 from difflab.networks import NETWORKS, DiT, UNet, build_network
 
 

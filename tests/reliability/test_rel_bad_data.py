@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from difflab.cli.main import main
-from difflab.training.reporting import read_metrics
+from difflab.runs.metrics import read_metrics
 
 TINY = str(Path(__file__).parents[1] / "training" / "tiny.yaml")
 

@@ -9,17 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from difflab.errors import CheckpointError
-from difflab.training import checkpoint
-from difflab.training.checkpoint import (
-    MARKER,
-    load_checkpoint,
-    load_latest_checkpoint,
-    save_checkpoint,
-)
+from difflab.config.recipes import load_config
+from difflab.core.errors import CheckpointError
+from difflab.runs import checkpoint
+from difflab.runs.checkpoint import MARKER, load_checkpoint, load_latest_checkpoint, save_checkpoint
+from difflab.runs.metrics import read_metrics
 from difflab.training.loop import train
-from difflab.training.recipes import load_config
-from difflab.training.reporting import read_metrics
 
 TINY = str(Path(__file__).parents[1] / "training" / "tiny.yaml")
 FAST = ["train.sample_every=0", "train.val_every=0", "train.batch_size=4"]

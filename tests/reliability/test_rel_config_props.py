@@ -8,9 +8,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from difflab.cli.main import main
-from difflab.errors import ConfigError
-from difflab.training.config import Config, build_config
-from difflab.training.config_types import known_keys
+from difflab.config.parsing import known_keys
+from difflab.config.schema import Config, build_config
+from difflab.core.errors import ConfigError
 
 LEAVES = [k for k in known_keys(Config) if "." in k]
 SECTIONS = [k for k in known_keys(Config) if "." not in k]

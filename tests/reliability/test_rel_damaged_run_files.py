@@ -10,14 +10,14 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from difflab.cli.main import main
-from difflab.errors import CheckpointError
-from difflab.generation import load_run
-from difflab.hashing import file_sha256
-from difflab.training.checkpoint import FILES, MARKER, load_latest_checkpoint
+from difflab.config.recipes import load_config
+from difflab.core.errors import CheckpointError
+from difflab.core.hashing import file_sha256
+from difflab.runs.checkpoint import FILES, MARKER, load_latest_checkpoint
+from difflab.runs.load import load_run
+from difflab.runs.metrics import read_metrics, trim_metrics
+from difflab.runs.report import write_report
 from difflab.training.loop import train
-from difflab.training.recipes import load_config
-from difflab.training.reporting import read_metrics, trim_metrics
-from difflab.training.run_report import write_report
 
 TINY = str(Path(__file__).parents[1] / "training" / "tiny.yaml")
 

@@ -13,11 +13,11 @@ from PIL import Image
 from safetensors import SafetensorError
 
 from difflab.cli.main import main
-from difflab.errors import CheckpointError, RunFileError
-from difflab.training import checkpoint
-from difflab.training.checkpoint import load_latest_checkpoint, save_checkpoint
-from difflab.training.reporting import MetricsLog
-from difflab.training.run_report import write_report
+from difflab.core.errors import CheckpointError, RunFileError
+from difflab.runs import checkpoint
+from difflab.runs.checkpoint import load_latest_checkpoint, save_checkpoint
+from difflab.runs.metrics import MetricsLog
+from difflab.runs.report import write_report
 
 TINY = str(Path(__file__).parents[1] / "training" / "tiny.yaml")
 ENOSPC = OSError(errno.ENOSPC, "No space left on device")

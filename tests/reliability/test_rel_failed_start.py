@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from difflab.errors import ConfigError, TrainingError
+from difflab.config.recipes import load_config
+from difflab.core.errors import ConfigError, TrainingError
 from difflab.training import batches, loop
 from difflab.training.loop import train
-from difflab.training.recipes import load_config
 
 TINY = str(Path(__file__).parents[1] / "training" / "tiny.yaml")
 FAST = ["train.sample_every=0", "train.val_every=0", "train.batch_size=4"]

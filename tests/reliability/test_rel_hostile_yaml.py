@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 
 from difflab.cli.main import main
-from difflab.training.bounded_yaml import MAX_BYTES, MAX_NODES, expanded_nodes, load_bounded
+from difflab.config.bounded_yaml import MAX_BYTES, MAX_NODES, expanded_nodes, load_bounded
 
 
 def _laughs(levels: int) -> str:

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from difflab.config.recipes import load_config
+from difflab.runs.checkpoint import MARKER, latest_checkpoint
 from difflab.training import step as step_module
-from difflab.training.checkpoint import MARKER, latest_checkpoint
 from difflab.training.loop import train
-from difflab.training.recipes import load_config
 from difflab.training.signals import ACKNOWLEDGEMENT, Interrupted
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))

@@ -8,9 +8,9 @@ import pytest
 
 from difflab.cli import eval as eval_command
 from difflab.cli.main import main
+from difflab.config.recipes import load_config
 from difflab.training import loop
 from difflab.training.loop import train
-from difflab.training.recipes import load_config
 
 TINY = str(Path(__file__).parents[1] / "training" / "tiny.yaml")
 FAST = ["train.sample_every=0", "train.val_every=0", "train.batch_size=4", "train.steps=2"]

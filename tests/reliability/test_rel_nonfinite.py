@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from difflab.errors import TrainingError
+from difflab.config.recipes import load_config
+from difflab.core.errors import TrainingError
+from difflab.runs.checkpoint import load_checkpoint
+from difflab.runs.metrics import read_metrics
 from difflab.training import loop
 from difflab.training import step as step_module
 from difflab.training.batches import DeviceData
-from difflab.training.checkpoint import load_checkpoint
 from difflab.training.loop import train
-from difflab.training.recipes import load_config
-from difflab.training.reporting import read_metrics
 from difflab.training.step import MicroBatch
 
 TINY = str(Path(__file__).parents[1] / "training" / "tiny.yaml")

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from difflab.cli.main import main
-from difflab.generation import build_denoiser
+from difflab.config.recipes import load_config
+from difflab.runs.load import build_denoiser
 from difflab.training.loop import train
-from difflab.training.recipes import load_config
 
 TINY = str(Path(__file__).parents[1] / "training" / "tiny.yaml")
 FAST = ["train.sample_every=0", "train.val_every=0", "train.batch_size=4"]

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from difflab.cli.main import main
-from difflab.errors import CheckpointError
-from difflab.hashing import file_sha256
-from difflab.training.checkpoint import FILES, MARKER, load_checkpoint
+from difflab.config.recipes import load_config
+from difflab.core.errors import CheckpointError
+from difflab.core.hashing import file_sha256
+from difflab.runs.checkpoint import FILES, MARKER, load_checkpoint
 from difflab.training.loop import train
-from difflab.training.recipes import load_config
 
 TINY = str(Path(__file__).parents[1] / "training" / "tiny.yaml")
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from difflab.training.checkpoint import load_latest_checkpoint
+from difflab.config.recipes import load_config
+from difflab.parallel.sharding import full_optimizer_state
+from difflab.runs.checkpoint import load_latest_checkpoint
 from difflab.training.loop import train
-from difflab.training.recipes import load_config
-from difflab.training.session import open_session
-from difflab.training.sharding import full_optimizer_state
+from difflab.training.session import open_training_run
 
 TINY = str(Path(__file__).parents[1] / "training" / "tiny.yaml")
 
@@ -37,7 +37,7 @@ def test_checkpoint_state_is_complete_and_restored(tmp_path):
     random.seed(123)  # disturb every global RNG: resume must put them back
     np.random.seed(123)
     torch.manual_seed(123)
-    session = open_session(load_config(TINY, [*common, f"train.resume={run_dir}"]))
+    session = open_training_run(load_config(TINY, [*common, f"train.resume={run_dir}"]))
     assert session.start_step == 3
     assert torch.equal(torch.get_rng_state(), state["rng"]["torch"])
     assert random.getstate()[1] == tuple(state["rng"]["python"][1])

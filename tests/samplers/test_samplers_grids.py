@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from difflab.errors import ConfigError
+from difflab.core.errors import ConfigError
 from difflab.samplers import SamplingGrid
 from difflab.schedules import GRIDS, make_schedule
 

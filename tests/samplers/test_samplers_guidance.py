@@ -5,11 +5,11 @@ import torch
 from difflab.cli.commands import build_parser
 from difflab.cli.sampling_args import sample_config
 from difflab.conditioning import Condition, classifier_free_guidance, classifier_guidance
-from difflab.generation import guided_denoise, threshold_kind
+from difflab.config.schema import SampleConfig, build_config
 from difflab.parameterization import Denoiser, Prediction
 from difflab.samplers import SAMPLERS, SamplingGrid, thresholded
+from difflab.sampling.generation import guided_denoise, threshold_kind
 from difflab.schedules import GRIDS, make_schedule
-from difflab.training.config import SampleConfig, build_config
 
 from .gaussian_mixture import GaussianMixture, MixtureNetwork, two_dim_mixture
 

@@ -7,12 +7,12 @@ import functools
 import pytest
 import torch
 
-from difflab.errors import ConfigError
+from difflab.config.schema import SampleConfig
+from difflab.core.errors import ConfigError
 from difflab.parameterization import Denoiser, Prediction
 from difflab.samplers import SAMPLERS, SamplingGrid
 from difflab.samplers.options import sampler_kwargs
 from difflab.schedules import GRIDS, make_schedule
-from difflab.training.config import SampleConfig
 
 from .gaussian_mixture import MixtureNetwork, standard_scores, two_dim_mixture
 
@@ -28,7 +28,7 @@ def from_marginal(n, seed):
     """x at the grid's first time, drawn from the exact marginal of the mixture."""
     g = torch.Generator().manual_seed(seed)
     x0, _ = MIXTURE.sample(n, g)
-    alpha, sigma = uniform(1).coef(0)
+    alpha, sigma = uniform(1).alpha_sigma(0)
     return alpha * x0 + sigma * torch.randn(x0.shape, generator=g)
 
 
@@ -38,7 +38,7 @@ def test_heun_step_weights_the_two_denoised_estimates():
     the start and at the Euler point. Here r = 3.2, where the weight of D is negative."""
     schedule = make_schedule("cosine", num_steps=None)
     grid = SamplingGrid.build(schedule, torch.tensor([0.9, 0.7], dtype=torch.float64))
-    (alpha, sigma), (alpha_n, sigma_n) = grid.coef(0), grid.coef(1)
+    (alpha, sigma), (alpha_n, sigma_n) = grid.alpha_sigma(0), grid.alpha_sigma(1)
     r = sigma / alpha / (sigma_n / alpha_n)
     x0s = [torch.tensor([[1.5]]), torch.tensor([[-0.7]])]
 

@@ -66,7 +66,7 @@ def solve_error(name, steps):
     grid = SamplingGrid.build(schedule, times)
     x = torch.linspace(-3, 3, 101).view(-1, 1)
     out = SAMPLERS.get(name)(GAUSSIAN.denoiser(schedule), x, grid)
-    exact = flow_map(x.double(), *grid.coef(0), *grid.coef(grid.steps))
+    exact = flow_map(x.double(), *grid.alpha_sigma(0), *grid.alpha_sigma(grid.steps))
     return (out.double() - exact).abs().max().item()
 
 

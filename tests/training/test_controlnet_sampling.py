@@ -11,18 +11,21 @@ import pytest
 import torch
 from PIL import Image
 
-from difflab import sharded_generation
 from difflab.cli.main import main
 from difflab.conditioning import NULL_LABEL, Condition, conditioned
-from difflab.control_hints import hints_from_files
+from difflab.config.recipes import load_config
+from difflab.core.errors import ConfigError
 from difflab.data import BlurHint, load_dataset
-from difflab.errors import ConfigError
 from difflab.evaluation import Classifier, ClassifierConfig, save_classifier
-from difflab.generation import generate, guided_denoise, load_run
-from difflab.training import distributed, hooks, sample_eval
+from difflab.parallel import distributed
+from difflab.runs.load import load_run
+from difflab.runs.metrics import read_metrics
+from difflab.sampling import sharded as sharded_generation
+from difflab.sampling.generation import generate, guided_denoise
+from difflab.sampling.hints import hints_from_files
+from difflab.training import periodic as hooks
+from difflab.training import sample_eval
 from difflab.training.loop import train
-from difflab.training.recipes import load_config
-from difflab.training.reporting import read_metrics
 
 TINY = str(Path(__file__).with_name("tiny.yaml"))
 QUIET = ["train.sample_every=0", "train.val_every=0", "train.checkpoint_every=100"]

@@ -10,12 +10,12 @@ from urllib.parse import unquote
 
 import pytest
 
+from difflab.config.recipes import load_config
+from difflab.runs.checkpoint import MARKER
+from difflab.runs.report import REPORT_FILE, write_report
+from difflab.runs.svg_chart import HEIGHT, PAD_BOTTOM, PAD_LEFT, PAD_RIGHT, PAD_TOP, WIDTH
 from difflab.training import loop
-from difflab.training.checkpoint import MARKER
 from difflab.training.loop import train
-from difflab.training.recipes import load_config
-from difflab.training.run_report import REPORT_FILE, write_report
-from difflab.training.svg_chart import HEIGHT, PAD_BOTTOM, PAD_LEFT, PAD_RIGHT, PAD_TOP, WIDTH
 
 TINY = str(Path(__file__).with_name("tiny.yaml"))
 SCRIPT = "</pre><script>alert(1)</script>"

@@ -13,8 +13,8 @@ import numpy as np
 import yaml
 from PIL import Image
 
-from difflab.training.run_report import write_report
-from difflab.training.svg_chart import FLAT_HEIGHT, HEIGHT, PAD_BOTTOM, PAD_TOP
+from difflab.runs.report import write_report
+from difflab.runs.svg_chart import FLAT_HEIGHT, HEIGHT, PAD_BOTTOM, PAD_TOP
 
 SCRIPT = "<script>alert(1)</script>"
 

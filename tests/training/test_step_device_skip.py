@@ -14,19 +14,19 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from difflab.errors import TrainingError
+from difflab.config.recipes import load_config
+from difflab.config.schema import TrainConfig
+from difflab.core.errors import TrainingError
 from difflab.losses import DenoisingLoss
+from difflab.runs.checkpoint import load_checkpoint
+from difflab.runs.metrics import read_metrics
 from difflab.schedules import make_schedule
 from difflab.training import step as step_module
 from difflab.training.batches import DeviceData
-from difflab.training.checkpoint import load_checkpoint
-from difflab.training.config import TrainConfig
 from difflab.training.ema import EMA
 from difflab.training.loop import train
 from difflab.training.optim import build_optimizer
 from difflab.training.precision import resolve_precision
-from difflab.training.recipes import load_config
-from difflab.training.reporting import read_metrics
 from difflab.training.step import MicroBatch, TrainState, skips_on_device, train_step
 from difflab.training.step_counts import StepCounts
 

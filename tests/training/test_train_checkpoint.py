@@ -1,13 +1,8 @@
 import pytest
 import torch
 
-from difflab.errors import CheckpointError
-from difflab.training.checkpoint import (
-    MARKER,
-    latest_checkpoint,
-    load_checkpoint,
-    save_checkpoint,
-)
+from difflab.core.errors import CheckpointError
+from difflab.runs.checkpoint import MARKER, latest_checkpoint, load_checkpoint, save_checkpoint
 
 
 def _save(run, step, net, keep=3):

@@ -1,8 +1,8 @@
 import pytest
 
-from difflab.errors import ConfigError
-from difflab.training.config import Config, build_config
-from difflab.training.recipes import load_config, recipe_names
+from difflab.config.recipes import load_config, recipe_names
+from difflab.config.schema import Config, build_config
+from difflab.core.errors import ConfigError
 
 
 def test_defaults_and_overrides_parse_yaml_values():

@@ -8,15 +8,15 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from difflab.conditioning import Condition
-from difflab.errors import ConfigError
-from difflab.generation import load_run
+from difflab.config.recipes import load_config
+from difflab.core.errors import ConfigError
 from difflab.networks import ControlledUNet, build_network
+from difflab.runs.checkpoint import latest_checkpoint, load_checkpoint
+from difflab.runs.load import load_run
+from difflab.runs.metrics import read_metrics
 from difflab.training import loop
-from difflab.training.checkpoint import latest_checkpoint, load_checkpoint
 from difflab.training.flops import train_flops_per_image
 from difflab.training.loop import train
-from difflab.training.recipes import load_config
-from difflab.training.reporting import read_metrics
 
 TINY = str(Path(__file__).with_name("tiny.yaml"))
 QUIET = ["train.sample_every=0", "train.val_every=0", "train.checkpoint_every=100"]

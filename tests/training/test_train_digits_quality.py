@@ -8,7 +8,8 @@ from sklearn.svm import SVC
 
 from difflab.cli.main import main
 from difflab.data import load_dataset
-from difflab.generation import generate, load_run
+from difflab.runs.load import load_run
+from difflab.sampling.generation import generate
 
 
 def digit_classifier() -> SVC:

@@ -5,8 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from difflab.training import distributed
-from difflab.training.reporting import read_metrics
+from difflab.parallel import distributed
+from difflab.runs.metrics import read_metrics
 
 REPO = Path(__file__).resolve().parents[2]
 

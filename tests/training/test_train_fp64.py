@@ -8,10 +8,11 @@ import pytest
 import torch
 from test_train_step import TinyNet, batch, make_state
 
-from difflab.generation import generate, load_run
-from difflab.training.checkpoint import latest_checkpoint, load_checkpoint
+from difflab.config.recipes import load_config
+from difflab.runs.checkpoint import latest_checkpoint, load_checkpoint
+from difflab.runs.load import load_run
+from difflab.sampling.generation import generate
 from difflab.training.loop import train
-from difflab.training.recipes import load_config
 from difflab.training.step import train_step
 
 pytestmark = pytest.mark.numerics  # run again under other CPU kernels by .ci/run

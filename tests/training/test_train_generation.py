@@ -7,10 +7,11 @@ import pytest
 import torch
 
 from difflab.conditioning import NULL_LABEL
-from difflab.errors import ConfigError
-from difflab.generation import generate, load_run, resolve_labels
+from difflab.config.recipes import load_config
+from difflab.core.errors import ConfigError
+from difflab.runs.load import load_run
+from difflab.sampling.generation import generate, resolve_labels
 from difflab.training.loop import train
-from difflab.training.recipes import load_config
 
 TINY = str(Path(__file__).with_name("tiny.yaml"))
 FAST = ["train.steps=1", "train.sample_every=0", "train.val_every=0"]

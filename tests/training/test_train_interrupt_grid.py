@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from difflab.training import hooks
-from difflab.training.checkpoint import latest_checkpoint
+from difflab.config.recipes import load_config
+from difflab.runs.checkpoint import latest_checkpoint
+from difflab.runs.metrics import read_metrics
+from difflab.training import periodic as hooks
 from difflab.training.loop import train
-from difflab.training.recipes import load_config
-from difflab.training.reporting import read_metrics
 from difflab.training.signals import ACKNOWLEDGEMENT, Interrupted
 
 TINY = str(Path(__file__).with_name("tiny.yaml"))

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.optim.lr_scheduler import OneCycleLR
 
-from difflab.training.config import TrainConfig
+from difflab.config.schema import TrainConfig
 from difflab.training.lr_schedule import (
     beta1_at,
     constant,
@@ -91,7 +91,7 @@ def test_one_cycle_peak_and_beta1_cycle():
 
 
 def test_unknown_schedule():
-    from difflab.errors import ConfigError
+    from difflab.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="lr_schedule"):
         lr_factor("linear", 0, 10, 0)

@@ -5,11 +5,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from difflab.errors import CheckpointError
-from difflab.training.checkpoint import latest_checkpoint, load_checkpoint
+from difflab.config.recipes import load_config
+from difflab.core.errors import CheckpointError
+from difflab.runs.checkpoint import latest_checkpoint, load_checkpoint
+from difflab.runs.metrics import read_metrics
 from difflab.training.loop import train
-from difflab.training.recipes import load_config
-from difflab.training.reporting import read_metrics
 
 pytestmark = pytest.mark.numerics  # run again under other CPU kernels by .ci/run
 

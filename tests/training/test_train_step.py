@@ -3,9 +3,9 @@ import torch
 from torch import nn
 
 from difflab.conditioning import Condition
+from difflab.config.schema import TrainConfig
 from difflab.losses import DenoisingLoss
 from difflab.schedules import make_schedule
-from difflab.training.config import TrainConfig
 from difflab.training.ema import EMA
 from difflab.training.optim import build_optimizer
 from difflab.training.precision import resolve_precision
@@ -105,7 +105,7 @@ def test_precision_policy():
     auto = resolve_precision("auto", cpu)
     assert auto.name == "fp32" and not auto.scaler.is_enabled()
     assert resolve_precision("bf16", cpu).dtype == torch.bfloat16
-    from difflab.errors import ConfigError
+    from difflab.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="fp16"):
         resolve_precision("fp16", cpu)

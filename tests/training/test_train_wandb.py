@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from difflab.errors import ConfigError
+from difflab.config.recipes import load_config
+from difflab.core.errors import ConfigError
+from difflab.runs.metrics import read_metrics
 from difflab.training.loop import train
-from difflab.training.recipes import load_config
-from difflab.training.reporting import read_metrics
 
 TINY = str(Path(__file__).with_name("tiny.yaml"))
 

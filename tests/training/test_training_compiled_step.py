@@ -9,11 +9,11 @@ import copy
 import pytest
 import torch
 
+from difflab.config.schema import Config, ModelConfig, TrainConfig
 from difflab.networks import build_network
 from difflab.parameterization import Denoiser
+from difflab.runs.rng import seeded_generator
 from difflab.schedules import make_schedule
-from difflab.training.config import Config, ModelConfig, TrainConfig
-from difflab.training.rng import seeded_generator
 from difflab.training.session import build_train_state
 from difflab.training.step import MicroBatch, TrainState, train_step
 

@@ -4,17 +4,17 @@ from pathlib import Path
 
 import pytest
 
-from difflab.errors import ConfigError
-from difflab.training.hooks import validation_loss, validation_size
-from difflab.training.recipes import load_config
-from difflab.training.session import open_session
+from difflab.config.recipes import load_config
+from difflab.core.errors import ConfigError
+from difflab.training.periodic import validation_loss, validation_size
+from difflab.training.session import open_training_run
 
 TINY = str(Path(__file__).with_name("tiny.yaml"))
 
 
 def test_validation_uses_the_first_val_images(tmp_path):
     items = [f"run.root={tmp_path}", "data.val_split=test", "train.val_images=5"]
-    s = open_session(load_config(TINY, items))
+    s = open_training_run(load_config(TINY, items))
     assert validation_size(s) == 5
     subset = validation_loss(s)
     assert validation_loss(s, halt=lambda: True) is None

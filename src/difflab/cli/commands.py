@@ -17,7 +17,7 @@ from difflab.cli import (
     train_classifier,
 )
 from difflab.cli import eval as eval_command
-from difflab.errors import ConfigError
+from difflab.core.errors import ConfigError
 
 SUBCOMMANDS: list[ModuleType] = [
     train,

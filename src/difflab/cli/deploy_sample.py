@@ -15,15 +15,15 @@ import numpy as np
 import torch
 
 from difflab.cli.sampling_args import sample_config
+from difflab.config.recipes import read_yaml
+from difflab.config.schema import Config, SampleConfig, build_config, check_sample
+from difflab.core.errors import ConfigError, TrainingError
 from difflab.deploy import draw, open_graph, read_spec, to_uint8
-from difflab.errors import ConfigError, TrainingError
 from difflab.export import check_fresh, deploy_grid
-from difflab.generation import labels_or_null, resolve_labels, threshold_kind
 from difflab.samplers import StackedGenerator
 from difflab.samplers.options import sampler_kwargs
+from difflab.sampling.generation import labels_or_null, resolve_labels, threshold_kind
 from difflab.schedules import make_schedule
-from difflab.training.config import Config, SampleConfig, build_config, check_sample
-from difflab.training.recipes import read_yaml
 
 
 def export_folder(args: argparse.Namespace) -> Path:
@@ -92,7 +92,7 @@ def deployed_images(
 def _hints(args: argparse.Namespace, spec, config: Config) -> np.ndarray | None:
     """The --hint-image hints [M, C_hint, H, W] of a ControlNet export (required there, refused
     elsewhere), made as `--backend torch` makes them."""
-    from difflab.control_hints import hints_from_files
+    from difflab.sampling.hints import hints_from_files
 
     if spec.data["hint"] is None:
         if args.hint_image is not None:

@@ -8,7 +8,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from difflab.errors import ConfigError
+from difflab.cli.train import run_and_report
+from difflab.core.errors import ConfigError
+from difflab.distillation import build_distill_settings, distill, resume_distill
+from difflab.distillation.config import DistillSettings, read_settings
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -32,9 +35,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from difflab.cli.train import run_and_report
-    from difflab.distillation import build_distill_settings, distill
-
     if args.resume is not None:
         return _resume(args)
     if args.run is None:
@@ -51,10 +51,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _resume(args: argparse.Namespace) -> int:
     """--resume RUN: the recorded settings only (no teacher run, no overrides)."""
-    from difflab.cli.train import run_and_report
-    from difflab.distillation import resume_distill
-    from difflab.distillation.config import DistillSettings, read_settings
-
     given = [item for item in (args.run, *args.overrides) if item is not None]
     if given:
         raise ConfigError(

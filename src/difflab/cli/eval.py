@@ -26,10 +26,23 @@ import torch
 from torch import Tensor
 
 from difflab.cli.sampling_args import add_sampling_arguments, hints_from_args, sample_config
-from difflab.errors import ConfigError, DataError
+from difflab.config.schema import SampleConfig
+from difflab.core.errors import ConfigError, DataError
+from difflab.data import load_dataset
+from difflab.evaluation import (
+    ClassifierFeatures,
+    EvalOptions,
+    InceptionFeatures,
+    evaluate,
+    load_classifier,
+)
+from difflab.evaluation.classifier_cache import at_size, cache_root, cached_classifier
 from difflab.evaluation.metrics import METRICS
-from difflab.training.config import SampleConfig
-from difflab.training.run_files import write_text_atomic
+from difflab.evaluation.samples import load_samples_folder, load_samples_npz
+from difflab.parallel.distributed import resolve_device
+from difflab.runs.files import write_text_atomic
+from difflab.runs.load import load_run
+from difflab.sampling.generation import generate
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -73,8 +86,6 @@ class Samples:
 
 
 def samples_from_run(run_dir: Path, args: argparse.Namespace, device: torch.device) -> Samples:
-    from difflab.generation import generate, load_run
-
     loaded = load_run(run_dir, weights=args.weights, device=device)
     sample = sample_config(args, loaded.config.sample)
     images, labels = generate(
@@ -103,8 +114,6 @@ def samples_from_run(run_dir: Path, args: argparse.Namespace, device: torch.devi
 
 
 def load_source(source: Path, args: argparse.Namespace, device: torch.device) -> Samples:
-    from difflab.evaluation.samples import load_samples_folder, load_samples_npz
-
     if not source.exists():
         raise DataError(f"{source} does not exist (a run folder, samples .npz or image folder)")
     if (source / "config.yaml").is_file():
@@ -125,8 +134,6 @@ def load_source(source: Path, args: argparse.Namespace, device: torch.device) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    from difflab.training.distributed import resolve_device
-
     if args.num < 2 or args.batch_size < 1:
         raise ConfigError(f"--num must be >= 2 and --batch-size >= 1, got {args.num}, "
                           f"{args.batch_size}")  # fmt: skip
@@ -147,7 +154,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _inception(args: argparse.Namespace, device: torch.device):
     """The --inception extractor (its file checked now), or None."""
-    from difflab.evaluation import InceptionFeatures
 
     return InceptionFeatures(args.inception, device=device) if args.inception else None
 
@@ -161,10 +167,6 @@ def score(
 ) -> dict[str, Any]:
     """evaluate() with the reference, extractor (inception: --inception's, already loaded) and
     classifier the arguments ask for."""
-    from difflab.data import load_dataset
-    from difflab.evaluation import ClassifierFeatures, EvalOptions, evaluate
-    from difflab.evaluation.classifier_cache import at_size, cache_root
-
     name = args.reference or samples.reference
     if name is None:
         raise ConfigError(f"{args.source} is no run folder: name the dataset with --reference")
@@ -204,9 +206,6 @@ def score(
 
 def load_classifier_for(args, split, cache: Path, device: torch.device):
     """(classifier, its folder as text): --classifier, or one trained on the train split."""
-    from difflab.evaluation import load_classifier
-    from difflab.evaluation.classifier_cache import cached_classifier
-
     if args.classifier:
         return load_classifier(args.classifier, device), args.classifier
     classifier, folder, trained = cached_classifier(

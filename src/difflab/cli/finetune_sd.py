@@ -7,8 +7,9 @@ from __future__ import annotations
 import argparse
 
 from difflab.cli import train as train_command
-from difflab.errors import ConfigError
-from difflab.training.config import SD_NETWORK
+from difflab.config.schema import SD_NETWORK
+from difflab.core.errors import ConfigError
+from difflab.integrations.stable_diffusion import export_run
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -35,7 +36,5 @@ def run(args: argparse.Namespace) -> int:
         return 0
     status, run_dir = train_command.train_and_report(config, args.trust_checkpoint)
     if run_dir is not None:
-        from difflab.integrations.stable_diffusion import export_run
-
         print(f"diffusers pipeline: {export_run(run_dir)}")
     return status

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import sys
 
-from difflab.cpu_threads import apply_defaults
-from difflab.errors import DifflabError
+from difflab.cli.cpu_threads import apply_defaults
+from difflab.core.errors import DifflabError
 
 
 def main(argv: list[str] | None = None) -> int:
     if "torch" not in sys.modules:  # OpenMP reads its variables once, when torch loads
         apply_defaults()
+    # imported after the thread defaults are set: they load torch
     from difflab.cli.commands import run
     from difflab.cli.warning_lines import warning_lines
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from difflab.training.recipes import recipe_description, recipe_names
+from difflab.config.recipes import recipe_description, recipe_names
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from difflab.errors import ConfigError, RunFileError
+from difflab.core.errors import ConfigError, RunFileError
+from difflab.runs.files import require_run_folder
+from difflab.runs.report import write_report
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -21,9 +23,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from difflab.training.run_files import require_run_folder
-    from difflab.training.run_report import write_report
-
     require_run_folder(args.run)  # never writes report.html into a folder that is not a run
     try:
         out = write_report(args.run, args.out)

@@ -10,8 +10,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import torch
+
 from difflab.cli.sampling_args import add_sampling_arguments, hints_from_args, sample_config
-from difflab.errors import ConfigError
+from difflab.conditioning import NULL_LABEL
+from difflab.core.errors import ConfigError
+from difflab.evaluation.samples import save_samples_npz
+from difflab.integrations.stable_diffusion.sampling import prompt_images
+from difflab.parallel.distributed import is_main, setup_device, shutdown
+from difflab.runs.load import load_run
+from difflab.sampling.images import write_png_folder, write_png_grid
+from difflab.sampling.sharded import generate_sharded
 
 FORMATS = ("png", "folder", "npz")
 
@@ -88,9 +97,6 @@ def output_format(out: Path, given: str | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from difflab.generation import load_run
-    from difflab.sharded_generation import generate_sharded
-    from difflab.training.distributed import setup_device, shutdown
 
     labels = parse_labels(args.labels)
     out = Path(args.out)
@@ -129,8 +135,6 @@ def run(args: argparse.Namespace) -> int:
 def write_images(images, y, out: Path, fmt: str, *, by_class: int) -> int:
     """Write uint8 images [N, C, H, W] with labels y as fmt; by_class: the number of classes to
     lay a png grid out by (a row per class), 0 for none."""
-    from difflab.evaluation.samples import save_samples_npz
-    from difflab.generation import write_png_folder, write_png_grid
 
     if fmt == "png":
         write_png_grid(images, out, ncol=by_class if 0 < by_class <= 16 else None)
@@ -144,12 +148,6 @@ def write_images(images, y, out: Path, fmt: str, *, by_class: int) -> int:
 
 def _prompt_images(args: argparse.Namespace, loaded, labels: list[int] | None, device):
     """(images, null labels) of a Stable Diffusion run's prompts, on rank 0 (not sharded)."""
-    import torch
-
-    from difflab.conditioning import NULL_LABEL
-    from difflab.integrations.stable_diffusion.sampling import prompt_images
-    from difflab.training.distributed import is_main
-
     if labels is not None:
         raise ConfigError("--labels does not apply to a Stable Diffusion run; use --prompt")
     sample = sample_config(args, loaded.config.sample)

@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
-from difflab.errors import ConfigError
-from difflab.training.config import SampleConfig
+from torch import Tensor
 
-if TYPE_CHECKING:
-    from torch import Tensor
-
-    from difflab.generation import LoadedRun
+from difflab.config.schema import SampleConfig
+from difflab.core.errors import ConfigError
+from difflab.runs.load import LoadedRun
+from difflab.samplers import SAMPLERS
+from difflab.sampling.hints import hints_from_files
+from difflab.schedules import GRIDS
 
 
 def add_sampling_arguments(
@@ -23,8 +23,6 @@ def add_sampling_arguments(
     """CFG scale, sampler, grid, thresholding and classifier guidance. A flag left out keeps the
     run's `sample` config section (defaults in training.config.SampleConfig). classifier_flags
     name the noisy classifier's flag (`eval` keeps --classifier for its scoring classifier)."""
-    from difflab.samplers import SAMPLERS
-    from difflab.schedules import GRIDS
 
     p.add_argument("--guidance", type=float, help="CFG scale (default: the recipe's)")
     p.add_argument("--sampler", choices=SAMPLERS.names(), help="default: the recipe's")
@@ -66,9 +64,7 @@ def add_sampling_arguments(
 
 
 def hints_from_args(args: argparse.Namespace, run: LoadedRun) -> Tensor | None:
-    """The hints of --hint-image for the run (control_hints.hints_from_files), None without it."""
-    from difflab.control_hints import hints_from_files
-
+    """The hints of --hint-image for the run (sampling.hints.hints_from_files), None without it."""
     if args.hint_image is None:
         return None
     return hints_from_files(args.hint_image, run.config, run.image_shape)

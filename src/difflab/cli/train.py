@@ -8,9 +8,14 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-from difflab.errors import ConfigError
-from difflab.training.config import Config, build_config
-from difflab.training.recipes import load_config, read_run_yaml
+from difflab.config.recipes import load_config, read_run_yaml
+from difflab.config.schema import Config, build_config
+from difflab.core.errors import ConfigError
+from difflab.distillation.config import is_distilled
+from difflab.parallel.distributed import is_main, shutdown
+from difflab.training.loop import train
+from difflab.training.memory import is_out_of_memory, out_of_memory_error
+from difflab.training.signals import Interrupted
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -99,8 +104,6 @@ def warn_inexact_resume(saved: Config, config: Config) -> None:
 
 def refuse_distilled(config: Config) -> None:
     """A distilled run continues as a distillation (its loss), never as plain training."""
-    from difflab.distillation.config import is_distilled
-
     run_dir = Path(config.train.resume) if config.train.resume else None
     if run_dir is not None and is_distilled(run_dir):
         raise ConfigError(
@@ -121,7 +124,6 @@ def run(args: argparse.Namespace) -> int:
 def train_and_report(config: Config, trust_checkpoint: bool) -> tuple[int, Path | None]:
     """(exit status, run folder on rank 0 when training finished, else None): train, leave the
     process group, print that it finished or how it was interrupted."""
-    from difflab.training.loop import train
 
     return run_and_report(lambda: train(config, trust_checkpoint=trust_checkpoint))
 
@@ -129,9 +131,6 @@ def train_and_report(config: Config, trust_checkpoint: bool) -> tuple[int, Path 
 def run_and_report(work: Callable[[], Path]) -> tuple[int, Path | None]:
     """(exit status, run folder on rank 0 when work finished, else None): run the training
     work, leave the process group, print that it finished or how it was interrupted."""
-    from difflab.training.distributed import is_main, shutdown
-    from difflab.training.memory import is_out_of_memory, out_of_memory_error
-    from difflab.training.signals import Interrupted
 
     finished = False
     try:

@@ -13,7 +13,13 @@ from typing import Any
 
 import yaml
 
-from difflab.errors import ConfigError
+from difflab.core.errors import ConfigError
+from difflab.data import load_dataset
+from difflab.evaluation import classifier_accuracy, noisy_accuracy, save_classifier
+from difflab.evaluation.classifier_cache import cache_root, classifier_dir
+from difflab.evaluation.classifier_training import train_classifier
+from difflab.parallel.distributed import resolve_device
+from difflab.schedules import make_schedule
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -61,13 +67,6 @@ def training_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from difflab.data import load_dataset
-    from difflab.evaluation import classifier_accuracy, noisy_accuracy, save_classifier
-    from difflab.evaluation.classifier_cache import cache_root, classifier_dir
-    from difflab.evaluation.classifier_training import train_classifier
-    from difflab.schedules import make_schedule
-    from difflab.training.distributed import resolve_device
-
     device = resolve_device(args.device)
     options = parse_options(args.options)
     train = load_dataset(args.dataset, root=args.root, split="train", **options)

@@ -1,13 +1,9 @@
 """Conditions, condition dropout and guidance."""
 
 from difflab.conditioning.classifier_guidance import Classifier, classifier_guidance
-from difflab.conditioning.condition import NULL_LABEL, Condition, drop_condition
-from difflab.conditioning.guidance import (
-    DenoiseFn,
-    classifier_free_guidance,
-    conditioned,
-    mix,
-)
+from difflab.conditioning.guidance import classifier_free_guidance, conditioned, mix
+from difflab.core.condition import NULL_LABEL, Condition, drop_condition
+from difflab.parameterization.prediction import DenoiseFn
 
 __all__ = [
     "NULL_LABEL",

@@ -9,8 +9,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from difflab.conditioning.guidance import DenoiseFn
-from difflab.parameterization.prediction import Prediction
+from difflab.parameterization.prediction import DenoiseFn, Prediction
 from difflab.schedules.noise import NoiseSchedule
 
 # classifier(x_t [N, ...], t_net [N]) -> logits [N, K], t_net = schedule.network_time(t).

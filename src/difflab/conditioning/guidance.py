@@ -7,11 +7,9 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from difflab.conditioning.condition import Condition
-from difflab.parameterization.prediction import Prediction
+from difflab.core.condition import Condition
+from difflab.parameterization.prediction import DenoiseFn, Prediction
 
-# A denoiser with its condition bound: (x_t [N, ...], t scalar or [N]) -> Prediction.
-DenoiseFn = Callable[[Tensor, Tensor], Prediction]
 ConditionalDenoiser = Callable[[Tensor, Tensor, Condition | None], Prediction]
 
 

@@ -26,9 +26,9 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from difflab.core.errors import DataError
 from difflab.data.dataset import require_folder
 from difflab.data.decode import open_image_bytes
-from difflab.errors import DataError
 
 CocoSplit = Literal["train", "val"]
 YEAR = "2017"

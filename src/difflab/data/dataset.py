@@ -14,9 +14,8 @@ from typing import Literal, Protocol, get_args
 import torch
 from torch import Tensor
 
-from difflab.data.channels import with_channels
-from difflab.errors import ConfigError, DataError
-from difflab.registry import Registry
+from difflab.core.errors import ConfigError, DataError
+from difflab.core.registry import Registry
 
 Split = Literal["train", "test"]
 
@@ -89,7 +88,7 @@ def load_dataset(
 
     `options` are the loader's own keywords (e.g. image_size for "image-folder"); an option the
     loader does not take is a ConfigError naming it as `data.options.<option>`. channels: see
-    data/channels.py (None keeps the dataset's).
+    with_channels (None keeps the dataset's).
     """
     if split not in get_args(Split):
         raise ConfigError(f"data.split must be one of {get_args(Split)}, got {split!r}")
@@ -126,3 +125,17 @@ def require_folder(root: Path | None, dataset: str) -> Path:
     if not root.is_dir():
         raise DataError(f"data folder {root} (data.root) for dataset {dataset!r} does not exist")
     return root
+
+
+def with_channels(dataset: ImageDataset, channels: int | None) -> ImageDataset:
+    """dataset unchanged for None or its own channel count; grey [N, 1, H, W] repeated to
+    [N, 3, H, W] for 3; any other change is a ConfigError naming data.channels."""
+    have = dataset.images.shape[1]
+    if channels is None or channels == have:
+        return dataset
+    if (have, channels) != (1, 3):
+        raise ConfigError(
+            f"data.channels={channels}: {dataset.name} images have {have} channels; only grey "
+            "images can be repeated to RGB (data.channels=3)"
+        )
+    return replace(dataset, images=dataset.images.expand(-1, 3, -1, -1).contiguous())

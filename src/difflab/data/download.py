@@ -16,8 +16,8 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from difflab.errors import DataError
-from difflab.file_modes import respect_umask
+from difflab.core.errors import DataError
+from difflab.core.file_modes import respect_umask
 
 logger = logging.getLogger(__name__)
 CHUNK_BYTES = 1 << 20

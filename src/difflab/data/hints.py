@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from difflab.core.errors import ConfigError, DataError, DifflabError
+from difflab.core.registry import Registry
 from difflab.data.transforms import Batch, BatchTransform, to_uint8
-from difflab.errors import ConfigError, DataError, DifflabError
-from difflab.registry import Registry
 
 
 class Hint(BatchTransform, Protocol):
@@ -90,7 +90,7 @@ class BlurHint:
 def require_cv2() -> ModuleType:
     """OpenCV, or an error that says how to install it (it is the optional `hints` extra)."""
     try:
-        import cv2
+        import cv2  # optional heavy dependency (the `hints` extra)
     except ImportError:
         raise DifflabError(
             "Canny hints need OpenCV, which is not installed: pip install 'difflab[hints]'"

@@ -26,9 +26,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from difflab.core.errors import DataError
 from difflab.data.dataset import DATASETS, ImageDataset, Split, require_folder
 from difflab.data.decode import open_image_bytes
-from difflab.errors import DataError
 
 logger = logging.getLogger(__name__)
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from difflab.core.errors import DataError
 from difflab.data.dataset import DATASETS, ImageDataset, Split, require_folder
 from difflab.data.download import download as download_file
-from difflab.errors import DataError
 
 MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from difflab.errors import DataError
+from difflab.core.errors import DataError
 
 Batch = dict[str, Tensor]
 IMAGE_KEYS = ("image", "hint")

@@ -10,7 +10,7 @@ from types import ModuleType
 
 import numpy as np
 
-from difflab.errors import ConfigError
+from difflab.core.errors import ConfigError
 
 Graph = Callable[[dict[str, np.ndarray]], np.ndarray]
 BACKENDS = ("onnxruntime", "openvino")

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from difflab.core.errors import ConfigError
 from difflab.deploy.backends import Graph
 from difflab.deploy.samplers import DEPLOY_SAMPLERS, SAMPLER_OPTIONS, DenoiseAt, NoiseFn
 from difflab.deploy.spec import Grid
-from difflab.errors import ConfigError
 
 NULL_LABEL = -1  # the null label of difflab.conditioning, which the graph takes as it is
 

@@ -9,14 +9,14 @@ from collections.abc import Callable
 
 import numpy as np
 
+from difflab.core.errors import ConfigError
 from difflab.deploy.spec import Grid
-from difflab.errors import ConfigError
 
 DenoiseAt = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
 NoiseFn = Callable[[tuple[int, ...]], np.ndarray]  # standard normal float32 of a shape
 
 
-def coef(grid: Grid, i: int) -> tuple[float, float]:
+def alpha_sigma(grid: Grid, i: int) -> tuple[float, float]:
     """(alpha_i, sigma_i) as Python floats (weak scalars: float32 arrays stay float32)."""
     return float(grid.alpha[i]), float(grid.sigma[i])
 
@@ -39,8 +39,8 @@ def sample_ddim(
     x = x.astype(np.float32)
     for i in range(grid.steps):
         x0, eps = denoise(x, i)
-        alpha, sigma = coef(grid, i)
-        alpha_n, sigma_n = coef(grid, i + 1)
+        alpha, sigma = alpha_sigma(grid, i)
+        alpha_n, sigma_n = alpha_sigma(grid, i + 1)
         s = ddim_noise_std(alpha, sigma, alpha_n, sigma_n, eta)
         x = alpha_n * x0 + math.sqrt(max(sigma_n**2 - s**2, 0.0)) * eps
         if s > 0:
@@ -58,7 +58,7 @@ def sample_euler(
     x = x.astype(np.float32)
     for i in range(grid.steps):
         x0, eps = denoise(x, i)
-        alpha_n, sigma_n = coef(grid, i + 1)
+        alpha_n, sigma_n = alpha_sigma(grid, i + 1)
         x = alpha_n * x0 + sigma_n * eps
     return x
 
@@ -86,8 +86,8 @@ def sample_dpmpp_2m(
         if x0_prev is not None and i != grid.steps - 1 and finite:
             r = h_prev / h
             d = (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * x0_prev
-        _, sigma = coef(grid, i)
-        alpha_n, sigma_n = coef(grid, i + 1)
+        _, sigma = alpha_sigma(grid, i)
+        alpha_n, sigma_n = alpha_sigma(grid, i + 1)
         x = (sigma_n / sigma) * x - alpha_n * math.expm1(-h) * d
         x0_prev, h_prev = x0, h
     return x

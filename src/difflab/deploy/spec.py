@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from difflab.errors import ConfigError
+from difflab.core.errors import ConfigError
 
 EXPORT_JSON = "export.json"
 GRID_KEYS = ("t", "network_t", "alpha", "sigma")

@@ -10,10 +10,10 @@ from typing import Any, Literal
 
 import yaml
 
-from difflab.errors import ConfigError
-from difflab.training.config_types import from_dict, set_override
-from difflab.training.recipes import read_yaml
-from difflab.training.run_files import write_text_atomic
+from difflab.config.parsing import from_dict, set_override
+from difflab.config.recipes import read_yaml
+from difflab.core.errors import ConfigError
+from difflab.runs.files import write_text_atomic
 
 SETTINGS_FILE = "distill.yaml"  # the distillation settings and teacher run, in the run folder
 

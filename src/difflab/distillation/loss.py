@@ -13,7 +13,7 @@ from difflab.conditioning import Condition, DenoiseFn, classifier_free_guidance,
 from difflab.conditioning.guidance import ConditionalDenoiser
 from difflab.distillation.target import distillation_target, target_eps
 from difflab.losses import DenoisingLoss
-from difflab.parameterization.denoiser import coefficients
+from difflab.parameterization.denoiser import alpha_sigma
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -46,7 +46,7 @@ class DistillationLoss(DenoisingLoss):
     ) -> Tensor:
         """The denoising loss of (x~, eps~) at t, from z_t = alpha_t x0 + sigma_t eps; t must be
         times of sample_training_t (they are looked up in the teacher's grid)."""
-        alpha, sigma = coefficients(self.schedule, t, x0)
+        alpha, sigma = alpha_sigma(self.schedule, t, x0)
         z_t = alpha * x0.float() + sigma * eps.float()
         times = self.teacher_times.to(t.device)
         k = torch.searchsorted(-times, -t)  # t = times[k], found without a host sync

@@ -24,6 +24,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from difflab.config.recipes import read_run_yaml
+from difflab.config.schema import Config, ModelConfig, RunConfig, build_config
+from difflab.core.errors import ConfigError
 from difflab.distillation.config import (
     DistillConfig,
     read_settings,
@@ -32,19 +35,16 @@ from difflab.distillation.config import (
 )
 from difflab.distillation.loss import DistillationLoss
 from difflab.distillation.teachers import load_teacher, save_teacher
-from difflab.errors import ConfigError
-from difflab.generation import LoadedRun, load_run
+from difflab.parallel.distributed import any_rank, is_main
 from difflab.parameterization import Denoiser
+from difflab.runs.files import read_model_info, write_text_atomic
+from difflab.runs.latents import recorded_latent
+from difflab.runs.load import LoadedRun, load_run
+from difflab.runs.metrics import MetricsLog, read_metrics, trim_metrics
+from difflab.runs.report import write_report
 from difflab.schedules import NoiseSchedule, uniform_grid
-from difflab.training.config import Config, ModelConfig, RunConfig, build_config
-from difflab.training.distributed import any_rank, is_main
-from difflab.training.latent_data import recorded_latent
 from difflab.training.loop import run_loop
-from difflab.training.recipes import read_run_yaml
-from difflab.training.reporting import MetricsLog, read_metrics, trim_metrics
-from difflab.training.run_files import read_model_info, write_text_atomic
-from difflab.training.run_report import write_report
-from difflab.training.session import Session, build_train_state, open_session
+from difflab.training.session import TrainingRun, build_train_state, open_training_run
 from difflab.training.signals import Interrupted, StopRequest
 from difflab.training.step import TrainState
 
@@ -137,10 +137,10 @@ def _with_recorded_codec(teacher: Config, teacher_dir: Path) -> ModelConfig:
     return replace(teacher.model, latent=recorded_latent(info))
 
 
-def open_student(teacher: LoadedRun, config: Config) -> Session:
+def open_student(teacher: LoadedRun, config: Config) -> TrainingRun:
     """A new run folder and session whose network holds the teacher's (EMA) weights: round 1's
     student starts as an exact copy of its teacher (Algorithm 2, eta <- theta)."""
-    session = open_session(config)
+    session = open_training_run(config)
     session.denoiser.network.load_state_dict(teacher.denoiser.network.state_dict())
     return session
 
@@ -151,7 +151,7 @@ def frozen_copy(denoiser: Denoiser) -> Denoiser:
     return Denoiser(network, denoiser.schedule, denoiser.parameterization)
 
 
-def _round_config(session: Session, r: int, teacher_times: Tensor, d: DistillConfig) -> Config:
+def _round_config(session: TrainingRun, r: int, teacher_times: Tensor, d: DistillConfig) -> Config:
     """Round r (0-based) trains to step (r + 1) K and samples at the student's step count."""
     return replace(
         session.config,
@@ -161,13 +161,13 @@ def _round_config(session: Session, r: int, teacher_times: Tensor, d: DistillCon
 
 
 def _with_teacher(
-    session: Session,
+    session: TrainingRun,
     config: Config,
     state: TrainState,
     teacher: Denoiser,
     teacher_times: Tensor,
     d: DistillConfig,
-) -> Session:
+) -> TrainingRun:
     """The round's session: state's loss the distillation loss of teacher on its grid."""
     base = state.loss_fn
     state.loss_fn = DistillationLoss(
@@ -185,7 +185,9 @@ def _with_teacher(
     return replace(session, config=config, state=state, ema_denoiser=ema)
 
 
-def round_session(session: Session, r: int, teacher_times: Tensor, d: DistillConfig) -> Session:
+def round_session(
+    session: TrainingRun, r: int, teacher_times: Tensor, d: DistillConfig
+) -> TrainingRun:
     """The session of round r (0-based): its loss's teacher a frozen copy of the student, a
     fresh optimizer and EMA (a copy of the student), steps r K .. (r + 1) K, samples at the
     student's step count. Condition dropout and the null text are the session's (a Stable
@@ -198,8 +200,8 @@ def round_session(session: Session, r: int, teacher_times: Tensor, d: DistillCon
 
 
 def resumed_round_session(
-    session: Session, r: int, teacher_times: Tensor, d: DistillConfig
-) -> Session:
+    session: TrainingRun, r: int, teacher_times: Tensor, d: DistillConfig
+) -> TrainingRun:
     """Round r continued from the mid-round checkpoint the session resumed: the student, its
     optimizer and EMA as restored; the teacher the one recorded at the round's start."""
     teacher = frozen_copy(session.denoiser)
@@ -209,11 +211,11 @@ def resumed_round_session(
 
 
 @dataclass
-class Rounds:
+class DistillRounds:
     """The rounds of one distillation over the student's session; stop_at stops after that
     many steps (with a checkpoint) as a kill would, stop on SIGTERM/SIGINT."""
 
-    session: Session
+    session: TrainingRun
     log: MetricsLog
     teacher_grids: list[Tensor]
     d: DistillConfig
@@ -221,7 +223,7 @@ class Rounds:
     stop_at: int | None = None
 
     def run(self, first: int, resumed: bool) -> bool:
-        """Rounds first, first + 1, ... (the first one continued when resumed); False when
+        """The rounds first, first + 1, ... (the first one continued when resumed); False when
         stopped before the end. Raises Interrupted where a signal arrived."""
         total = len(self.teacher_grids) * self.d.steps_per_round
         for r in range(first, len(self.teacher_grids)):
@@ -279,7 +281,7 @@ def _threads_restored() -> Iterator[None]:
 
 
 def _run_rounds(
-    session: Session,
+    session: TrainingRun,
     grids: list[Tensor],
     d: DistillConfig,
     first: int,
@@ -288,14 +290,14 @@ def _run_rounds(
     tensorboard: bool,
     stop_at: int | None,
 ) -> Path:
-    """Rounds from `first` (resumed: continue it from the session's checkpoint); rank 0 prints
-    the run folder first."""
+    """The rounds from `first` (resumed: continue it from the session's checkpoint); rank 0
+    prints the run folder first."""
     if is_main():
         print(f"run folder: {session.run_dir}", flush=True)
     log = MetricsLog(session.run_dir, tensorboard=tensorboard, enabled=is_main())
     try:
         with StopRequest() as stop:
-            finished = Rounds(session, log, grids, d, stop, stop_at).run(first, resumed)
+            finished = DistillRounds(session, log, grids, d, stop, stop_at).run(first, resumed)
     finally:
         log.close()
     if finished and is_main():
@@ -303,7 +305,7 @@ def _run_rounds(
     return session.run_dir
 
 
-def write_run_config(session: Session, rounds: int, d: DistillConfig) -> None:
+def write_run_config(session: TrainingRun, rounds: int, d: DistillConfig) -> None:
     """The run's config.yaml with train.steps of all rounds (the session's holds one round's),
     so a report or a resume of a stopped run sees the whole distillation."""
     t = replace(session.config.train, steps=rounds * d.steps_per_round, resume=None)
@@ -345,7 +347,7 @@ def resume_distill(
         _, d = read_settings(run_dir)
         config = build_config(read_run_yaml(run_dir))
         config.train.resume = str(run_dir)
-        session = open_session(config)
+        session = open_training_run(config)
         grids = teacher_grids(session.denoiser.schedule, config.sample.spacing, d)
         if is_main():
             trim_metrics(run_dir, session.start_step)

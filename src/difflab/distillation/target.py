@@ -9,7 +9,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from difflab.conditioning import DenoiseFn
-from difflab.parameterization.denoiser import coefficients
+from difflab.parameterization.denoiser import alpha_sigma
 from difflab.samplers.ddim import ddim_step
 from difflab.schedules import NoiseSchedule
 
@@ -28,9 +28,9 @@ def distillation_target(
     Times are scalars or [N] (one per sample), t > t_mid > t_next; at a clean t_next
     (sigma_next = 0) the formula is x~ = z_next / alpha_next = z_next. The denominator is never
     0: log-SNR increases from t to t_next, so alpha_next sigma_t > alpha_t sigma_next."""
-    alpha, sigma = coefficients(schedule, t, z_t)
-    alpha_mid, sigma_mid = coefficients(schedule, t_mid, z_t)
-    alpha_next, sigma_next = coefficients(schedule, t_next, z_t)
+    alpha, sigma = alpha_sigma(schedule, t, z_t)
+    alpha_mid, sigma_mid = alpha_sigma(schedule, t_mid, z_t)
+    alpha_next, sigma_next = alpha_sigma(schedule, t_next, z_t)
     z_mid = ddim_step(denoise(z_t, t), alpha_mid, sigma_mid)
     z_next = ddim_step(denoise(z_mid, t_mid), alpha_next, sigma_next)
     ratio = sigma_next / sigma

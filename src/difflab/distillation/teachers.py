@@ -12,9 +12,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from difflab.errors import CheckpointError
-from difflab.file_modes import respect_umask
-from difflab.training.checkpoint import fsync
+from difflab.core.errors import CheckpointError
+from difflab.core.file_modes import respect_umask
+from difflab.runs.checkpoint import fsync
 
 FOLDER = "teachers"
 

@@ -30,8 +30,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from difflab.errors import CheckpointError, ConfigError, DataError
-from difflab.file_modes import respect_umask
+from difflab.core.errors import CheckpointError, ConfigError, DataError
+from difflab.core.file_modes import respect_umask
 
 WEIGHTS_FILE = "classifier.safetensors"
 CONFIG_FILE = "classifier.json"

@@ -13,10 +13,11 @@ import os
 import re
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
+from difflab.data import ImageDataset
 from difflab.data.transforms import Resize
 from difflab.evaluation.classifier import (
     CONFIG_FILE,
@@ -26,9 +27,6 @@ from difflab.evaluation.classifier import (
 )
 from difflab.evaluation.classifier_training import train_classifier
 from difflab.evaluation.reference import images_sha256
-
-if TYPE_CHECKING:
-    from difflab.data import ImageDataset
 
 CACHE_ENV = "DIFFLAB_CACHE"
 DEFAULT_CACHE = "~/.cache/difflab"

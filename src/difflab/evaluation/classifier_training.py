@@ -7,19 +7,16 @@ generators seeded by `seed`, so a run is reproducible on one device.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from difflab.errors import ConfigError, DataError
+from difflab.core.errors import ConfigError, DataError
+from difflab.core.progress import progress
+from difflab.data import ImageDataset
 from difflab.evaluation.classifier import Classifier, ClassifierConfig, images_to_input
-from difflab.progress import progress
-
-if TYPE_CHECKING:
-    from difflab.data import ImageDataset
-    from difflab.schedules import NoiseSchedule
+from difflab.schedules import NoiseSchedule
 
 
 def random_shift(x: Tensor, max_shift: int, generator: torch.Generator) -> Tensor:

@@ -21,9 +21,9 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-from difflab.errors import DataError
+from difflab.core.errors import DataError
+from difflab.core.hashing import file_sha256
 from difflab.evaluation.classifier import Classifier, images_to_input, weights_fingerprint
-from difflab.hashing import file_sha256
 
 INCEPTION_FEATURES = "inception-v3-pool3"
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from difflab.errors import DataError
+from difflab.core.errors import DataError
 
 
 @dataclass(frozen=True)

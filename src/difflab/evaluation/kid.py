@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from torch import Tensor
 
-from difflab.errors import ConfigError, DataError
+from difflab.core.errors import ConfigError, DataError
 from difflab.evaluation.frechet import as_float64
 
 

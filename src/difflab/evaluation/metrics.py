@@ -4,21 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import Any, Literal, get_args
 
 import torch
 from torch import Tensor
 
-from difflab.errors import ConfigError, DataError
+from difflab.core.errors import ConfigError, DataError
+from difflab.data import ImageDataset
 from difflab.evaluation.classifier import Classifier
 from difflab.evaluation.classifier_training import classifier_accuracy
 from difflab.evaluation.features import FeatureExtractor
 from difflab.evaluation.frechet import fid_min_samples, frechet_distance
 from difflab.evaluation.kid import kernel_inception_distance
 from difflab.evaluation.reference import compute_statistics, reference_statistics
-
-if TYPE_CHECKING:
-    from difflab.data import ImageDataset
 
 Metric = Literal["fid", "kid", "accuracy"]
 METRICS: tuple[str, ...] = get_args(Metric)

@@ -16,17 +16,14 @@ import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from torch import Tensor
 
+from difflab.core.progress import progress
+from difflab.data import ImageDataset
 from difflab.evaluation.features import FeatureExtractor
 from difflab.evaluation.frechet import FeatureStatistics, RunningStatistics
-from difflab.progress import progress
-
-if TYPE_CHECKING:
-    from difflab.data import ImageDataset
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from difflab.errors import DataError
+from difflab.core.errors import DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 

@@ -13,9 +13,9 @@ from torch import Tensor
 
 from difflab.data import load_dataset
 from difflab.export.manifest import deploy_grid
-from difflab.generation import LoadedRun
+from difflab.runs.controlnet import hint_transform
+from difflab.runs.load import LoadedRun
 from difflab.training.batches import make_transform
-from difflab.training.controlnet import hint_transform
 
 CALIBRATION_SIZE = 64  # samples, one feed each (NNCF's subset_size)
 

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from difflab.conditioning import Condition
-from difflab.errors import ConfigError
+from difflab.core.errors import ConfigError
 
 OPSET = 18
 

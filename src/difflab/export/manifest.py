@@ -7,14 +7,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+from difflab.config.schema import SampleConfig
+from difflab.core.errors import ConfigError
 from difflab.deploy.spec import FORMAT_VERSION, ExportSpec, Grid
-from difflab.errors import ConfigError
-from difflab.generation import MODEL_INFO, LoadedRun
+from difflab.runs.checkpoint import latest_checkpoint
+from difflab.runs.load import MODEL_INFO, LoadedRun
 from difflab.samplers import SamplingGrid
 from difflab.samplers.options import grid_times, sampler_kwargs
 from difflab.schedules.noise import NoiseSchedule
-from difflab.training.checkpoint import latest_checkpoint
-from difflab.training.config import SampleConfig
 
 
 def deploy_grid(schedule: NoiseSchedule, sample: SampleConfig) -> Grid:

@@ -12,14 +12,14 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from difflab.control_hints import hint_shape
+from difflab.core.errors import ConfigError
 from difflab.deploy.backends import require
 from difflab.deploy.spec import EXPORT_JSON
-from difflab.errors import ConfigError
 from difflab.export.graph import ExportedNetwork, example_inputs, export_onnx
 from difflab.export.manifest import manifest
-from difflab.generation import LoadedRun, load_run
 from difflab.latents import IdentityCodec
+from difflab.runs.load import LoadedRun, load_run
+from difflab.sampling.hints import hint_shape
 
 Format = Literal["onnx", "openvino"]
 Precision = Literal["fp32", "fp16", "int8"]

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 import torch
 from torch import Tensor, nn
 
-from difflab.errors import CheckpointError, ConfigError, DataError
+from difflab.core.errors import CheckpointError, ConfigError, DataError
 
 if TYPE_CHECKING:
     from diffusers import AutoencoderKL
@@ -136,7 +136,7 @@ def _vae_folder(path: Path) -> Path:
 
 def _import_diffusers():
     try:
-        import diffusers
+        import diffusers  # optional heavy dependency (the `sd` extra)
     except ImportError as err:
         raise ConfigError("a VAE codec needs diffusers: pip install 'difflab[sd]'") from err
     return diffusers

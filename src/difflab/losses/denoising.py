@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from difflab.conditioning.condition import Condition
-from difflab.losses.weighting import loss_weight
-from difflab.parameterization.denoiser import coefficients, working_dtype
+from difflab.core.condition import Condition
+from difflab.losses.weighting import Weighting, loss_weight
+from difflab.parameterization.denoiser import alpha_sigma, working_dtype
 from difflab.parameterization.prediction import Parameterization, training_target
 from difflab.schedules.noise import NoiseSchedule
 
@@ -18,7 +18,7 @@ from difflab.schedules.noise import NoiseSchedule
 class DenoisingLoss:
     schedule: NoiseSchedule
     parameterization: Parameterization
-    weighting: str = "uniform"
+    weighting: Weighting = "uniform"
     min_snr_gamma: float = 5.0
 
     def sample_training_t(
@@ -33,7 +33,7 @@ class DenoisingLoss:
     ) -> Tensor:
         """Weighted squared error of each sample, averaged over its elements ([N])."""
         data_dtype, dtype = x0.dtype, working_dtype(x0)
-        alpha, sigma = coefficients(self.schedule, t, x0)
+        alpha, sigma = alpha_sigma(self.schedule, t, x0)
         x0, eps = x0.to(dtype), eps.to(dtype)
         x_t = (alpha * x0 + sigma * eps).to(data_dtype)
         output = network(x_t, self.schedule.network_time(t), cond)

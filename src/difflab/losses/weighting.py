@@ -7,7 +7,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from difflab.errors import ConfigError
+from difflab.core.errors import ConfigError
 
 Weighting = Literal["uniform", "min-snr"]
 WEIGHTINGS: tuple[str, ...] = ("uniform", "min-snr")

@@ -8,7 +8,7 @@ import typing
 from dataclasses import fields
 from typing import Any, get_args, get_origin, get_type_hints
 
-from difflab.errors import ConfigError
+from difflab.core.errors import ConfigError
 
 
 def _matches(value: Any, hint: Any) -> bool:

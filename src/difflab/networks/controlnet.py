@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from difflab.conditioning import Condition
-from difflab.errors import DifflabError
+from difflab.core.errors import DifflabError
 from difflab.networks.layers import zero_init
 from difflab.networks.unet import UNet, UNetConfig, down_path, embed_time_and_label, mid_path
 

@@ -13,10 +13,10 @@ from typing import Any
 
 from torch import nn
 
-from difflab.errors import ConfigError
+from difflab.core.errors import ConfigError
+from difflab.core.registry import Registry
 from difflab.networks.dit import DiT, DiTConfig
 from difflab.networks.unet import UNet, UNetConfig
-from difflab.registry import Registry
 
 NetworkConfig = UNetConfig | DiTConfig
 Preset = Callable[[int, int, "int | None"], NetworkConfig]

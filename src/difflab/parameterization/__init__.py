@@ -1,6 +1,6 @@
 """eps / x0 / v conversions and the Denoiser wrapper."""
 
-from difflab.parameterization.denoiser import Denoiser, broadcast_time, coefficients
+from difflab.parameterization.denoiser import Denoiser, alpha_sigma, broadcast_time
 from difflab.parameterization.prediction import (
     PARAMETERIZATIONS,
     Parameterization,
@@ -15,7 +15,7 @@ __all__ = [
     "Parameterization",
     "Prediction",
     "broadcast_time",
-    "coefficients",
+    "alpha_sigma",
     "prediction_from_output",
     "training_target",
 ]

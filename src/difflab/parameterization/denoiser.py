@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from difflab.conditioning.condition import Condition
+from difflab.core.condition import Condition
 from difflab.parameterization.prediction import (
     Parameterization,
     Prediction,
@@ -27,7 +27,7 @@ def working_dtype(x: Tensor) -> torch.dtype:
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
-def coefficients(schedule: NoiseSchedule, t: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+def alpha_sigma(schedule: NoiseSchedule, t: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
     """alpha(t), sigma(t) in working_dtype(x), of shape [N, 1, ..., 1] that broadcast against x."""
     shape = (-1,) + (1,) * (x.ndim - 1)
     t = broadcast_time(t, x)
@@ -55,7 +55,7 @@ class Denoiser(nn.Module):
         t = broadcast_time(t, x_t)
         dtype = working_dtype(x_t)
         output = self.network(x_t, self.schedule.network_time(t), cond).to(dtype)
-        alpha, sigma = coefficients(self.schedule, t, x_t)
+        alpha, sigma = alpha_sigma(self.schedule, t, x_t)
         return prediction_from_output(
             self.parameterization, output, x_t=x_t.to(dtype), alpha=alpha, sigma=sigma
         )

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
 from torch import Tensor
 
-from difflab.errors import ConfigError
+from difflab.core.errors import ConfigError
 from difflab.parameterization.conversions import (
     eps_from_v,
     eps_from_x0,
@@ -26,6 +27,10 @@ class Prediction:
 
     x0: Tensor
     eps: Tensor
+
+
+# A denoiser with its condition bound: (x_t [N, ...], t scalar or [N]) -> Prediction.
+DenoiseFn = Callable[[Tensor, Tensor], Prediction]
 
 
 def check_parameterization(kind: str) -> None:

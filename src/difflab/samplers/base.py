@@ -1,13 +1,6 @@
-"""What every sampler shares: the grid with its coefficients, per-sample noise, the registry.
-
-Every sampler is a pure function with one signature:
-
-    sampler(denoise, x, grid, *, generator=None, callback=None, **options) -> x0
-
-`denoise(x_t, t)` returns a Prediction (x0, eps); `x` is the starting noise x_T; `grid` holds
-the explicit times (t_0 > ... > t_S = clean) and their alpha/sigma, so a sampler never infers
-the previous step arithmetically and keeps no state between calls. Sampler state is float32.
-"""
+"""What every sampler shares: the grid, per-sample noise, the registry. A sampler is
+`sampler(denoise, x, grid, *, generator=None, callback=None, **options) -> x0` over the grid's
+explicit times t_0 > ... > t_S = clean, with no state between calls (docs/samplers.md)."""
 
 from __future__ import annotations
 
@@ -18,12 +11,11 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-from difflab.errors import ConfigError
-from difflab.parameterization.prediction import Prediction
-from difflab.registry import Registry
+from difflab.core.errors import ConfigError
+from difflab.core.registry import Registry
+from difflab.parameterization.prediction import DenoiseFn, Prediction
 from difflab.schedules.noise import NoiseSchedule
 
-DenoiseFn = Callable[[Tensor, Tensor], Prediction]
 # callback(step index, t, x after the step, prediction used for the step)
 StepCallback = Callable[[int, Tensor, Tensor, Prediction], None]
 
@@ -61,7 +53,7 @@ class SamplingGrid:
         for i in range(self.steps):
             yield i, self.t[i], self.t[i + 1]
 
-    def coef(self, i: int) -> tuple[float, float]:
+    def alpha_sigma(self, i: int) -> tuple[float, float]:
         """(alpha_i, sigma_i) as Python floats."""
         return float(self.alpha[i]), float(self.sigma[i])
 

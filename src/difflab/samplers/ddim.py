@@ -6,15 +6,8 @@ import math
 
 from torch import Tensor
 
-from difflab.parameterization.prediction import Prediction
-from difflab.samplers.base import (
-    SAMPLERS,
-    DenoiseFn,
-    Generator,
-    SamplingGrid,
-    StepCallback,
-    randn_like,
-)
+from difflab.parameterization.prediction import DenoiseFn, Prediction
+from difflab.samplers.base import SAMPLERS, Generator, SamplingGrid, StepCallback, randn_like
 
 
 def ddim_noise_std(alpha: float, sigma: float, alpha_next: float, sigma_next: float, eta: float):
@@ -47,8 +40,8 @@ def sample_ddim(
     x = x.float()
     for i, t, _ in grid.pairs():
         pred = denoise(x, t)
-        alpha, sigma = grid.coef(i)
-        alpha_n, sigma_n = grid.coef(i + 1)
+        alpha, sigma = grid.alpha_sigma(i)
+        alpha_n, sigma_n = grid.alpha_sigma(i + 1)
         s = ddim_noise_std(alpha, sigma, alpha_n, sigma_n, eta)
         x = ddim_step(pred, alpha_n, math.sqrt(max(sigma_n**2 - s**2, 0.0)))
         if s > 0:

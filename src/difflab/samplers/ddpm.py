@@ -7,14 +7,8 @@ import math
 
 from torch import Tensor
 
-from difflab.samplers.base import (
-    SAMPLERS,
-    DenoiseFn,
-    Generator,
-    SamplingGrid,
-    StepCallback,
-    randn_like,
-)
+from difflab.parameterization.prediction import DenoiseFn
+from difflab.samplers.base import SAMPLERS, Generator, SamplingGrid, StepCallback, randn_like
 
 
 def posterior_coefficients(alpha: float, sigma: float, alpha_s: float, sigma_s: float):
@@ -42,7 +36,7 @@ def sample_ddpm(
     x = x.float()
     for i, t, _ in grid.pairs():
         pred = denoise(x, t)
-        c_x, c_0, var = posterior_coefficients(*grid.coef(i), *grid.coef(i + 1))
+        c_x, c_0, var = posterior_coefficients(*grid.alpha_sigma(i), *grid.alpha_sigma(i + 1))
         x = c_x * x + c_0 * pred.x0
         if var > 0:
             x = x + math.sqrt(var) * randn_like(x, generator)

@@ -1,17 +1,7 @@
-"""DPM-Solver++ (Lu et al. 2022b, "DPM-Solver++: Fast Solver for Guided Sampling of Diffusion
-Probabilistic Models"): exponential integrators of the probability-flow ODE in
-lambda = logsnr / 2 = log(alpha / sigma), with the data prediction x0.
-
-With h = lambda_next - lambda, the first-order step (eq. 5 with k = 1, equal to DDIM) is
-
-    x_next = (sigma_next / sigma) x - alpha_next (exp(-h) - 1) D,
-
-and the second-order solvers replace D = x0_hat(x, t) by a combination of two x0 predictions.
-
-Ends of the grid: a step into clean data (sigma_next = 0, lambda_next = +inf) or out of
-zero terminal SNR (alpha = 0, lambda = -inf) has h = inf, where no second point exists; such
-a step is the first-order one, which there reads x_next = alpha_next x0_hat (into clean data)
-or x_next = sigma_next x + alpha_next x0_hat (out of alpha = 0).
+"""DPM-Solver++ (Lu et al. 2022b) in lambda = log(alpha / sigma) with the x0 prediction D:
+x_next = (sigma_next / sigma) x - alpha_next (exp(-h) - 1) D, h = lambda_next - lambda
+(first order, = DDIM); a step with h = inf (either end of the grid) is first order
+(docs/samplers.md).
 """
 
 from __future__ import annotations
@@ -21,13 +11,8 @@ import math
 import torch
 from torch import Tensor
 
-from difflab.samplers.base import (
-    SAMPLERS,
-    DenoiseFn,
-    Generator,
-    SamplingGrid,
-    StepCallback,
-)
+from difflab.parameterization.prediction import DenoiseFn
+from difflab.samplers.base import SAMPLERS, Generator, SamplingGrid, StepCallback
 
 
 def first_order_update(
@@ -83,8 +68,8 @@ def sample_dpmpp_2m(
         if x0_prev is not None and not last and finite_step(h) and finite_step(h_prev):
             r = h_prev / h
             d = (1 + 1 / (2 * r)) * pred.x0 - (1 / (2 * r)) * x0_prev
-        _, sigma = grid.coef(i)
-        x = first_order_update(x, d, sigma, *grid.coef(i + 1), h)
+        _, sigma = grid.alpha_sigma(i)
+        x = first_order_update(x, d, sigma, *grid.alpha_sigma(i + 1), h)
         x0_prev, h_prev = pred.x0, h
         if callback is not None:
             callback(i, t, x, pred)
@@ -110,14 +95,14 @@ def sample_dpmpp_2s(
     for i, t, _ in grid.pairs():
         pred = denoise(x, t)
         h = lam[i + 1] - lam[i]
-        _, sigma = grid.coef(i)
+        _, sigma = grid.alpha_sigma(i)
         d = pred.x0
         if finite_step(h):
             alpha_s, sigma_s = float(alpha_mid[i]), float(sigma_mid[i])
             r = (math.log(alpha_s / sigma_s) - lam[i]) / h
             u = first_order_update(x, pred.x0, sigma, alpha_s, sigma_s, r * h)
             d = (1 - 1 / (2 * r)) * pred.x0 + (1 / (2 * r)) * denoise(u, t_mid[i]).x0
-        x = first_order_update(x, d, sigma, *grid.coef(i + 1), h)
+        x = first_order_update(x, d, sigma, *grid.alpha_sigma(i + 1), h)
         if callback is not None:
             callback(i, t, x, pred)
     return x

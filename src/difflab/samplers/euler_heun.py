@@ -1,24 +1,6 @@
-"""Euler and Heun samplers of Karras et al. 2022 ("Elucidating the Design Space of
-Diffusion-Based Generative Models", Algorithm 2), with optional churn.
-
-They integrate dx~/ds = (x~ - D(x~; s)) / s in the scaled variables x~ = x / alpha and
-s = sigma / alpha, where D is the x0 prediction, so the slope d = (x~ - D) / s is the eps
-prediction. The state stays unscaled (x = alpha x~), and an Euler step from (x, s) to s_next is
-written x_next = alpha_next (x0_hat + s_next eps_hat) = alpha_next x0_hat + sigma_next eps_hat,
-its form without s itself. So Euler is DDIM (eta = 0) in these variables, and a first step at
-alpha = 0 (zero terminal SNR, s = inf) is well defined; there churn is off.
-
-Heun adds its second-order correction only on steps with ratio r = s_hat / s_next <= max_ratio
-(default 3) and takes the Euler step on the others. Why: written with D, Heun's step is
-x~_next = x~_hat / r + w D(x~_hat) + w' D(x~'), x~' the Euler point, w = (r - 1)(2 - r) / (2 r),
-w' = (r - 1) / 2, while the exact flow averages D over [s_next, s_hat] with the positive
-weights s_next / s^2 ds, of total 1 - 1/r (Euler puts all of it on D(x~_hat)). Past r = 2, w
-turns negative and w' grows like r / 2, so the change of D along the step, and any error of D,
-is amplified r/2-fold: the first step of the uniform grid on the cosine schedule (s from 2e4 to
-6) made Heun's samples garbage. Measured against the ODE's solution on a Gaussian mixture
-(tests/samplers/test_samplers_heun.py), thresholds 2.5 to 4 did best on the uniform, karras and
-log-SNR grids. The step from alpha = 0 (s_hat = inf) and the step into clean data (s_next = 0,
-as in Algorithm 2) have r = inf, so they are the same rule.
+"""Euler and Heun samplers of Karras et al. 2022 (Algorithm 2), with optional churn:
+dx~/ds = (x~ - D(x~; s)) / s in x~ = x / alpha, s = sigma / alpha; Heun corrects only steps
+with s_hat / s_next <= max_ratio (derivation and the threshold: docs/samplers.md).
 """
 
 from __future__ import annotations
@@ -28,16 +10,10 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from difflab.errors import ConfigError
-from difflab.parameterization.prediction import Prediction
-from difflab.samplers.base import (
-    SAMPLERS,
-    DenoiseFn,
-    Generator,
-    SamplingGrid,
-    StepCallback,
-    randn_like,
-)
+from difflab.core.errors import ConfigError
+from difflab.parameterization.prediction import DenoiseFn
+from difflab.samplers.base import SAMPLERS, Generator, SamplingGrid, StepCallback, randn_like
+from difflab.samplers.ddim import ddim_step
 
 MAX_RATIO = 3.0  # Heun's default largest s_hat / s_next for a second-order step
 
@@ -76,7 +52,7 @@ def add_churn(
     """(x_hat, t_hat, alpha_hat, sigma_hat) after raising the noise level of x at grid point i:
     x~_hat = x~ + sqrt(s_hat^2 - s^2) s_noise z (Algorithm 2, lines 5-6), taken at the
     schedule's time of s_hat (clamped to its range)."""
-    alpha, sigma = grid.coef(i)
+    alpha, sigma = grid.alpha_sigma(i)
     s = scaled_sigma(alpha, sigma)
     gamma = churn.gamma(s, grid.steps)
     if gamma == 0.0:
@@ -86,12 +62,6 @@ def add_churn(
     std = math.sqrt(max(scaled_sigma(alpha_hat, sigma_hat) ** 2 - s**2, 0.0))
     noise = std * churn.s_noise * randn_like(x, generator)
     return alpha_hat * (x / alpha + noise), t_hat, alpha_hat, sigma_hat
-
-
-def euler_step(pred: Prediction, alpha_next: float, sigma_next: float) -> Tensor:
-    """x~_next = x~ + (s_next - s) d with d = eps_hat, i.e. x_next = alpha_next x0_hat +
-    sigma_next eps_hat (Algorithm 2, lines 7-8)."""
-    return alpha_next * pred.x0 + sigma_next * pred.eps
 
 
 def sample_karras(
@@ -112,8 +82,10 @@ def sample_karras(
     for i, t, t_next in grid.pairs():
         x_hat, t_hat, alpha_hat, sigma_hat = add_churn(x, grid, i, churn, generator)
         pred = denoise(x_hat, t_hat)
-        alpha_n, sigma_n = grid.coef(i + 1)
-        x = euler_step(pred, alpha_n, sigma_n)
+        alpha_n, sigma_n = grid.alpha_sigma(i + 1)
+        # Euler in x~ = x / alpha: x~_next = x~ + (s_next - s) eps_hat (Algorithm 2, lines 7-8),
+        # which is x_next = alpha_next x0_hat + sigma_next eps_hat: the DDIM update
+        x = ddim_step(pred, alpha_n, sigma_n)
         if sigma_hat * alpha_n <= max_ratio * sigma_n * alpha_hat:
             d_next = denoise(x, t_next).eps
             step = sigma_n / alpha_n - sigma_hat / alpha_hat

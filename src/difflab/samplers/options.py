@@ -10,17 +10,28 @@ from __future__ import annotations
 
 import inspect
 import math
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from torch import Tensor
 
-from difflab.errors import ConfigError
+from difflab.core.errors import ConfigError
 from difflab.samplers.base import SAMPLERS
 from difflab.schedules import GRIDS
 from difflab.schedules.noise import NoiseSchedule
 
-if TYPE_CHECKING:
-    from difflab.training.config import SampleConfig
+
+class SamplingSettings(Protocol):
+    """The sampling settings read here; config.schema.SampleConfig is one."""
+
+    sampler: str
+    eta: float
+    sampler_options: dict[str, float]
+    grid: str
+    steps: int
+    spacing: str
+    rho: float
+    sigma_max: float | None
+
 
 NOT_OPTIONS = ("generator", "callback")  # keywords every sampler takes, set by the caller
 
@@ -31,7 +42,7 @@ def keyword_options(fn) -> list[str]:
     return [p.name for p in params if p.kind is p.KEYWORD_ONLY and p.name not in NOT_OPTIONS]
 
 
-def sampler_kwargs(sample: SampleConfig) -> dict[str, float]:
+def sampler_kwargs(sample: SamplingSettings) -> dict[str, float]:
     """The keyword options of sample.sampler: eta where it takes one, then sampler_options."""
     known = keyword_options(SAMPLERS.get(sample.sampler))
     out = {"eta": sample.eta} if "eta" in known else {}
@@ -47,7 +58,7 @@ def sampler_kwargs(sample: SampleConfig) -> dict[str, float]:
     return out
 
 
-def grid_times(schedule: NoiseSchedule, sample: SampleConfig) -> Tensor:
+def grid_times(schedule: NoiseSchedule, sample: SamplingSettings) -> Tensor:
     """The grid sample.grid with sample.steps steps; `spacing` goes to grids that take it
     (uniform), `rho` and `sigma_max` to those that take them (karras)."""
     make = GRIDS.get(sample.grid)

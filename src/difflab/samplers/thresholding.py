@@ -8,11 +8,10 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from difflab.errors import ConfigError
+from difflab.core.errors import ConfigError
 from difflab.parameterization.conversions import eps_from_x0
-from difflab.parameterization.denoiser import coefficients
-from difflab.parameterization.prediction import Prediction
-from difflab.samplers.base import DenoiseFn
+from difflab.parameterization.denoiser import alpha_sigma
+from difflab.parameterization.prediction import DenoiseFn, Prediction
 from difflab.schedules.noise import NoiseSchedule
 
 ThresholdKind = Literal["dynamic", "static"]
@@ -48,7 +47,7 @@ def thresholded(
             x0 = pred.x0.clamp(-1.0, 1.0)
         else:
             x0 = dynamic_threshold(pred.x0, percentile)
-        alpha, sigma = coefficients(schedule, t, x_t)
+        alpha, sigma = alpha_sigma(schedule, t, x_t)
         eps = eps_from_x0(x_t=x_t, x0=x0, alpha=alpha, sigma=sigma)
         return Prediction(x0=x0, eps=torch.where(sigma > 0, eps, pred.eps))
 

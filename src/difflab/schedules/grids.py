@@ -13,8 +13,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from difflab.errors import ConfigError
-from difflab.registry import Registry
+from difflab.core.errors import ConfigError
+from difflab.core.registry import Registry
 from difflab.schedules.noise import LOGSNR_MIN, NoiseSchedule
 
 Spacing = Literal["leading", "trailing", "linspace"]

@@ -20,7 +20,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from difflab.errors import ConfigError
+from difflab.core.errors import ConfigError
 
 ScheduleName = Literal["linear", "scaled-linear", "cosine", "sigmoid"]
 SCHEDULE_NAMES: tuple[str, ...] = ("linear", "scaled-linear", "cosine", "sigmoid")

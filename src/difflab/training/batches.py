@@ -15,6 +15,8 @@ import torch
 from torch import Tensor
 
 from difflab.conditioning import Condition
+from difflab.config.schema import Config, DataConfig
+from difflab.core.errors import ConfigError
 from difflab.data import (
     BatchTransform,
     Compose,
@@ -23,12 +25,11 @@ from difflab.data import (
     Resize,
     ToSymmetric,
 )
-from difflab.errors import ConfigError
 from difflab.latents import Codec, IdentityCodec
-from difflab.training.config import DataConfig
-from difflab.training.distributed import rank, world_size
-from difflab.training.latent_data import RandomOrientation, encode_split
-from difflab.training.rng import seeded_generator
+from difflab.parallel.distributed import rank, world_size
+from difflab.runs.controlnet import hint_transform
+from difflab.runs.latents import RandomOrientation, encode_split
+from difflab.runs.rng import seeded_generator
 from difflab.training.step import MicroBatch
 
 
@@ -135,3 +136,14 @@ class DeviceData:
     def micro_batch(self, micro_index: int, generator: torch.Generator) -> MicroBatch:
         """This rank's part of micro-batch micro_index."""
         return self.take(self.indices(micro_index), generator).part(self.rank, self.world)
+
+
+def dataset_hints(config: Config, images: Tensor, num: int) -> Tensor | None:
+    """The hints of the first min(num, N) images of a split (uint8 [N, C, H, W]) through the
+    run's evaluation pipeline (make_transform without flips, with the hint transform);
+    None for a run that is not a ControlNet run."""
+    hint = hint_transform(config.model.controlnet)
+    if hint is None:
+        return None
+    transform = make_transform(config.data, train=False, hint=hint)
+    return transform({"image": images[:num]})["hint"]

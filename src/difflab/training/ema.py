@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor, nn
 
-from difflab.training.sharding import local
+from difflab.parallel.sharding import local
 
 CHUNK = 2**24  # elements: bounds the scratch memory of an update with a device skip flag
 

@@ -23,17 +23,18 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from difflab.progress import LogLines, phase, progress
-from difflab.training.config import Config
-from difflab.training.distributed import (
-    any_rank,
-    barrier,
-    is_distributed,
-    is_main,
-    world_size,
-)
+from difflab.config.schema import Config
+from difflab.core.progress import LogLines, phase, progress
+from difflab.parallel.distributed import any_rank, barrier, is_distributed, is_main, world_size
+from difflab.parallel.sharding import is_sharded
+from difflab.runs.checkpoint import discard_failed_start
+from difflab.runs.metrics import MetricsLog, read_metrics, trim_metrics
+from difflab.runs.report import write_report
+from difflab.runs.rng import seeded_generator
+from difflab.runs.wandb_log import WandbLog
 from difflab.training.flops import mfu, peak_flops, train_flops_per_image
-from difflab.training.hooks import (
+from difflab.training.optim import set_lr
+from difflab.training.periodic import (
     Halt,
     never,
     save_samples,
@@ -41,18 +42,11 @@ from difflab.training.hooks import (
     validation_loss,
     validation_size,
 )
-from difflab.training.optim import set_lr
-from difflab.training.reporting import MetricsLog, read_metrics, trim_metrics
-from difflab.training.rng import seeded_generator
-from difflab.training.run_files import discard_failed_start
-from difflab.training.run_report import write_report
 from difflab.training.sample_eval import SampleEvaluator
-from difflab.training.session import Session, open_session
-from difflab.training.sharding import is_sharded
+from difflab.training.session import TrainingRun, open_training_run
 from difflab.training.signals import Interrupted, StopRequest
 from difflab.training.step import skips_on_device, train_step
-from difflab.training.step_counts import Seen, StepCounts
-from difflab.training.wandb_log import WandbLog
+from difflab.training.step_counts import HostCounts, StepCounts
 
 
 def train(
@@ -71,7 +65,7 @@ def train(
     torch's CPU thread count (train.cpu_threads) is restored on return."""
     threads = torch.get_num_threads()
     try:
-        session = open_session(config, trust_checkpoint=trust_checkpoint)
+        session = open_training_run(config, trust_checkpoint=trust_checkpoint)
         if is_main():
             print(f"run folder: {session.run_dir}", flush=True)
         if is_main() and config.train.resume:
@@ -106,7 +100,7 @@ def _wandb(config: Config, run_dir: Path) -> WandbLog | None:
     return WandbLog(run_dir, mode=r.wandb, project=r.wandb_project, config=config.to_dict())
 
 
-def _log_skipped_data(s: Session, log: MetricsLog) -> None:
+def _log_skipped_data(s: TrainingRun, log: MetricsLog) -> None:
     """Unreadable training images (already warned about by the loader), counted and named
     when they are not those the run's metrics last named: a resume reads the data again, and
     records a change from its start step on (0 files: the data was mended)."""
@@ -126,7 +120,7 @@ def _every(n: int, done: int) -> bool:
 
 
 @dataclass
-class Window:
+class LogWindow:
     """What happened since the last log record, as the host knows it; the loss and the skipped
     steps are counted on the device (StepCounts)."""
 
@@ -141,7 +135,7 @@ class Window:
 
 
 @dataclass(frozen=True)
-class Due:
+class DueWork:
     """The periodic work due after `done` steps."""
 
     samples: bool
@@ -150,7 +144,7 @@ class Due:
     checkpoint: bool
 
     @classmethod
-    def at(cls, s: Session, done: int) -> Due:
+    def at(cls, s: TrainingRun, done: int) -> DueWork:
         t, last = s.config.train, done == s.config.train.steps
         return cls(
             samples=_every(t.sample_every, done) or (t.sample_every > 0 and last),
@@ -185,15 +179,15 @@ def _stop_requested(stop: StopRequest | None, done: int) -> bool:
 
 
 def run_loop(
-    s: Session, log: MetricsLog, stop_at: int | None = None, stop: StopRequest | None = None
+    s: TrainingRun, log: MetricsLog, stop_at: int | None = None, stop: StopRequest | None = None
 ) -> int:
     """Steps from s.start_step to train.steps (or stop_at, or a signal); return steps done."""
     t = s.config.train
     end = t.steps if stop_at is None else min(stop_at, t.steps)
     counts = StepCounts(s.device, t.max_nonfinite_steps, s.state.precision.param_dtype)
-    window, done = Window(), s.start_step
+    window, done = LogWindow(), s.start_step
     bar = progress(t.steps, "train", unit="step", initial=s.start_step, enabled=t.progress)
-    logger, halt = _Logger(s, log, bar), _halt(stop)
+    logger, halt = _RecordWriter(s, log, bar), _halt(stop)
     evaluator = SampleEvaluator(s) if t.eval_every > 0 and is_main() else None
     for step in range(s.start_step, end):
         started = time.perf_counter()
@@ -207,7 +201,7 @@ def run_loop(
         window.add(t.batch_size * t.grad_accum, time.perf_counter() - started)
         done = step + 1
         bar.update(1)
-        due, logged = Due.at(s, done), _every(t.log_every, done) or done == t.steps
+        due, logged = DueWork.at(s, done), _every(t.log_every, done) or done == t.steps
         if due or logged:
             waited = time.perf_counter()
             seen = counts.read()  # waits for the device to finish the window's steps
@@ -215,7 +209,7 @@ def run_loop(
             if logged:
                 logger.write(window, seen, done, lr)
                 counts.reset_window()
-                window = Window()
+                window = LogWindow()
             counts.check(seen, done)
         _periodic(s, log, done, evaluator, due, bar, halt)
         if _stop_requested(stop, done):
@@ -228,7 +222,7 @@ def run_loop(
     return done
 
 
-def _flops_per_image(s: Session) -> float:
+def _flops_per_image(s: TrainingRun) -> float:
     """Training FLOPs of one image, with the condition of one real sample: a ControlNet's
     gradients reach trainable weights only through its hint. A fresh generator for the sample's
     augmentation, so counting draws nothing from training's random streams."""
@@ -236,18 +230,18 @@ def _flops_per_image(s: Session) -> float:
     return train_flops_per_image(s.state.model, s.latent_shape, one.cond)
 
 
-class _Logger:
+class _RecordWriter:
     """Writes a window's log record: metrics file, progress bar and, where the skip is decided
     on the device, a warning naming the skipped steps (the host path warns at each)."""
 
-    def __init__(self, s: Session, log: MetricsLog, bar: tqdm | LogLines) -> None:
+    def __init__(self, s: TrainingRun, log: MetricsLog, bar: tqdm | LogLines) -> None:
         self.s, self.log, self.bar = s, log, bar
         self.peak = peak_flops(s.device)  # counted once, never inside the loop
         self.flops = _flops_per_image(s) if self.peak is not None else None
         self.warn = skips_on_device(s.state)
         self.streamed_skipped = 0  # of s.streamed_skipped, recorded in metrics.jsonl
 
-    def write(self, window: Window, seen: Seen, done: int, lr: float) -> None:
+    def write(self, window: LogWindow, seen: HostCounts, done: int, lr: float) -> None:
         epoch = self.s.data.position(done * self.s.config.train.grad_accum)[0]
         record = _log_record(window, seen, done, lr, epoch)
         if self.flops is not None:
@@ -284,7 +278,7 @@ def _postfix(record: dict) -> dict[str, str]:
     return postfix
 
 
-def _log_record(window: Window, seen: Seen, done: int, lr: float, epoch: int) -> dict:
+def _log_record(window: LogWindow, seen: HostCounts, done: int, lr: float, epoch: int) -> dict:
     """images/s counts training steps only, not sample grids, validation or checkpoints.
     The loss is the mean over applied steps: null when every step of the window was skipped."""
     applied = window.steps - seen.skipped
@@ -299,11 +293,11 @@ def _log_record(window: Window, seen: Seen, done: int, lr: float, epoch: int) ->
 
 
 def _periodic(
-    s: Session,
+    s: TrainingRun,
     log: MetricsLog,
     done: int,
     evaluator: SampleEvaluator | None,
-    due: Due,
+    due: DueWork,
     bar: tqdm | LogLines,
     halt: Halt,
 ) -> None:
@@ -329,12 +323,12 @@ def _periodic(
         barrier()
 
 
-def _grid_cost(s: Session) -> str:
+def _grid_cost(s: TrainingRun) -> str:
     sample = s.config.sample
     return f"2 x {sample.num} images, {sample.steps} {sample.sampler} steps"
 
 
-def _checkpoint(s: Session, done: int) -> None:
+def _checkpoint(s: TrainingRun, done: int) -> None:
     """A checkpoint (gathered on every rank, written on rank 0), then rank 0 rewrites the run's
     report.html, so a killed run keeps a recent one. A report that cannot be written is a
     warning: training goes on."""

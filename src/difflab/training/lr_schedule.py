@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from difflab.errors import ConfigError
+from difflab.core.errors import ConfigError
 
 LrSchedule = Callable[[int, int, int], float]
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import torch
 
-from difflab.errors import ConfigError, TrainingError
+from difflab.config.schema import SD_NETWORK, Config
+from difflab.core.errors import ConfigError, TrainingError
 from difflab.networks import build_network
-from difflab.training.config import SD_NETWORK, Config
 
 TRAINING_COPIES = 5  # weights, EMA, gradients and AdamW's two moments
 MEMINFO = Path("/proc/meminfo")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from difflab.training.config import TrainConfig
+from difflab.config.schema import TrainConfig
 from difflab.training.lr_schedule import beta1_at, lr_factor
 
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from difflab.conditioning.condition import Condition
-from difflab.errors import ConfigError
+from difflab.core.condition import Condition
+from difflab.core.errors import ConfigError
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 NAMES = ("fp32", "bf16", "fp16", "fp64")

@@ -16,9 +16,9 @@ from typing import Any
 
 import torch
 
-from difflab.control_hints import dataset_hints
+from difflab.config.schema import Config
+from difflab.core.errors import ConfigError, TrainingError
 from difflab.data import ImageDataset, load_dataset
-from difflab.errors import ConfigError, TrainingError
 from difflab.evaluation import (
     ClassifierFeatures,
     classifier_accuracy,
@@ -28,10 +28,11 @@ from difflab.evaluation import (
 )
 from difflab.evaluation.classifier_cache import at_size, cache_root, cached_classifier
 from difflab.evaluation.reference import compute_statistics
-from difflab.generation import LoadedRun, generate
-from difflab.training.config import Config
-from difflab.training.session import Session
-from difflab.training.sharding import is_sharded
+from difflab.parallel.sharding import is_sharded
+from difflab.runs.load import LoadedRun
+from difflab.sampling.generation import generate
+from difflab.training.batches import dataset_hints
+from difflab.training.session import TrainingRun
 
 EVAL_BATCH = 256  # images per sampler call
 
@@ -52,7 +53,7 @@ def _split(config: Config, split: str, size: int) -> ImageDataset:
 class SampleEvaluator:
     """Built once per run (on rank 0); `evaluator(s, done)` returns the metrics record."""
 
-    def __init__(self, s: Session) -> None:
+    def __init__(self, s: TrainingRun) -> None:
         config, size = s.config, s.image_shape[1]
         if is_sharded(s.state.model):
             raise ConfigError(
@@ -74,7 +75,7 @@ class SampleEvaluator:
         self.hints = dataset_hints(config, reference.images, config.train.eval_samples)
 
     @torch.no_grad()
-    def __call__(self, s: Session, done: int) -> dict[str, Any]:
+    def __call__(self, s: TrainingRun, done: int) -> dict[str, Any]:
         run = LoadedRun(s.config, s.ema_denoiser, s.num_classes, s.image_shape, done, s.codec)
         num = s.config.train.eval_samples
         try:

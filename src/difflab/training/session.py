@@ -12,45 +12,42 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from difflab.config.plugins import network_plugin
+from difflab.config.schema import Config
+from difflab.core.errors import ConfigError, RunFileError
 from difflab.data import ImageDataset, load_dataset
-from difflab.errors import ConfigError, RunFileError
-from difflab.generation import MODEL_INFO, build_denoiser, load_run
 from difflab.latents import Codec
 from difflab.losses import DenoisingLoss
-from difflab.parameterization import Denoiser
-from difflab.training.batches import DeviceData
-from difflab.training.checkpoint import (
-    Checkpoint,
-    check_shapes,
-    load_latest_checkpoint,
-    require_state,
-)
-from difflab.training.config import Config
-from difflab.training.controlnet import hint_transform, start_from_base
-from difflab.training.distributed import (
+from difflab.parallel.distributed import (
     barrier,
     broadcast_from_main,
     is_distributed,
     is_main,
     setup_device,
 )
+from difflab.parallel.sharding import data_parallel, load_full_state, shard
+from difflab.parameterization import Denoiser
+from difflab.runs.checkpoint import Checkpoint, check_shapes, load_latest_checkpoint, require_state
+from difflab.runs.controlnet import hint_transform
+from difflab.runs.files import write_text_atomic
+from difflab.runs.latents import build_codec, latent_record, latent_shape_of
+from difflab.runs.load import MODEL_INFO, build_denoiser, load_run, start_from_base
+from difflab.runs.rng import restore_rng_state
+from difflab.training.batches import DeviceData
+from difflab.training.data_source import TrainingData
 from difflab.training.ema import EMA
-from difflab.training.latent_data import build_codec, latent_record, latent_shape_of
 from difflab.training.memory import check_network_fits
 from difflab.training.optim import build_optimizer
 from difflab.training.precision import resolve_precision
-from difflab.training.rng import restore_rng_state
-from difflab.training.run_files import write_text_atomic
-from difflab.training.sharding import data_parallel, load_full_state, shard
 from difflab.training.step import TrainState
 
 
 @dataclass
-class Session:
+class TrainingRun:
     config: Config
     run_dir: Path
     device: torch.device
-    data: DeviceData
+    data: TrainingData  # in memory (DeviceData) or a plug-in's (streamed)
     val: DeviceData | None
     state: TrainState
     denoiser: Denoiser  # raw weights
@@ -144,10 +141,9 @@ def _ema(config: Config, model: nn.Module, device: torch.device) -> EMA:
 
 
 def _compiled(forward: nn.Module, device: torch.device) -> nn.Module:
-    """torch.compile of the module the loss calls. A single CUDA process replays forward and
-    backward as CUDA graphs ("reduce-overhead"): launching each kernel from Python leaves the
-    GPU waiting at small batches (diffusers' UNet2DModel at batch 128 on an H100: 2,167 img/s
-    compiled, 4,341 with CUDA graphs)."""
+    """torch.compile of the module the loss calls; a single CUDA process replays forward and
+    backward as CUDA graphs ("reduce-overhead"), as kernel launches from Python leave the GPU
+    waiting at small batches (measured in bench/README.md, throughput)."""
     graphs = device.type == "cuda" and not is_distributed()
     return torch.compile(forward, mode="reduce-overhead" if graphs else None)
 
@@ -275,14 +271,13 @@ def start_training(
     return state, start, ema_denoiser
 
 
-def open_session(config: Config, *, trust_checkpoint: bool = False) -> Session:
+def open_training_run(config: Config, *, trust_checkpoint: bool = False) -> TrainingRun:
     """Build a run from config, resuming from config.train.resume when set (from its newest
     checkpoint that loads; trust_checkpoint allows a state.pt that needs full pickle). A
-    Stable Diffusion fine-tune (model.pretrained) streams its data instead."""
-    if config.model.pretrained is not None:
-        from difflab.integrations.stable_diffusion.session import open_sd_session
-
-        return open_sd_session(config, trust_checkpoint=trust_checkpoint)
+    plug-in network's run (a Stable Diffusion fine-tune, streaming its data) is its plug-in's."""
+    plugin = network_plugin(config.model.network)
+    if plugin is not None:
+        return plugin.open_training_run(config, trust_checkpoint=trust_checkpoint)
     t = config.train
     dataset = _load(config, config.data.split)
     use_val = config.data.val_split is not None and t.val_every > 0
@@ -302,7 +297,7 @@ def open_session(config: Config, *, trust_checkpoint: bool = False) -> Session:
         run_dir, config, _run_info(config, dataset, codec, image_shape, info)
     )
     barrier()
-    return Session(
+    return TrainingRun(
         config=config,
         run_dir=run_dir,
         device=device,

@@ -14,8 +14,8 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from difflab.errors import DifflabError
-from difflab.training.distributed import is_main
+from difflab.core.errors import DifflabError
+from difflab.parallel.distributed import is_main
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 ACKNOWLEDGEMENT = (

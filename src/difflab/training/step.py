@@ -11,10 +11,10 @@ from torch import Tensor, nn
 
 from difflab.conditioning import Condition, drop_condition
 from difflab.losses import DenoisingLoss
-from difflab.training.distributed import all_reduce_sum
+from difflab.parallel.distributed import all_reduce_sum
+from difflab.parallel.sharding import gradient_sync
 from difflab.training.ema import EMA
 from difflab.training.precision import Precision
-from difflab.training.sharding import gradient_sync
 
 
 @dataclass

@@ -10,12 +10,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from difflab.errors import TrainingError
-from difflab.training.distributed import all_reduce_sum
+from difflab.core.errors import TrainingError
+from difflab.parallel.distributed import all_reduce_sum
 
 
 @dataclass(frozen=True)
-class Seen:
+class HostCounts:
     """The counters as read on the host: the window's loss sum (all ranks together) and
     skipped steps, and the step where the limit of skipped steps in a row was reached."""
 
@@ -45,19 +45,19 @@ class StepCounts:
         first = (self.in_a_row == self.limit) & (self.reached_at < 0)
         self.reached_at.masked_fill_(first, step)
 
-    def read(self) -> Seen:
+    def read(self) -> HostCounts:
         """The one host read of the counters (a collective: every rank calls it alike)."""
         loss_sum = all_reduce_sum(self.loss_sum.clone()).double()
         values = torch.stack([loss_sum, self.skipped.double(), self.reached_at.double()])
         loss, skipped, reached_at = values.tolist()
-        return Seen(loss, int(skipped), int(reached_at) if reached_at >= 0 else None)
+        return HostCounts(loss, int(skipped), int(reached_at) if reached_at >= 0 else None)
 
     def reset_window(self) -> None:
         """Start a new log window; the run of skipped steps in a row goes on."""
         self.loss_sum.zero_()
         self.skipped.zero_()
 
-    def check(self, seen: Seen, done: int) -> None:
+    def check(self, seen: HostCounts, done: int) -> None:
         """Raise TrainingError when train.max_nonfinite_steps skipped steps in a row were
         reached (read after `done` steps: a skip decided on the device is seen only here)."""
         if seen.limit_reached_at is None:

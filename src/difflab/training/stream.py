@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from difflab.core.errors import ConfigError, DataError
 from difflab.data.coco import CocoItem
-from difflab.errors import ConfigError, DataError
-from difflab.training.rng import seeded_generator
+from difflab.runs.rng import seeded_generator
 
 logger = logging.getLogger(__name__)
 SHOWN_FILES = 5

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from difflab.errors import ConfigError
+from difflab.core.errors import ConfigError
 from difflab.integrations.diffusers_weights.dit import (
     diffusers_dit_config,
     dit_config_from_diffusers,

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from difflab.errors import ConfigError
+from difflab.core.errors import ConfigError
 from difflab.networks.dit import DiT, DiTConfig
 
 _FREQ_DIM = 256  # diffusers' DiT time features

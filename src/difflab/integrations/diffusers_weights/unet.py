@@ -12,7 +12,7 @@ from typing import Any
 
 from torch import Tensor
 
-from difflab.errors import ConfigError
+from difflab.core.errors import ConfigError
 from difflab.networks.unet import UNet, UNetConfig
 
 # difflab key pattern -> diffusers key, applied in order to each parameter name

@@ -21,8 +21,8 @@ from difflab.training.stream import StreamBatch, StreamingData, collate
 
 
 class CaptionedLatents:
-    """Micro-batches (x0 = VAE latents, cond = CLIP text) of a streamed captioned dataset, with
-    the interface of training/batches.DeviceData that the loop uses."""
+    """Micro-batches (x0 = VAE latents, cond = CLIP text) of a streamed captioned dataset:
+    a TrainingData (training/data_source.py), as training/batches.DeviceData is."""
 
     def __init__(
         self,

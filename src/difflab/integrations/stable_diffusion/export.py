@@ -18,14 +18,17 @@ from pathlib import Path
 
 from torch import Tensor
 
-from difflab.errors import CheckpointError
-from difflab.file_modes import respect_umask
+from difflab.config.schema import build_config
+from difflab.core.errors import CheckpointError
+from difflab.core.file_modes import respect_umask
 from difflab.integrations.stable_diffusion.folder import (
     UNET_FILES,
     component_folder,
     import_diffusers,
     pipeline_folder,
 )
+from difflab.runs.checkpoint import load_latest_checkpoint
+from difflab.runs.load import MODEL_INFO
 
 MODEL_INDEX = "model_index.json"
 EXPORT_FOLDER = "diffusers"  # runs/NAME/diffusers/
@@ -58,10 +61,7 @@ def export_pipeline(pretrained: str | Path, unet_weights: dict[str, Tensor], out
 def export_run(run_dir: str | Path) -> Path:
     """Export a fine-tune's newest checkpoint's EMA UNet with its pretrained folder's frozen
     parts to run_dir/diffusers/; returns that folder."""
-    from difflab.generation import MODEL_INFO
-    from difflab.training.checkpoint import load_latest_checkpoint
-    from difflab.training.config import build_config
-    from difflab.training.recipes import read_run_yaml
+    from difflab.config.recipes import read_run_yaml
 
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file() or not (run_dir / MODEL_INFO).is_file():

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from types import ModuleType
 
-from difflab.errors import CheckpointError, ConfigError, DataError
+from difflab.core.errors import CheckpointError, ConfigError, DataError
 
 UNET_FILES = ("config.json", "diffusion_pytorch_model.safetensors")
 TEXT_ENCODER_FILES = ("config.json", "model.safetensors")
@@ -21,7 +21,7 @@ LOAD_ERRORS = (OSError, ValueError, RuntimeError, KeyError)
 
 def import_diffusers() -> ModuleType:
     try:
-        import diffusers
+        import diffusers  # optional heavy dependency (the `sd` extra)
     except ImportError as err:
         raise ConfigError("Stable Diffusion needs diffusers: pip install 'difflab[sd]'") from err
     return diffusers
@@ -29,7 +29,7 @@ def import_diffusers() -> ModuleType:
 
 def import_transformers() -> ModuleType:
     try:
-        import transformers
+        import transformers  # optional heavy dependency (the `sd` extra)
     except ImportError as err:
         raise ConfigError("Stable Diffusion needs transformers: pip install 'difflab[sd]'") from err
     return transformers

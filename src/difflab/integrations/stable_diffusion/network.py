@@ -6,8 +6,8 @@ from pathlib import Path
 
 from torch import Tensor, nn
 
-from difflab.conditioning.condition import Condition
-from difflab.errors import ConfigError
+from difflab.core.condition import Condition
+from difflab.core.errors import ConfigError
 from difflab.integrations.stable_diffusion.folder import load_unet
 
 

@@ -14,16 +14,16 @@ import torch
 from torch import Tensor
 
 from difflab.conditioning import classifier_free_guidance
+from difflab.config.schema import SD_NETWORK, SampleConfig, check_sample
+from difflab.core.errors import ConfigError, TrainingError
+from difflab.core.progress import progress
 from difflab.data import to_uint8
-from difflab.errors import ConfigError, TrainingError
-from difflab.generation import LoadedRun
 from difflab.integrations.stable_diffusion.text import TextEncoder
 from difflab.latents import Codec
 from difflab.parameterization import Denoiser
-from difflab.progress import progress
+from difflab.runs.load import LoadedRun
 from difflab.samplers import SAMPLERS, SamplingGrid, StackedGenerator
 from difflab.samplers.options import grid_times, sampler_kwargs
-from difflab.training.config import SD_NETWORK, SampleConfig, check_sample
 
 PROMPT_BATCH = 8  # images sampled at once: prompt_images' default and the training grids'
 

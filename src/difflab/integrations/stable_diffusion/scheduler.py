@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from difflab.errors import ConfigError, DataError
+from difflab.core.errors import ConfigError, DataError
 from difflab.integrations.stable_diffusion.folder import (
     SCHEDULER_FILE,
     component_folder,

@@ -12,16 +12,16 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from difflab.config.schema import Config, LatentConfig
+from difflab.core.errors import ConfigError
 from difflab.data.coco import CocoCaptions
-from difflab.errors import ConfigError
-from difflab.generation import build_denoiser
 from difflab.integrations.stable_diffusion.data import CaptionedLatents
 from difflab.integrations.stable_diffusion.scheduler import SchedulerSettings, read_scheduler
 from difflab.integrations.stable_diffusion.text import TextEncoder
-from difflab.training.config import Config, LatentConfig
-from difflab.training.distributed import barrier, is_main, rank, world_size
-from difflab.training.latent_data import build_codec, latent_record, latent_shape_of
-from difflab.training.session import Session, prepare_run, start_training, write_run_files
+from difflab.parallel.distributed import barrier, is_main, rank, world_size
+from difflab.runs.latents import build_codec, latent_record, latent_shape_of
+from difflab.runs.load import build_denoiser
+from difflab.training.session import TrainingRun, prepare_run, start_training, write_run_files
 from difflab.training.stream import StreamingData
 
 
@@ -52,7 +52,7 @@ def with_absolute_pretrained(config: Config) -> Config:
     return replace(config, model=replace(config.model, pretrained=folder))
 
 
-def open_sd_session(config: Config, *, trust_checkpoint: bool = False) -> Session:
+def open_sd_session(config: Config, *, trust_checkpoint: bool = False) -> TrainingRun:
     """The session of a fine-tune (model.pretrained), resumed from config.train.resume when
     set; config.data.root and image_size are set (checked with the config)."""
     config = with_absolute_pretrained(config)
@@ -84,7 +84,7 @@ def open_sd_session(config: Config, *, trust_checkpoint: bool = False) -> Sessio
         record = latent_record(latent, codec, image_shape)
         created = write_run_files(run_dir, config, {**info, **record})
     barrier()
-    return Session(
+    return TrainingRun(
         config=config,
         run_dir=run_dir,
         device=device,

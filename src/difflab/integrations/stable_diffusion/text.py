@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from difflab.conditioning.condition import Condition
+from difflab.core.condition import Condition
 from difflab.integrations.stable_diffusion.folder import load_clip
 
 

@@ -29,10 +29,10 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from difflab.errors import CheckpointError
-from difflab.file_modes import respect_umask
-from difflab.hashing import file_sha256
-from difflab.training.run_files import WRITE_ERRORS, write_error
+from difflab.core.errors import CheckpointError
+from difflab.core.file_modes import respect_umask
+from difflab.core.hashing import file_sha256
+from difflab.runs.files import WRITE_ERRORS, write_error
 
 MARKER = "COMPLETE"
 FILES = ("model.safetensors", "ema.safetensors", "state.pt")
@@ -288,3 +288,14 @@ def load_latest_checkpoint(
     raise CheckpointError(
         f"no checkpoint of {run_dir} loads ({len(errors)} tried); newest: {errors[0]}"
     )
+
+
+def discard_failed_start(run_dir: Path) -> bool:
+    """Remove run_dir, a run this start created, when it failed before training a step (no
+    checkpoint, no loss logged), so the next try gets its name; whether it was removed."""
+    metrics = run_dir / "metrics.jsonl"
+    logged = metrics.is_file() and '"loss"' in metrics.read_text(errors="replace")
+    if latest_checkpoint(run_dir) is not None or logged:
+        return False
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return True

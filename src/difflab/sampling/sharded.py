@@ -2,7 +2,7 @@
 rank 0 gathers the images.
 
 Image i uses seed + i, label i and hint i (both cycled) whatever rank draws it, so the gathered
-images are those of one process (generation.generate) for the same seeds.
+images are those of one process (sampling.generate) for the same seeds.
 """
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from difflab.generation import LoadedRun, generate
-from difflab.training.config import SampleConfig
-from difflab.training.distributed import gather_rows, shard_rows
+from difflab.config.schema import SampleConfig
+from difflab.parallel.distributed import gather_rows, shard_rows
+from difflab.runs.load import LoadedRun
+from difflab.sampling.generation import generate
 
 
 def generate_sharded(

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from difflab.training.run_files import write_error, write_text_atomic
-from difflab.training.wandb_log import WandbLog
+from difflab.runs.files import write_error, write_text_atomic
+from difflab.runs.wandb_log import WandbLog
 
 
 class MetricsLog:

@@ -1,27 +1,12 @@
-"""Generation from a trained run: load its denoiser, sample with per-image seeds, write images.
-
-Image i of a call with `seed` uses its own generator seeded with seed + i (StackedGenerator),
-so an image depends only on its seed, label and hint, not on the batch it was drawn in. A
-ControlNet run samples under control hints ([M, C_hint, H, W] in [-1, 1], image i gets hint
-i % M; difflab.control_hints makes them from image files) and refuses to sample without
-them: a ControlledUNet without a hint is its base network, which is not the run. A latent
-diffusion run (model.latent.vae) samples latents and decodes them with its codec, so every
-function here takes and returns images.
+"""Generation from a loaded run (runs.load_run): image i of a call uses seed + i, label i and
+hint i % M, whatever its batch; a ControlNet run needs hints, a latent run decodes its
+latents, so every function here takes and returns images (docs/samplers.md).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING
-
-import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor
-
-if TYPE_CHECKING:
-    from difflab.evaluation.classifier import Classifier
 
 from difflab.conditioning import (
     NULL_LABEL,
@@ -31,114 +16,18 @@ from difflab.conditioning import (
     classifier_guidance,
     conditioned,
 )
-from difflab.control_hints import check_hints, cycled
+from difflab.config.schema import SampleConfig, check_sample
+from difflab.core.errors import ConfigError, TrainingError
+from difflab.core.progress import progress
 from difflab.data import to_uint8
-from difflab.errors import CheckpointError, ConfigError, TrainingError
+from difflab.evaluation.classifier import Classifier, load_classifier
 from difflab.latents import Codec, IdentityCodec
-from difflab.networks import build_network
 from difflab.parameterization import Denoiser
-from difflab.progress import progress
+from difflab.runs.load import LoadedRun
 from difflab.samplers import SAMPLERS, SamplingGrid, StackedGenerator, ThresholdKind, thresholded
 from difflab.samplers.base import StepCallback
 from difflab.samplers.options import grid_times, sampler_kwargs
-from difflab.schedules import make_schedule
-from difflab.training.checkpoint import check_shapes, load_latest_checkpoint
-from difflab.training.config import (
-    SD_NETWORK,
-    Config,
-    SampleConfig,
-    build_config,
-    check_sample,
-)
-from difflab.training.controlnet import controlled_network
-from difflab.training.latent_data import build_codec, recorded_latent
-from difflab.training.recipes import read_run_yaml
-from difflab.training.run_files import read_model_info, write_atomic
-
-# in_channels, image_size (the images'), num_classes, class_names of a run; a latent run's
-# codec settings and latent_shape (training/latent_data.latent_record)
-MODEL_INFO = "model.json"
-
-
-@dataclass
-class LoadedRun:
-    config: Config
-    denoiser: Denoiser
-    num_classes: int  # 0 for an unconditional model
-    image_shape: tuple[int, int, int]  # (C, H, W) of the images
-    step: int
-    codec: Codec = field(default_factory=IdentityCodec)  # a latent run's VAE
-
-    @property
-    def latent_shape(self) -> tuple[int, int, int]:
-        """(c, h, w) of what the denoiser works on: the images' shape for pixel diffusion."""
-        return self.codec.latent_shape(self.image_shape)
-
-
-def build_denoiser(
-    config: Config, *, in_channels: int, image_size: int, num_classes: int
-) -> Denoiser:
-    """The network of config.model behind its schedule and parameterization (a Stable
-    Diffusion fine-tune's: model.pretrained's UNet)."""
-    m = config.model
-    if m.network == SD_NETWORK:
-        from difflab.integrations.stable_diffusion import sd_network
-
-        network = sd_network(str(m.pretrained), in_channels)
-    else:
-        network = build_network(
-            m.network,
-            in_channels=in_channels,
-            image_size=image_size,
-            num_classes=num_classes or None,
-            options=dict(m.options),
-        )
-    if m.controlnet.base_run is not None:
-        network = controlled_network(network, m.controlnet)
-    schedule = make_schedule(
-        m.schedule, num_steps=m.num_steps, zero_terminal_snr=m.zero_terminal_snr
-    )
-    return Denoiser(network, schedule, m.parameterization)
-
-
-def load_run(
-    run_dir: Path | str,
-    *,
-    weights: str = "ema",
-    device: torch.device | str = "cpu",
-    trust_checkpoint: bool = False,
-) -> LoadedRun:
-    """The denoiser of a run's newest checkpoint that loads, with EMA or raw weights
-    (trust_checkpoint: see load_checkpoint)."""
-    run_dir = Path(run_dir)
-    if weights not in ("ema", "raw"):
-        raise ConfigError(f"weights must be 'ema' or 'raw', got {weights!r}")
-    if not (run_dir / "config.yaml").is_file() or not (run_dir / MODEL_INFO).is_file():
-        raise CheckpointError(f"{run_dir} is not a difflab run folder (no config.yaml/model.json)")
-    config = build_config(read_run_yaml(run_dir))
-    info = read_model_info(run_dir)
-    ckpt = load_latest_checkpoint(run_dir, trust=trust_checkpoint)
-    codec = build_codec(recorded_latent(info), device)
-    image_shape = (info["in_channels"], info["image_size"], info["image_size"])
-    c, size, _ = codec.latent_shape(image_shape)
-    denoiser = build_denoiser(
-        config, in_channels=c, image_size=size, num_classes=info["num_classes"]
-    )
-    tensors = ckpt.ema if weights == "ema" else ckpt.model
-    check_shapes(
-        denoiser.network,
-        tensors,
-        ckpt.path / f"{'ema' if weights == 'ema' else 'model'}.safetensors",
-    )
-    denoiser.network.load_state_dict(tensors)
-    return LoadedRun(
-        config=config,
-        denoiser=denoiser.to(device).eval(),
-        num_classes=info["num_classes"],
-        image_shape=image_shape,
-        step=ckpt.step,
-        codec=codec,
-    )
+from difflab.sampling.hints import check_hints, cycled
 
 
 @torch.no_grad()
@@ -225,8 +114,6 @@ def threshold_kind(sample: SampleConfig, *, guided: bool) -> ThresholdKind | Non
 def load_guidance_classifier(path: str, run: LoadedRun, device: torch.device | str) -> Classifier:
     """A noisy classifier saved by evaluation.save_classifier that fits the run's images and
     classes; ConfigError naming the folder otherwise."""
-    from difflab.evaluation.classifier import load_classifier
-
     if not isinstance(run.codec, IdentityCodec):
         raise ConfigError(
             f"classifier {path}: classifier guidance needs a pixel run; this one samples "
@@ -367,41 +254,3 @@ def draw_images(
 def labels_or_null(y: Tensor | None, num: int) -> Tensor:
     """The first num labels of y, or num NULL_LABELs when there are none."""
     return y[:num] if y is not None else torch.full((num,), NULL_LABEL, dtype=torch.long)
-
-
-# ----------------------------------------------------------------------------------------
-# Writing images
-
-
-def image_grid(images: Tensor, ncol: int | None = None, pad: int = 1) -> np.ndarray:
-    """uint8 [N, C, H, W] -> one uint8 [rows*(H+pad)+pad, ncol*(W+pad)+pad, C] picture."""
-    n, c, h, w = images.shape
-    ncol = ncol or min(n, 10)
-    nrow = -(-n // ncol)
-    canvas = np.zeros((nrow * (h + pad) + pad, ncol * (w + pad) + pad, c), dtype=np.uint8)
-    hwc = images.permute(0, 2, 3, 1).numpy()  # [N, H, W, C]
-    for i in range(n):
-        r, col = divmod(i, ncol)
-        top, left = pad + r * (h + pad), pad + col * (w + pad)
-        canvas[top : top + h, left : left + w] = hwc[i]
-    return canvas
-
-
-def _to_pil(hwc: np.ndarray) -> Image.Image:
-    return Image.fromarray(hwc[..., 0] if hwc.shape[-1] == 1 else hwc)
-
-
-def write_png(hwc: np.ndarray, path: Path) -> None:
-    """One PNG, written atomically (RunFileError names the file and the free space)."""
-    image = _to_pil(hwc)
-    write_atomic(path, lambda tmp: image.save(tmp, format="PNG"))
-
-
-def write_png_grid(images: Tensor, path: Path, ncol: int | None = None) -> None:
-    write_png(image_grid(images, ncol), path)
-
-
-def write_png_folder(images: Tensor, labels: Tensor, folder: Path) -> None:
-    """One PNG per image, named 000000_label3.png (label -1 when unconditional)."""
-    for i, (img, y) in enumerate(zip(images, labels.tolist(), strict=True)):
-        write_png(img.permute(1, 2, 0).numpy(), folder / f"{i:06d}_label{y}.png")

@@ -27,12 +27,12 @@ from urllib.parse import quote
 import yaml
 from PIL import Image
 
-from difflab.errors import ConfigError
-from difflab.training.bounded_yaml import load_bounded
-from difflab.training.checkpoint import complete_checkpoints
-from difflab.training.report_sections import distillation_rounds, evaluations, prompts, run_kind
-from difflab.training.run_files import write_text_atomic
-from difflab.training.svg_chart import line_chart
+from difflab.config.bounded_yaml import load_bounded
+from difflab.core.errors import ConfigError
+from difflab.runs.checkpoint import complete_checkpoints
+from difflab.runs.files import write_text_atomic
+from difflab.runs.report_sections import distillation_rounds, evaluations, prompts, run_kind
+from difflab.runs.svg_chart import line_chart
 
 REPORT_FILE = "report.html"
 NOT_CHARTED = ("step", "data_skipped")  # the x axis; data_skipped has its own section

@@ -7,6 +7,7 @@ raise ConfigError naming the key.
 
 from __future__ import annotations
 
+import importlib.util
 import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -14,16 +15,16 @@ from typing import Any, Literal
 
 import yaml
 
+from difflab.config.parsing import from_dict, set_override
+from difflab.config.plugins import NETWORK_PLUGINS
+from difflab.core.errors import ConfigError, DifflabError
 from difflab.data.dataset import check_dataset_options
 from difflab.data.hints import HINTS, make_hint
-from difflab.errors import ConfigError, DifflabError
 from difflab.networks import NETWORKS
 from difflab.networks.presets import check_network_options
 from difflab.samplers import SAMPLERS
 from difflab.samplers.options import sampler_kwargs
 from difflab.schedules import GRIDS
-from difflab.training.config_types import from_dict, set_override
-from difflab.training.wandb_log import require_wandb
 
 MAX_CPU_THREADS = 1024  # more threads than any CPU has cores: each costs memory and a stack
 SD_NETWORK = "sd-unet"  # model.network of a Stable Diffusion fine-tune: model.pretrained's UNet
@@ -118,7 +119,7 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     parallel: Literal["ddp", "fsdp"] = "ddp"  # under torchrun: replicate or shard the weights
     # torch intra-op threads on CPU; None keeps the process's (the difflab command: 1, or
-    # OMP_NUM_THREADS; see difflab.cpu_threads)
+    # OMP_NUM_THREADS; see difflab.cli.cpu_threads)
     cpu_threads: int | None = None
     resume: str | None = None  # run folder to continue
     progress: bool = True  # tqdm bar (shown only on a terminal)
@@ -126,7 +127,7 @@ class TrainConfig:
 
 @dataclass
 class SampleConfig:
-    """How to sample: the defaults of `difflab sample`, generation.generate and training grids."""
+    """How to sample: the defaults of `difflab sample`, sampling.generate and training grids."""
 
     sampler: str = "ddim"
     steps: int = 50
@@ -268,7 +269,7 @@ def _check_values(c: Config) -> None:
         "> 0 or null",
         c.data.image_size,
     )
-    networks = [*NETWORKS.names(), SD_NETWORK]
+    networks = [*NETWORKS.names(), *NETWORK_PLUGINS.names()]
     _require(m.network in networks, "model.network", f"one of {networks}", m.network)
     check_options(c)
     check_controlnet(m.controlnet)
@@ -359,7 +360,7 @@ def check_stable_diffusion(c: Config) -> None:
 
 
 def check_sample(s: SampleConfig) -> None:
-    """Impossible sampling settings (also run on settings given to generation.generate)."""
+    """Impossible sampling settings (also run on settings given to sampling.generate)."""
     _require(s.steps > 0, "sample.steps", "> 0", s.steps)
     _require(s.guidance >= 0, "sample.guidance", ">= 0", s.guidance)
     _require(0 <= s.eta <= 1, "sample.eta", "in [0, 1]", s.eta)
@@ -371,3 +372,12 @@ def check_sample(s: SampleConfig) -> None:
     _require(s.sampler in SAMPLERS, "sample.sampler", f"one of {SAMPLERS.names()}", s.sampler)
     _require(s.grid in GRIDS, "sample.grid", f"one of {GRIDS.names()}", s.grid)
     sampler_kwargs(s)
+
+
+def require_wandb(mode: str) -> None:
+    """ConfigError before anything runs when W&B logging is asked for but not installed."""
+    if mode != "off" and importlib.util.find_spec("wandb") is None:
+        raise ConfigError(
+            f"config key 'run.wandb' is {mode!r} but wandb is not installed: "
+            "pip install 'difflab[wandb]'"
+        )

@@ -17,11 +17,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from difflab.config.schema import LatentConfig
+from difflab.core.errors import ConfigError
 from difflab.data import BatchTransform
 from difflab.data.transforms import Batch
-from difflab.errors import ConfigError
 from difflab.latents import Codec, IdentityCodec, VAECodec
-from difflab.training.config import LatentConfig
 
 ENCODE_BATCH = 64  # images per encoder call
 

@@ -14,7 +14,7 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 import yaml
 
-from difflab.errors import ConfigError
+from difflab.core.errors import ConfigError
 
 
 def known_keys(cls: type, prefix: str = "") -> list[str]:

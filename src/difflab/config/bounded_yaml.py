@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from difflab.errors import ConfigError
+from difflab.core.errors import ConfigError
 
 MAX_BYTES = 1 << 20  # far above any config; a recipe is about 1 KiB
 MAX_NODES = 100_000  # nodes after alias expansion

@@ -8,21 +8,17 @@ rank. A ControlNet run samples only with hints; any other run takes none (check_
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
+from difflab.config.schema import Config
+from difflab.core.errors import ConfigError, DataError
 from difflab.data import ToSymmetric, make_hint
 from difflab.data.hints import grey
 from difflab.data.image_folder import EXTENSIONS, decode_images
-from difflab.errors import ConfigError, DataError
-from difflab.training.batches import make_transform
-from difflab.training.config import Config
-from difflab.training.controlnet import hint_transform
-
-if TYPE_CHECKING:
-    from difflab.generation import LoadedRun
+from difflab.runs.controlnet import hint_transform
+from difflab.runs.load import LoadedRun
 
 
 def hint_shape(config: Config, image_shape: tuple[int, int, int]) -> tuple[int, int, int] | None:
@@ -71,17 +67,6 @@ def cycled(hints: Tensor | None, rows: range) -> Tensor | None:
         return None
     index = torch.arange(rows.start, rows.stop, device=hints.device) % hints.shape[0]
     return hints[index]
-
-
-def dataset_hints(config: Config, images: Tensor, num: int) -> Tensor | None:
-    """The hints of the first min(num, N) images of a split (uint8 [N, C, H, W]) through the
-    run's evaluation pipeline (batches.make_transform without flips, with the hint transform);
-    None for a run that is not a ControlNet run."""
-    hint = hint_transform(config.model.controlnet)
-    if hint is None:
-        return None
-    transform = make_transform(config.data, train=False, hint=hint)
-    return transform({"image": images[:num]})["hint"]
 
 
 def hints_from_files(path: str | Path, config: Config, image_shape: tuple[int, int, int]) -> Tensor:

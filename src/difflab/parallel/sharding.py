@@ -28,7 +28,7 @@ from torch.distributed.fsdp import FSDPModule, fully_shard
 from torch.distributed.tensor import DTensor
 from torch.nn.parallel import DistributedDataParallel
 
-from difflab.training.distributed import is_distributed, world_size
+from difflab.parallel.distributed import is_distributed, world_size
 
 Parallel = Literal["ddp", "fsdp"]
 

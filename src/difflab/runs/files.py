@@ -14,7 +14,7 @@ from typing import Any
 
 from safetensors import SafetensorError
 
-from difflab.errors import CheckpointError, ConfigError, RunFileError
+from difflab.core.errors import CheckpointError, ConfigError, RunFileError
 
 # What a write raises when the disk is full or the path cannot be written: OSError from Python
 # and PIL, SafetensorError from safetensors, RuntimeError from torch.save's zip writer.
@@ -71,19 +71,6 @@ def require_run_folder(path: Path | str) -> Path:
     if missing:
         raise ConfigError(f"{path} is not a difflab run folder (no {' or '.join(missing)})")
     return path
-
-
-def discard_failed_start(run_dir: Path) -> bool:
-    """Remove run_dir, a run this start created, when it failed before training a step (no
-    checkpoint, no loss logged), so the next try gets its name; whether it was removed."""
-    from difflab.training.checkpoint import latest_checkpoint
-
-    metrics = run_dir / "metrics.jsonl"
-    logged = metrics.is_file() and '"loss"' in metrics.read_text(errors="replace")
-    if latest_checkpoint(run_dir) is not None or logged:
-        return False
-    shutil.rmtree(run_dir, ignore_errors=True)
-    return True
 
 
 # model.json's sizes: far above any network difflab builds, far below what cannot be allocated

@@ -12,17 +12,19 @@ from pathlib import Path
 
 import torch
 
-from difflab.control_hints import cycled, dataset_hints
+from difflab.config.plugins import network_plugin
+from difflab.core.progress import progress
 from difflab.data import to_uint8
-from difflab.generation import resolve_labels, sample_images, write_png_grid
+from difflab.parallel.distributed import gather_rows, is_main, shard_rows
+from difflab.parallel.sharding import full_model_state, full_optimizer_state
 from difflab.parameterization import Denoiser
-from difflab.progress import progress
-from difflab.training.checkpoint import save_checkpoint
-from difflab.training.config import SD_NETWORK
-from difflab.training.distributed import gather_rows, is_main, shard_rows
-from difflab.training.rng import capture_rng_state, seeded_generator
-from difflab.training.session import Session
-from difflab.training.sharding import full_model_state, full_optimizer_state
+from difflab.runs.checkpoint import save_checkpoint
+from difflab.runs.rng import capture_rng_state, seeded_generator
+from difflab.sampling.generation import resolve_labels, sample_images
+from difflab.sampling.hints import cycled
+from difflab.sampling.images import write_png_grid
+from difflab.training.batches import dataset_hints
+from difflab.training.session import TrainingRun
 from difflab.training.step import micro_batch_loss
 
 Halt = Callable[[], bool]  # whether to stop the periodic work now
@@ -46,19 +48,17 @@ def _halting(halt: Halt) -> Callable[..., None]:
     return callback
 
 
-def save_samples(s: Session, done: int, halt: Halt = never) -> list[Path]:
+def save_samples(s: TrainingRun, done: int, halt: Halt = never) -> list[Path]:
     """Grids from the EMA and the raw weights, fixed seeds 0..num-1, in
-    run/samples/step-000500-{ema,raw}.png: labels cycled over the classes, or a Stable Diffusion
-    run's sample.prompts cycled over the images (one column per prompt). A ControlNet run's
+    run/samples/step-000500-{ema,raw}.png: labels cycled over the classes, or a plug-in network's
+    grid (Stable Diffusion: sample.prompts cycled, one column per prompt). A ControlNet run's
     image i is drawn under the hint of the i-th held-out image (grid_hints), those hints shown
     in run/samples/hints.png. Every rank samples its shard of the seeds (shard_rows); rank 0
     gathers and writes, and returns the grids it wrote (halt ends it before or during a grid)."""
     num = s.config.sample.num
     rows = shard_rows(num)
-    if s.config.model.network == SD_NETWORK:
-        draw = _prompt_draw(s, rows)  # halted between the grids only
-    else:
-        draw = _class_draw(s, rows, _halting(halt))
+    plugin = network_plugin(s.config.model.network)  # a plug-in's grids halt between grids only
+    draw = plugin.grid_draw(s, rows) if plugin else _class_draw(s, rows, _halting(halt))
     written = []
     for tag, denoiser in (("ema", s.ema_denoiser), ("raw", s.denoiser)):
         if halt():
@@ -78,10 +78,10 @@ def save_samples(s: Session, done: int, halt: Halt = never) -> list[Path]:
     return written
 
 
-Draw = Callable[[Denoiser], torch.Tensor]  # a denoiser -> this rank's grid images in [-1, 1]
+GridDraw = Callable[[Denoiser], torch.Tensor]  # a denoiser -> this rank's grid images in [-1, 1]
 
 
-def _class_draw(s: Session, rows: range, callback: Callable[..., None]) -> Draw:
+def _class_draw(s: TrainingRun, rows: range, callback: Callable[..., None]) -> GridDraw:
     """The images of rows: labels cycled over the classes, a ControlNet run's grid hints (which
     rank 0 writes to run/samples/hints.png the first time)."""
     num = s.config.sample.num
@@ -103,39 +103,19 @@ def _class_draw(s: Session, rows: range, callback: Callable[..., None]) -> Draw:
     )
 
 
-def _prompt_draw(s: Session, rows: range) -> Draw:
-    """The images of rows of a Stable Diffusion run: sample.prompts cycled, guided against the
-    empty prompt, decoded by the run's VAE (stable_diffusion.sampling.text_images)."""
-    from difflab.integrations.stable_diffusion.sampling import PROMPT_BATCH, text_images
-
-    sample = s.config.sample
-    return partial(
-        text_images,
-        text=s.data.text,  # the session's CaptionedLatents: its frozen text encoder
-        codec=s.codec,
-        prompts=sample.prompts,
-        rows=rows,
-        seed=0,
-        latent_shape=s.latent_shape,
-        sample=sample,
-        device=s.device,
-        batch_size=PROMPT_BATCH,
-    )
-
-
-def grid_hints(s: Session, num: int) -> torch.Tensor | None:
+def grid_hints(s: TrainingRun, num: int) -> torch.Tensor | None:
     """A ControlNet run's fixed grid hints: those of the first num images of the validation
     split the session holds, else of the training split (cycled when fewer); None otherwise."""
     source = s.val if s.val is not None else s.data
     return dataset_hints(s.config, source.images, num)
 
 
-def _ncol(s: Session) -> int | None:
+def _ncol(s: TrainingRun) -> int | None:
     n = len(s.config.sample.prompts) or s.num_classes  # prompts: a Stable Diffusion run's
     return n if 0 < n <= 16 else None
 
 
-def _in_eval(draw: Draw, denoiser: Denoiser) -> torch.Tensor:
+def _in_eval(draw: GridDraw, denoiser: Denoiser) -> torch.Tensor:
     was_training = denoiser.training
     denoiser.eval()
     try:
@@ -144,7 +124,7 @@ def _in_eval(draw: Draw, denoiser: Denoiser) -> torch.Tensor:
         denoiser.train(was_training)
 
 
-def validation_size(s: Session) -> int:
+def validation_size(s: TrainingRun) -> int:
     """The held-out images validated: the split's first train.val_images (all when None)."""
     assert s.val is not None
     n, limit = s.val.images.shape[0], s.config.train.val_images
@@ -152,12 +132,13 @@ def validation_size(s: Session) -> int:
 
 
 @torch.no_grad()
-def validation_loss(s: Session, halt: Halt = never) -> float | None:
+def validation_loss(s: TrainingRun, halt: Halt = never) -> float | None:
     """Mean denoising loss of the raw weights over the first validation_size(s) held-out
     images, with the same t and eps every time (a generator seeded by (seed, "validation")),
     no condition dropout; None when halt said true before the last batch."""
     assert s.val is not None
-    # The bare model, not its DDP wrapper: only rank 0 validates, so no collectives.
+    # The bare model, not its DDP wrapper: under DDP only rank 0 validates, so no collectives
+    # (sharded weights: every rank runs it, the forward gathers them).
     val, state = s.val, replace(s.state, forward=s.state.model)
     generator = seeded_generator(s.config.train.seed, "validation", 0, s.device)
     n = validation_size(s)
@@ -178,7 +159,7 @@ def validation_loss(s: Session, halt: Halt = never) -> float | None:
     return float(total) / n
 
 
-def save_state(s: Session, done: int) -> None:
+def save_state(s: TrainingRun, done: int) -> None:
     """Checkpoint after `done` steps: weights, EMA, optimizer, scaler, RNG states.
 
     Every rank calls it: sharded weights and optimizer state are gathered to rank 0 (full

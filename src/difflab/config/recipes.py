@@ -12,9 +12,9 @@ from typing import Any
 
 import yaml
 
-from difflab.errors import ConfigError
-from difflab.training.bounded_yaml import load_bounded, read_bounded
-from difflab.training.config import Config, build_config
+from difflab.config.bounded_yaml import load_bounded, read_bounded
+from difflab.config.schema import Config, build_config
+from difflab.core.errors import ConfigError
 
 DEFAULT_RECIPE = "digits"
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from difflab.training.config import SD_NETWORK
+from difflab.config.schema import SD_NETWORK
 
 DISTILL_FILE = "distill.yaml"  # distillation.config.SETTINGS_FILE (that package imports this one)
 EVAL_COLUMNS = ("step", "num_samples", "fid", "kid_mean", "kid_std", "accuracy", "reference")

@@ -8,23 +8,13 @@ logs again on resume.
 
 from __future__ import annotations
 
-import importlib.util
 import secrets
 from pathlib import Path
 from typing import Any
 
-from difflab.errors import ConfigError
+from difflab.config.schema import require_wandb
 
 ID_FILE = "wandb_id.txt"
-
-
-def require_wandb(mode: str) -> None:
-    """ConfigError before anything runs when W&B logging is asked for but not installed."""
-    if mode != "off" and importlib.util.find_spec("wandb") is None:
-        raise ConfigError(
-            f"config key 'run.wandb' is {mode!r} but wandb is not installed: "
-            "pip install 'difflab[wandb]'"
-        )
 
 
 def _run_id(run_dir: Path) -> str:
@@ -40,7 +30,7 @@ class WandbLog:
 
     def __init__(self, run_dir: Path, *, mode: str, project: str, config: dict[str, Any]) -> None:
         require_wandb(mode)
-        import wandb
+        import wandb  # optional heavy dependency (the `wandb` extra)
 
         self._wandb = wandb
         self._run = wandb.init(

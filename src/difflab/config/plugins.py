@@ -1,0 +1,26 @@
+"""Networks that are not presets come from plug-ins, found by `model.network`.
+
+A plug-in is a module under difflab/integrations/ with, for its network name:
+`build_network(model: ModelConfig, in_channels) -> nn.Module`,
+`open_training_run(config, *, trust_checkpoint) -> TrainingRun` (data, codec, condition),
+`grid_draw(run: TrainingRun, rows) -> GridDraw` (the sample grids). Imported on first use,
+so no module below difflab.integrations imports it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from difflab.core.registry import Registry
+
+# model.network -> the module of its plug-in
+NETWORK_PLUGINS: Registry[str] = Registry("network plug-in")
+NETWORK_PLUGINS.register("sd-unet")("difflab.integrations.stable_diffusion.plugin")
+
+
+def network_plugin(network: str) -> ModuleType | None:
+    """The plug-in module of model.network, None for a preset network (networks.NETWORKS)."""
+    if network not in NETWORK_PLUGINS:
+        return None
+    return importlib.import_module(NETWORK_PLUGINS.get(network))

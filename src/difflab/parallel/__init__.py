@@ -1,0 +1,1 @@
+"""Several processes: torch.distributed setup and collectives, DDP/FSDP2 sharding."""

@@ -1,0 +1,1 @@
+"""A run folder: checkpoints, RNG state, load_run/build_denoiser, metrics, reports, charts, W&B."""

@@ -1,0 +1,30 @@
+"""A ControlNet on a trained run (Zhang et al. 2023): the network of `model.controlnet` and
+the hint transform that fills Condition.hint (runs.load.start_from_base: the start from the
+base run's EMA weights)."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from difflab.config.schema import ControlNetConfig
+from difflab.core.errors import ConfigError
+from difflab.data import BatchTransform, make_hint
+from difflab.networks import ControlledUNet, UNet
+
+
+def hint_transform(cn: ControlNetConfig) -> BatchTransform | None:
+    """The transform that adds batch["hint"], or None without a ControlNet."""
+    return make_hint(cn.hint, **cn.hint_options) if cn.base_run is not None else None
+
+
+def controlled_network(network: nn.Module, cn: ControlNetConfig) -> ControlledUNet:
+    """network (a UNet) with a ControlNet copied from it, the base frozen: only the ControlNet
+    trains. Weights come from the base run (`start_from_base`) or a checkpoint."""
+    if not isinstance(network, UNet):
+        raise ConfigError(
+            f"config key 'model.controlnet.base_run' needs a UNet network, got "
+            f"{type(network).__name__}"
+        )
+    hint = make_hint(cn.hint, **cn.hint_options)
+    channels = hint.channels(network.config.in_channels)
+    return ControlledUNet.from_unet(network, channels, cn.scale).freeze_base()
