@@ -28,10 +28,8 @@ def sigma_rel_from_gamma(gamma: float) -> float:
 def gamma_from_sigma_rel(sigma_rel: float) -> float:
     """The g with sigma_rel(g) = sigma_rel: the largest real root of
     g^3 + 7 g^2 + (16 - s^-2) g + (12 - s^-2) (EDM2 Algorithm 2)."""
-    if not 0 < sigma_rel < sigma_rel_from_gamma(-0.5):
-        raise ValueError(
-            f"sigma_rel must be in (0, {sigma_rel_from_gamma(-0.5):.3f}), got {sigma_rel}"
-        )
+    if not 0 < sigma_rel < 0.3:  # sigma_rel(g) peaks at 0.3003 (g = -0.38)
+        raise ValueError(f"sigma_rel must be in (0, 0.3), got {sigma_rel}")
     t = sigma_rel**-2
     roots = np.roots([1.0, 7.0, 16.0 - t, 12.0 - t])
     return float(roots.real[np.abs(roots.imag) < 1e-9].max())
