@@ -1,7 +1,9 @@
 """Exponential moving average of the weights (Polyak averaging).
 
 Before `start` steps the average is a copy of the weights; from then on
-ema <- d * ema + (1 - d) * w after every optimizer step.
+ema <- d * ema + (1 - d) * w after every optimizer step, with a fixed decay d, or with the
+power-function decay d_n = (1 - 1/n)^(gamma + 1) of EDM2 (Karras et al. 2024, Eq. 8) at the
+n-th averaged step, whose length grows with the run (`posthoc_ema.py`).
 
 With sharded weights (FSDP2) the average is sharded the same way and each rank averages its
 own shard; with replicated weights (DDP) every rank holds the same average.
@@ -22,11 +24,18 @@ CHUNK = 2**24  # elements: bounds the scratch memory of an update with a device 
 
 class EMA:
     def __init__(
-        self, model: nn.Module, decay: float, start: int = 0, module: nn.Module | None = None
+        self,
+        model: nn.Module,
+        decay: float,
+        start: int = 0,
+        module: nn.Module | None = None,
+        gamma: float | None = None,
     ) -> None:
         """module: a model of the same architecture (sharded like `model`) to hold the average,
-        for models that cannot be deep-copied (FSDP2); its weights are set to model's."""
+        for models that cannot be deep-copied (FSDP2); its weights are set to model's.
+        gamma: the power-function profile's exponent (`decay` is then unused); None: fixed."""
         self.decay = decay
+        self.gamma = gamma
         self.start = start
         self._tensors: tuple[nn.Module, list[Tensor], list[Tensor]] | None = None
         copied = module is None
@@ -51,6 +60,13 @@ class EMA:
         _, ema, src = self._tensors
         return [local(v) for v in ema], [local(v) for v in src]
 
+    def decay_at(self, step: int) -> float:
+        """The decay applied at optimizer step `step` (>= start): d, or (1 - 1/n)^(gamma + 1)
+        with n = step - start + 1 the number of steps averaged so far."""
+        if self.gamma is None:
+            return self.decay
+        return (1.0 - 1.0 / (step - self.start + 1)) ** (self.gamma + 1.0)
+
     @torch.no_grad()
     def update(self, model: nn.Module, step: int, skipped: Tensor | None = None) -> None:
         """Update after optimizer step number `step` (0-based).
@@ -68,23 +84,26 @@ class EMA:
                 e.copy_(s if skipped is None else torch.where(skipped > 0, e, s))
         if step < self.start or not floats:
             return
+        decay = self.decay_at(step)
         if skipped is None:
             e_f, s_f = zip(*floats, strict=True)
-            torch._foreach_mul_(e_f, self.decay)
-            torch._foreach_add_(e_f, s_f, alpha=1.0 - self.decay)
+            torch._foreach_mul_(e_f, decay)
+            torch._foreach_add_(e_f, s_f, alpha=1.0 - decay)
             return
-        self._update_unless_skipped(floats, skipped)
+        self._update_unless_skipped(floats, skipped, decay)
 
-    def _update_unless_skipped(self, floats: list[tuple[Tensor, Tensor]], skipped: Tensor) -> None:
+    def _update_unless_skipped(
+        self, floats: list[tuple[Tensor, Tensor]], skipped: Tensor, decay: float
+    ) -> None:
         """ema <- D * ema + (1 - d) * (keep * w), with keep = 1 - skipped and D = d, or 1 where
         skipped. keep is 0 or 1, so an applied step rounds exactly as the update without a
         flag (the same two operations on the same operands), and a skipped one leaves ema as
         it is. The scratch copy of keep * w is made a chunk at a time."""
         keep = 1 - skipped
-        factor = keep * self.decay + skipped
+        factor = keep * decay + skipped
         for ema, src in _chunks(floats, CHUNK):
             torch._foreach_mul_(ema, factor)
-            torch._foreach_add_(ema, torch._foreach_mul(src, keep), alpha=1.0 - self.decay)
+            torch._foreach_add_(ema, torch._foreach_mul(src, keep), alpha=1.0 - decay)
 
 
 def _tensors(module: nn.Module) -> list[Tensor]:
