@@ -8,6 +8,7 @@ from types import ModuleType
 from difflab import __version__
 from difflab.cli import (
     distill,
+    ema,
     export,
     finetune_sd,
     recipes,
@@ -24,6 +25,7 @@ SUBCOMMANDS: list[ModuleType] = [
     sample,
     eval_command,
     distill,
+    ema,
     train_classifier,
     finetune_sd,
     export,

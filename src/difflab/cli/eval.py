@@ -62,7 +62,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--inception", metavar="PATH", help="inception-2015-12-05.pt for features")
     add_sampling_arguments(p)
     p.add_argument("--seed", type=int, default=0, help="image i uses seed + i")
-    p.add_argument("--weights", choices=("ema", "raw"), default="ema")
+    p.add_argument(
+        "--weights",
+        default="ema",
+        help="ema (default), raw, or a .safetensors file of the network (e.g. `difflab ema`'s)",
+    )
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument(
         "--out", help="JSON file (default: RUN/eval/eval-step-N.json or SAMPLES-eval.json)"

@@ -47,7 +47,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="image i uses seed + i")
     p.add_argument("--out", required=True, help="output .png grid, .npz file, or folder")
     p.add_argument("--format", choices=FORMATS, help="default: from the --out suffix")
-    p.add_argument("--weights", choices=("ema", "raw"), default="ema")
+    p.add_argument(
+        "--weights",
+        default="ema",
+        help="ema (default), raw, or a .safetensors file of the network (e.g. `difflab ema`'s)",
+    )
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument(

@@ -102,6 +102,9 @@ class TrainConfig:
     precision: Literal["auto", "fp32", "bf16", "fp16", "fp64"] = "auto"
     ema_decay: float = 0.999
     ema_start: int = 0
+    # power-function EMA of this relative width (EDM2; replaces ema_decay); None: fixed decay
+    ema_sigma_rel: float | None = None
+    ema_snapshot_every: int = 0  # EMA snapshots for `difflab ema` (post-hoc EMA); 0: none
     cond_dropout: float = 0.1
     loss_weighting: Literal["uniform", "min-snr"] = "uniform"
     min_snr_gamma: float = 5.0
@@ -250,6 +253,17 @@ def _check_values(c: Config) -> None:
     nonfinite = t.max_nonfinite_steps
     _require(nonfinite >= 1, "train.max_nonfinite_steps", ">= 1", nonfinite)
     _require(0 <= t.ema_decay < 1, "train.ema_decay", "in [0, 1)", t.ema_decay)
+    sigma_rel = t.ema_sigma_rel
+    _require(
+        sigma_rel is None or 0 < sigma_rel < 0.3, "train.ema_sigma_rel", "in (0, 0.3)", sigma_rel
+    )
+    _require(t.ema_snapshot_every >= 0, "train.ema_snapshot_every", ">= 0", t.ema_snapshot_every)
+    _require(
+        t.ema_snapshot_every == 0 or sigma_rel is not None,
+        "train.ema_snapshot_every",
+        "0 without train.ema_sigma_rel (snapshots are of the power-function EMA)",
+        t.ema_snapshot_every,
+    )
     _require(0 <= t.cond_dropout <= 1, "train.cond_dropout", "in [0, 1]", t.cond_dropout)
     for i, b in enumerate(t.betas):
         _require(0 <= b < 1, f"train.betas[{i}]", "in [0, 1)", b)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 
 from difflab.config.plugins import network_plugin
 from difflab.config.recipes import read_run_yaml
@@ -76,11 +77,12 @@ def load_run(
     device: torch.device | str = "cpu",
     trust_checkpoint: bool = False,
 ) -> LoadedRun:
-    """The denoiser of a run's newest checkpoint that loads, with EMA or raw weights
-    (trust_checkpoint: see load_checkpoint)."""
+    """The denoiser of a run's newest checkpoint that loads, with its EMA or raw weights, or
+    those of a .safetensors file such as `difflab ema`'s (trust_checkpoint: see
+    load_checkpoint)."""
     run_dir = Path(run_dir)
-    if weights not in ("ema", "raw"):
-        raise ConfigError(f"weights must be 'ema' or 'raw', got {weights!r}")
+    if weights not in ("ema", "raw") and not _is_weights_file(weights):
+        raise ConfigError(f"weights must be 'ema', 'raw' or a .safetensors file, got {weights!r}")
     if not (run_dir / "config.yaml").is_file() or not (run_dir / MODEL_INFO).is_file():
         raise CheckpointError(f"{run_dir} is not a difflab run folder (no config.yaml/model.json)")
     config = build_config(read_run_yaml(run_dir))
@@ -92,12 +94,13 @@ def load_run(
     denoiser = build_denoiser(
         config, in_channels=c, image_size=size, num_classes=info["num_classes"]
     )
-    tensors = ckpt.ema if weights == "ema" else ckpt.model
-    check_shapes(
-        denoiser.network,
-        tensors,
-        ckpt.path / f"{'ema' if weights == 'ema' else 'model'}.safetensors",
-    )
+    if weights in ("ema", "raw"):
+        tensors = ckpt.ema if weights == "ema" else ckpt.model
+        source = ckpt.path / f"{'ema' if weights == 'ema' else 'model'}.safetensors"
+    else:
+        source = Path(weights)
+        tensors = load_file(str(source))
+    check_shapes(denoiser.network, tensors, source)
     denoiser.network.load_state_dict(tensors)
     return LoadedRun(
         config=config,
@@ -107,6 +110,10 @@ def load_run(
         step=ckpt.step,
         codec=codec,
     )
+
+
+def _is_weights_file(weights: str) -> bool:
+    return weights.endswith(".safetensors") and Path(weights).is_file()
 
 
 # Model settings the ControlNet run must share with its base run.

@@ -37,6 +37,7 @@ from difflab.training.optim import set_lr
 from difflab.training.periodic import (
     Halt,
     never,
+    save_ema_snapshot,
     save_samples,
     save_state,
     validation_loss,
@@ -142,6 +143,7 @@ class DueWork:
     val: bool
     eval: bool
     checkpoint: bool
+    snapshot: bool = False  # an EMA snapshot for post-hoc EMA
 
     @classmethod
     def at(cls, s: TrainingRun, done: int) -> DueWork:
@@ -151,10 +153,13 @@ class DueWork:
             val=s.val is not None and (_every(t.val_every, done) or last),
             eval=_every(t.eval_every, done) or (t.eval_every > 0 and last),
             checkpoint=_every(t.checkpoint_every, done) or last,
+            snapshot=done > t.ema_start
+            and (_every(t.ema_snapshot_every, done) or last)
+            and t.ema_snapshot_every > 0,
         )
 
     def __bool__(self) -> bool:
-        return self.samples or self.val or self.eval or self.checkpoint
+        return self.samples or self.val or self.eval or self.checkpoint or self.snapshot
 
 
 # Under torchrun the ranks agree on a stop every this many steps: the agreement is a host
@@ -317,6 +322,8 @@ def _periodic(
     if due.eval and evaluator is not None and not halt():
         with phase(bar, f"step {done}: evaluation ({s.config.train.eval_samples} samples)"):
             log.write(evaluator(s, done))  # rank 0 only
+    if due.snapshot:
+        save_ema_snapshot(s, done)
     if due.checkpoint:
         _checkpoint(s, done)
     if due:

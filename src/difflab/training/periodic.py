@@ -19,6 +19,7 @@ from difflab.parallel.distributed import gather_rows, is_main, shard_rows
 from difflab.parallel.sharding import full_model_state, full_optimizer_state
 from difflab.parameterization import Denoiser
 from difflab.runs.checkpoint import save_checkpoint
+from difflab.runs.ema_snapshots import write_snapshot
 from difflab.runs.rng import capture_rng_state, seeded_generator
 from difflab.sampling.generation import resolve_labels, sample_images
 from difflab.sampling.hints import cycled
@@ -187,3 +188,12 @@ def save_state(s: TrainingRun, done: int) -> None:
         state=state,
         keep=t.keep_checkpoints,
     )
+
+
+def save_ema_snapshot(s: TrainingRun, done: int) -> None:
+    """The power-function EMA after `done` steps into RUN/ema-snapshots (`difflab ema`);
+    gathered on every rank, written by rank 0."""
+    ema = full_model_state(s.state.ema.module)
+    if is_main():
+        averaged, gamma = done - s.config.train.ema_start, s.state.ema.gamma
+        write_snapshot(s.run_dir, done, ema, averaged=averaged, gamma=gamma)

@@ -38,6 +38,7 @@ from difflab.training.data_source import TrainingData
 from difflab.training.ema import EMA
 from difflab.training.memory import check_network_fits
 from difflab.training.optim import build_optimizer
+from difflab.training.posthoc_ema import gamma_from_sigma_rel
 from difflab.training.precision import resolve_precision
 from difflab.training.step import TrainState
 
@@ -133,11 +134,12 @@ def _ema(config: Config, model: nn.Module, device: torch.device) -> EMA:
     """The EMA of model. Under FSDP, which cannot deep-copy a sharded model, the average is a
     copy taken before sharding, sharded the same way."""
     t = config.train
+    gamma = None if t.ema_sigma_rel is None else gamma_from_sigma_rel(t.ema_sigma_rel)
     if not _sharded(config):
-        return EMA(model, t.ema_decay, t.ema_start)
+        return EMA(model, t.ema_decay, t.ema_start, gamma=gamma)
     twin = shard(copy.deepcopy(model), device)
     shard(model, device)
-    return EMA(model, t.ema_decay, t.ema_start, module=twin)
+    return EMA(model, t.ema_decay, t.ema_start, module=twin, gamma=gamma)
 
 
 def _compiled(forward: nn.Module, device: torch.device) -> nn.Module:
