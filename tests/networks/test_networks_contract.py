@@ -138,3 +138,14 @@ def test_traces_as_one_graph_for_torch_compile(name):
     cond = labels(0, 1, 2, -1)
     compiled = torch.compile(net, fullgraph=True, backend="eager")
     torch.testing.assert_close(compiled(x, t, cond), net(x, t, cond))
+
+
+@pytest.mark.parametrize("name", ["unet-tiny", "unet-cifar10", "dit-tiny", "dit-s/2"])
+def test_labels_are_not_drowned_by_the_time_embedding_at_init(name):
+    """The class embedding joins the time embedding; at init it must be at least a third of
+    its scale, or class conditioning is learned late (issue 15: UNet labels at N(0, 0.02))."""
+    torch.manual_seed(0)
+    net = build_network(name, in_channels=3, image_size=32, num_classes=10, options={})
+    time = net.time_embed(999 * torch.rand(256)).pow(2).mean().sqrt()
+    labels = net.label_embed.table.weight[1:].pow(2).mean().sqrt()
+    assert labels > time / 3

@@ -49,13 +49,14 @@ class TimestepEmbedding(nn.Module):
 
 class LabelEmbedding(nn.Module):
     """Class-label embedding with one extra row (row 0) for the null label NULL_LABEL = -1, used
-    by classifier-free guidance (Ho & Salimans 2022). No condition at all means the null label."""
+    by classifier-free guidance (Ho & Salimans 2022). No condition at all means the null label.
+    Rows start N(0, std^2): std sets the labels' weight against the time embedding they join."""
 
-    def __init__(self, num_classes: int, dim: int) -> None:
+    def __init__(self, num_classes: int, dim: int, std: float = 0.02) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.table = nn.Embedding(num_classes + 1, dim)
-        nn.init.normal_(self.table.weight, std=0.02)
+        nn.init.normal_(self.table.weight, std=std)
 
     def forward(self, cond: Condition | None, batch: int, device: torch.device) -> Tensor:
         labels = cond.labels if cond is not None else None

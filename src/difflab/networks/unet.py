@@ -131,11 +131,14 @@ class UNet(nn.Module):
 
     @staticmethod
     def _build_embed(config: UNetConfig) -> tuple[TimestepEmbedding, LabelEmbedding | None]:
-        """Time embedding, and the label embedding for class-conditional networks."""
+        """Time embedding, and the label embedding for class-conditional networks. The labels
+        start N(0, 1) (nn.Embedding's, as diffusers' UNet2DModel): at DiT's N(0, 0.02) they are
+        7x weaker than this time MLP's output, and class conditioning is learned late."""
         dim = 4 * config.base_channels
         time_embed = TimestepEmbedding(config.base_channels, dim)
-        has_labels = config.num_classes is not None
-        return time_embed, LabelEmbedding(config.num_classes, dim) if has_labels else None
+        if config.num_classes is None:
+            return time_embed, None
+        return time_embed, LabelEmbedding(config.num_classes, dim, std=1.0)
 
     @staticmethod
     def _build_down(config: UNetConfig) -> tuple[nn.ModuleList, list[int]]:
