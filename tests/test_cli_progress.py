@@ -45,9 +45,24 @@ def test_a_terminal_of_no_columns_still_shows_the_bar(monkeypatch):
         bar = progress(10, "sampling", unit="img")
         bar.update(10)
         bar.close()
-    shown = os.read(controller, 4096).decode()
+    shown = _read_all(controller)
     os.close(controller)
     assert "sampling" in shown and "10/10" in shown
+
+
+def _read_all(controller: int) -> str:
+    """Everything written to a pty whose terminal side is closed: one read may return only
+    the first frames."""
+    chunks = []
+    while True:
+        try:
+            data = os.read(controller, 4096)
+        except OSError:  # EIO: the terminal side is closed and all was read
+            break
+        if not data:
+            break
+        chunks.append(data)
+    return b"".join(chunks).decode()
 
 
 def test_log_lines_come_every_interval_and_at_close(capsys, monkeypatch):
