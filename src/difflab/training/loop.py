@@ -1,17 +1,6 @@
 """The training loop: a short loop over train_step with periodic logging, samples, validation
-and checkpoints. Losses stay on the device and are read every log_every steps.
-
-Faults: a step whose loss or gradient norm is not finite is skipped (see step.py), and
-train.max_nonfinite_steps skipped in a row stop training with TrainingError. Skips are counted
-on the device (step_counts.py) and read with the loss, so the limit is seen at the next log
-record, sample grid, validation, evaluation or checkpoint (and before the checkpoint written
-at the end), never after a checkpoint is written past it: where the skip is decided on the
-device (fused AdamW, no fp16 scaler) that is the first the host learns of it. SIGTERM/SIGINT
-finish the current step, stop a sample grid or validation under way and skip the periodic work
-left (in one process), write a checkpoint and raise Interrupted (signals.py). A checkpoint that
-cannot be written (disk full) stops training with CheckpointError; the previous checkpoint
-stays intact, so the run resumes from it once there is space.
-"""
+and checkpoints; losses stay on the device and are read every log_every steps. Non-finite
+steps, signals and a full disk: docs/runs.md."""
 
 from __future__ import annotations
 
@@ -57,13 +46,10 @@ def train(
     stop_at: int | None = None,
     trust_checkpoint: bool = False,
 ) -> Path:
-    """Train (or resume) the run described by config; return the run folder, which rank 0
-    prints (`run folder: ...`) before the first step.
-
-    stop_at interrupts the run after that many steps (with a checkpoint), as a kill would;
-    the schedule still spans train.steps. trust_checkpoint lets a resumed checkpoint's state.pt
-    use full pickle. Raises Interrupted after SIGTERM/SIGINT (a checkpoint is written first).
-    torch's CPU thread count (train.cpu_threads) is restored on return."""
+    """Train (or resume) config's run; return its folder, which rank 0 prints first. stop_at
+    stops after that many steps with a checkpoint, as a kill would (the schedule still spans
+    train.steps); trust_checkpoint lets a resumed state.pt use full pickle. Raises Interrupted
+    after SIGTERM/SIGINT, checkpoint written; torch's CPU thread count is restored."""
     threads = torch.get_num_threads()
     try:
         session = open_training_run(config, trust_checkpoint=trust_checkpoint)
