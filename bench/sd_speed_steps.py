@@ -18,8 +18,9 @@ from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from difflab.conditioning import Condition, classifier_free_guidance
-from difflab.config.schema import SD_NETWORK, Config, ModelConfig
+from difflab.config.schema import Config, ModelConfig
 from difflab.integrations.stable_diffusion import SDUNet, diffusers_ddim_times, scheduler_settings
+from difflab.integrations.stable_diffusion.network import SD_NETWORK
 from difflab.parameterization import Denoiser
 from difflab.runs.rng import seeded_generator
 from difflab.samplers import SAMPLERS, SamplingGrid

@@ -77,6 +77,12 @@ def test_bad_sample_inputs(capsys, run_dir, tmp_path):
     _fails(capsys, ["sample", str(run_dir), "--out", str(tmp_path / "s.jpg")], "s.jpg")
     _fails(capsys, ["sample", str(tmp_path), "--out", out], str(tmp_path))
     _fails(capsys, ["sample", str(run_dir), "--sampler", "nope", "--out", out], "nope")
+    _fails(
+        capsys,
+        ["sample", str(run_dir), "--prompt", "a cat", "--out", out],
+        "--prompt",
+        "'unet-tiny'",
+    )
 
 
 def test_corrupt_checkpoint_names_the_file(capsys, run_dir, tmp_path):

@@ -7,9 +7,9 @@ from __future__ import annotations
 import argparse
 
 from difflab.cli import train as train_command
-from difflab.config.schema import SD_NETWORK
 from difflab.core.errors import ConfigError
 from difflab.integrations.stable_diffusion import export_run
+from difflab.integrations.stable_diffusion.network import SD_NETWORK
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:

@@ -14,9 +14,9 @@ import torch
 
 from difflab.cli.sampling_args import add_sampling_arguments, hints_from_args, sample_config
 from difflab.conditioning import NULL_LABEL
+from difflab.config.plugins import network_plugin
 from difflab.core.errors import ConfigError
 from difflab.evaluation.samples import save_samples_npz
-from difflab.integrations.stable_diffusion.sampling import prompt_images
 from difflab.parallel.distributed import is_main, setup_device, shutdown
 from difflab.runs.load import load_run
 from difflab.sampling.images import write_png_folder, write_png_grid
@@ -116,8 +116,9 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_run(
         args.run, weights=args.weights, device=device, trust_checkpoint=args.trust_checkpoint
     )
-    if args.prompt is not None or loaded.config.model.pretrained is not None:
-        result = _prompt_images(args, loaded, labels, device)
+    from_text = getattr(network_plugin(loaded.config.model.network), "prompt_images", None)
+    if args.prompt is not None or from_text is not None:
+        result = _prompt_images(args, loaded, labels, device, from_text)
     else:
         result = generate_sharded(
             loaded,
@@ -150,15 +151,21 @@ def write_images(images, y, out: Path, fmt: str, *, by_class: int) -> int:
     return 0
 
 
-def _prompt_images(args: argparse.Namespace, loaded, labels: list[int] | None, device):
-    """(images, null labels) of a Stable Diffusion run's prompts, on rank 0 (not sharded)."""
+def _prompt_images(args: argparse.Namespace, loaded, labels: list[int] | None, device, from_text):
+    """(images, null labels) of a text-prompted run's prompts (from_text: its plug-in's
+    prompt_images; config/plugins.py), on rank 0 (not sharded)."""
+    if from_text is None:
+        raise ConfigError(
+            "--prompt needs a run whose network samples from text (a Stable Diffusion run); "
+            f"{args.run} has model.network {loaded.config.model.network!r}"
+        )
     if labels is not None:
         raise ConfigError("--labels does not apply to a Stable Diffusion run; use --prompt")
     sample = sample_config(args, loaded.config.sample)
     if not is_main():
         return None
     prompts = args.prompt or loaded.config.sample.prompts  # default: the run's grid prompts
-    images = prompt_images(loaded, prompts, num=args.num, sample=sample,
+    images = from_text(loaded, prompts, num=args.num, sample=sample,
                            seed=args.seed, batch_size=args.batch_size, device=device)  # fmt: skip
     null = torch.full((args.num,), NULL_LABEL, dtype=torch.long)
     return images, null

@@ -1,10 +1,14 @@
 """Networks that are not presets come from plug-ins, found by `model.network`.
 
 A plug-in is a module under difflab/integrations/ with, for its network name:
+`check_config(config)` (ConfigError naming a key the network cannot take),
 `build_network(model: ModelConfig, in_channels) -> nn.Module`,
 `open_training_run(config, *, trust_checkpoint) -> TrainingRun` (data, codec, condition),
-`grid_draw(run: TrainingRun, rows) -> GridDraw` (the sample grids). Imported on first use,
-so no module below difflab.integrations imports it.
+`grid_draw(run: TrainingRun, rows) -> GridDraw` (the sample grids),
+`prompt_images(run: LoadedRun, prompts, *, num, sample, seed, batch_size, device)` (uint8
+images from text; `difflab sample --prompt`), `report_rows(config: dict) -> [(name, value)]`
+and `conditioning(guidance) -> str` (report.html's kind of run). Imported on first use, so no
+module below difflab.integrations imports it.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import yaml
 
 from difflab.config.parsing import from_dict, set_override
-from difflab.config.plugins import NETWORK_PLUGINS
+from difflab.config.plugins import NETWORK_PLUGINS, network_plugin
 from difflab.core.errors import ConfigError, DifflabError
 from difflab.data.dataset import check_dataset_options
 from difflab.data.hints import HINTS, make_hint
@@ -27,7 +27,6 @@ from difflab.samplers.options import sampler_kwargs
 from difflab.schedules import GRIDS
 
 MAX_CPU_THREADS = 1024  # more threads than any CPU has cores: each costs memory and a stack
-SD_NETWORK = "sd-unet"  # model.network of a Stable Diffusion fine-tune: model.pretrained's UNet
 
 
 @dataclass
@@ -214,9 +213,13 @@ def _deep_copy(data: dict[str, Any]) -> dict[str, Any]:
     return {k: _deep_copy(v) if isinstance(v, dict) else v for k, v in data.items()}
 
 
-def _require(ok: bool, key: str, constraint: str, value: Any) -> None:
+def require(ok: bool, key: str, constraint: str, value: Any) -> None:
+    """ConfigError "config key 'KEY' must be CONSTRAINT, got VALUE" unless ok."""
     if not ok:
         raise ConfigError(f"config key '{key}' must be {constraint}, got {value!r}")
+
+
+_require = require
 
 
 def _check_values(c: Config) -> None:
@@ -285,9 +288,8 @@ def _check_values(c: Config) -> None:
     )
     networks = [*NETWORKS.names(), *NETWORK_PLUGINS.names()]
     _require(m.network in networks, "model.network", f"one of {networks}", m.network)
-    check_options(c)
+    check_network(c)
     check_controlnet(m.controlnet)
-    check_stable_diffusion(c)
     check_latent(m)
     check_sample(s)
     _require(
@@ -301,18 +303,21 @@ def _check_values(c: Config) -> None:
     require_wandb(c.run.wandb)
 
 
-def check_options(c: Config) -> None:
-    """Every key of model.options and data.options is an option of the network and dataset
-    (a Stable Diffusion run takes none), named as `model.options.KEY` before anything runs."""
+def check_network(c: Config) -> None:
+    """A plug-in network checks the config itself (its `check_config`, config/plugins.py); a
+    preset's model.options and data.options are options of the network and dataset, named as
+    `model.options.KEY`, and it takes no model.pretrained or sample.prompts (plug-ins' keys)."""
     m, d = c.model, c.data
-    if m.network == SD_NETWORK:
-        _require(
-            not m.options, "model.options", f"empty with model.network {SD_NETWORK!r}", m.options
-        )
-        _require(not d.options, "data.options", "empty with model.pretrained", d.options)
+    plugin = network_plugin(m.network)
+    if plugin is not None:
+        plugin.check_config(c)
         return
     check_network_options(m.network, m.options)
     check_dataset_options(d.dataset, d.options)
+    plugins = f"one of {NETWORK_PLUGINS.names()} with model.pretrained"
+    _require(m.pretrained is None, "model.network", plugins, m.network)
+    no_text = "empty without model.pretrained (a preset network samples from labels, not text)"
+    _require(not c.sample.prompts, "sample.prompts", no_text, c.sample.prompts)
 
 
 def check_controlnet(cn: ControlNetConfig) -> None:
@@ -335,41 +340,6 @@ def check_latent(m: ModelConfig) -> None:
         "model.latent.vae",
         "null with model.controlnet.base_run (ControlNet trains on pixel runs only)",
         lc.vae,
-    )
-
-
-def check_stable_diffusion(c: Config) -> None:
-    """A Stable Diffusion fine-tune: its pretrained folder, COCO captions, text conditioning
-    only, grid prompts for its sample grids, no periodic work that needs labels or held-out
-    images. Other runs take no prompts."""
-    m, t = c.model, c.train
-    if m.network != SD_NETWORK:
-        sd_only = f"{SD_NETWORK!r} with model.pretrained"
-        _require(m.pretrained is None, "model.network", sd_only, m.network)
-        no_text = "empty without model.pretrained (only a Stable Diffusion run samples from text)"
-        _require(not c.sample.prompts, "sample.prompts", no_text, c.sample.prompts)
-        return
-    folder = "a local diffusers Stable Diffusion folder with model.network 'sd-unet'"
-    _require(m.pretrained is not None, "model.pretrained", folder, None)
-    _require(c.data.root is not None, "data.root", "the COCO folder with model.pretrained", None)
-    _require(
-        c.data.dataset == "coco", "data.dataset", "'coco' with model.pretrained", c.data.dataset
-    )
-    _require(c.data.image_size is not None, "data.image_size", "set with model.pretrained", None)
-    _require(c.data.num_workers >= 0, "data.num_workers", ">= 0", c.data.num_workers)
-    for key, value, expected in [
-        ("model.class_conditional", m.class_conditional, False),
-        ("model.latent.vae", m.latent.vae, None),  # the pretrained folder's VAE
-        ("model.controlnet.base_run", m.controlnet.base_run, None),
-        ("data.val_split", c.data.val_split, None),
-        ("train.eval_every", t.eval_every, 0),
-    ]:
-        _require(value == expected, key, f"{expected!r} with model.pretrained", value)
-    _require(
-        t.sample_every == 0 or bool(c.sample.prompts),
-        "sample.prompts",
-        "at least one prompt with train.sample_every > 0 (or train.sample_every 0)",
-        c.sample.prompts,
     )
 
 

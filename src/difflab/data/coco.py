@@ -1,18 +1,6 @@
-"""COCO Captions (Chen et al. 2015): images with five captions each, read one item at a time.
-
-Layout under data.root, as the 2017 release unpacks:
-
-    annotations/captions_train2017.json   annotations/captions_val2017.json
-    train2017/*.jpg                       val2017/*.jpg
-
-COCO does not fit in memory, so items are decoded on demand (by DataLoader workers, see
-training/stream.py). An item is the image resized (shorter side to image_size, bicubic) and
-center-cropped to image_size x image_size as uint8 [3, S, S], and one of its captions, chosen
-per epoch by a generator seeded by (seed, epoch, index): the same item at the same epoch
-always has the same caption, so resume is exact. An unreadable or missing image is replaced
-by the next readable item and reported in the item's `skipped`; the caller counts them
-against data.max_bad_fraction (the policy of image_folder.py).
-"""
+"""COCO Captions (Chen et al. 2015), read one item at a time: uint8 [3, S, S] images
+(resized, center-cropped) and one caption per (seed, epoch, index); an unreadable image is
+replaced by the next readable one and reported. Layout and policy: docs/runs.md."""
 
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from difflab.config.plugins import NETWORK_PLUGINS
 from difflab.core.errors import ConfigError
 from difflab.deploy.backends import require
 from difflab.deploy.spec import EXPORT_JSON
@@ -44,8 +45,8 @@ def check_exportable(run: LoadedRun, fmt: str, precision: str) -> None:
         raise ConfigError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
     if precision not in PRECISIONS:
         raise ConfigError(f"unknown precision {precision!r}; expected {', '.join(PRECISIONS)}")
-    if run.config.model.pretrained is not None:
-        raise ConfigError("cannot export a Stable Diffusion run (model.pretrained) yet")
+    if run.config.model.network in NETWORK_PLUGINS:  # Stable Diffusion: difflab finetune-sd
+        raise ConfigError(f"cannot export a run of model.network {run.config.model.network!r} yet")
     if precision != "fp32" and fmt != "openvino":
         raise ConfigError(f"--precision {precision} needs --format openvino")
 

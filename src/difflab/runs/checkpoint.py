@@ -1,18 +1,6 @@
 """Atomic checkpoints: run/checkpoints/step-000500/ with model.safetensors, ema.safetensors,
-state.pt and a COMPLETE marker written last.
-
-A checkpoint is written into a temporary sibling folder, every file fsynced, the marker (a
-JSON manifest of the sha256 of every other file) written and fsynced last, the folder renamed
-into place and its parent fsynced. Only folders with a marker count, so a save killed half-way
-is ignored; older checkpoints are deleted only after the new one is complete. A save that
-fails (disk full) removes its temporary folder and raises CheckpointError; the previous
-checkpoints stay as they were.
-
-Loading is safe by default: weights come from safetensors and state.pt is read with
-torch.load(weights_only=True). A state.pt that needs full pickle (arbitrary code) is refused
-unless the caller trusts it (`--trust-checkpoint`). `load_latest_checkpoint` falls back past a
-corrupt, truncated or refused checkpoint to the next older one, with a warning naming it.
-"""
+state.pt and a COMPLETE sha256 manifest written last; only folders with it count, and loading
+runs no code unless trusted. Writing, loading and fallback: docs/runs.md."""
 
 from __future__ import annotations
 
@@ -105,10 +93,8 @@ def save_checkpoint(
     keep: int,
 ) -> Path:
     """Write checkpoint `step` under folder atomically; keep the newest `keep` complete ones.
-
-    A write that fails (ENOSPC, EIO: OSError, SafetensorError or torch.save's RuntimeError)
-    becomes a one-line CheckpointError naming the checkpoint and the free space, after the
-    temporary folder is removed; no complete checkpoint is touched."""
+    A failed write (OSError, SafetensorError, torch.save's RuntimeError) removes its temporary
+    folder and raises CheckpointError naming the free space; no complete checkpoint changes."""
     final = folder / f"step-{step:06d}"
     tmp = folder / f"{_TMP_PREFIX}{final.name}"
     try:

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from difflab.config.schema import SD_NETWORK
+from difflab.config.plugins import network_plugin
 
 DISTILL_FILE = "distill.yaml"  # distillation.config.SETTINGS_FILE (that package imports this one)
 EVAL_COLUMNS = ("step", "num_samples", "fid", "kid_mean", "kid_std", "accuracy", "reference")
@@ -50,8 +50,9 @@ def run_kind(run_dir: Path, config: dict[str, Any]) -> str:
     info = read_json(run_dir / "model.json")
     network = _part(config, "model", "network")
     rows = [("network", str(network))]
-    if network == SD_NETWORK:
-        rows.append(("Stable Diffusion", f"fine-tune of {_part(config, 'model', 'pretrained')}"))
+    plugin = _plugin(network)
+    if plugin is not None:
+        rows += plugin.report_rows(config)
     rows.append(("conditioning", _conditioning(config, info)))
     rows.append(("space", _space(info)))
     base = _part(config, "model", "controlnet", "base_run")
@@ -69,12 +70,18 @@ def run_kind(run_dir: Path, config: dict[str, Any]) -> str:
 
 def _conditioning(config: dict[str, Any], info: dict[str, Any]) -> str:
     guidance = _part(config, "sample", "guidance")
-    if _part(config, "model", "network") == SD_NETWORK:
-        return f"text (CLIP captions), guidance {guidance}"
+    plugin = _plugin(_part(config, "model", "network"))
+    if plugin is not None:
+        return plugin.conditioning(guidance)
     classes = info.get("num_classes")
     if _part(config, "model", "class_conditional") is False or not classes:
         return "unconditional"
     return f"class labels ({classes} classes), guidance {guidance}"
+
+
+def _plugin(network: Any):
+    """The plug-in module of a network a config.yaml names (config/plugins.py), or None."""
+    return network_plugin(network) if isinstance(network, str) else None
 
 
 def _space(info: dict[str, Any]) -> str:

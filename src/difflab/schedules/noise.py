@@ -1,15 +1,6 @@
-"""Variance-preserving forward processes: x_t = alpha(t) * x0 + sigma(t) * eps.
-
-Every schedule is described by alpha_bar(t) = alpha(t)^2, with sigma(t)^2 = 1 - alpha_bar(t)
-and logsnr(t) = log(alpha^2 / sigma^2). Two time conventions exist:
-
-- discrete: t is a timestep index in [0, T-1] (Stable Diffusion compatible). The extra index
-  t = -1 means "clean data" (alpha = 1, sigma = 0) and ends every sampling grid. Fractional t
-  interpolates alpha_bar linearly between indices.
-- continuous: t in [0, 1]; t = 0 is (nearly) clean, t = 1 is (nearly) pure noise.
-
-All schedule arithmetic runs in float64 and returns float64 tensors; callers cast.
-"""
+"""Variance-preserving forward processes: x_t = alpha(t) * x0 + sigma(t) * eps, with
+alpha_bar = alpha^2 = 1 - sigma^2, in float64. Discrete t in [0, T-1] (t = -1: clean data) or
+continuous t in [0, 1]: docs/schedules.md."""
 
 from __future__ import annotations
 
@@ -254,12 +245,7 @@ def rescale_zero_terminal_snr(alpha_sqrt: Tensor, first: Tensor, last: Tensor) -
 def make_schedule(
     name: str, *, num_steps: int | None = 1000, zero_terminal_snr: bool = False
 ) -> NoiseSchedule:
-    """A named schedule; num_steps=None gives continuous time.
-
-    >>> s = make_schedule("scaled-linear")
-    >>> round(float(s.alpha_bar(torch.tensor(999.0))), 5)
-    0.00466
-    """
+    """A named schedule; num_steps=None gives continuous time (docs/schedules.md)."""
     if name not in SCHEDULE_NAMES:
         raise ConfigError(f"unknown schedule {name!r}; expected one of {', '.join(SCHEDULE_NAMES)}")
     if num_steps is not None:

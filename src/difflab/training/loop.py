@@ -1,17 +1,6 @@
 """The training loop: a short loop over train_step with periodic logging, samples, validation
-and checkpoints. Losses stay on the device and are read every log_every steps.
-
-Faults: a step whose loss or gradient norm is not finite is skipped (see step.py), and
-train.max_nonfinite_steps skipped in a row stop training with TrainingError. Skips are counted
-on the device (step_counts.py) and read with the loss, so the limit is seen at the next log
-record, sample grid, validation, evaluation or checkpoint (and before the checkpoint written
-at the end), never after a checkpoint is written past it: where the skip is decided on the
-device (fused AdamW, no fp16 scaler) that is the first the host learns of it. SIGTERM/SIGINT
-finish the current step, stop a sample grid or validation under way and skip the periodic work
-left (in one process), write a checkpoint and raise Interrupted (signals.py). A checkpoint that
-cannot be written (disk full) stops training with CheckpointError; the previous checkpoint
-stays intact, so the run resumes from it once there is space.
-"""
+and checkpoints; losses stay on the device and are read every log_every steps. Non-finite
+steps, signals and a full disk: docs/runs.md."""
 
 from __future__ import annotations
 
@@ -21,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import Tensor
 from tqdm import tqdm
 
 from difflab.config.schema import Config
@@ -46,7 +36,7 @@ from difflab.training.periodic import (
 from difflab.training.sample_eval import SampleEvaluator
 from difflab.training.session import TrainingRun, open_training_run
 from difflab.training.signals import Interrupted, StopRequest
-from difflab.training.step import skips_on_device, train_step
+from difflab.training.step import MicroBatch, skips_on_device, train_step
 from difflab.training.step_counts import HostCounts, StepCounts
 
 
@@ -57,13 +47,10 @@ def train(
     stop_at: int | None = None,
     trust_checkpoint: bool = False,
 ) -> Path:
-    """Train (or resume) the run described by config; return the run folder, which rank 0
-    prints (`run folder: ...`) before the first step.
-
-    stop_at interrupts the run after that many steps (with a checkpoint), as a kill would;
-    the schedule still spans train.steps. trust_checkpoint lets a resumed checkpoint's state.pt
-    use full pickle. Raises Interrupted after SIGTERM/SIGINT (a checkpoint is written first).
-    torch's CPU thread count (train.cpu_threads) is restored on return."""
+    """Train (or resume) config's run; return its folder, which rank 0 prints first. stop_at
+    stops after that many steps with a checkpoint, as a kill would (the schedule still spans
+    train.steps); trust_checkpoint lets a resumed state.pt use full pickle. Raises Interrupted
+    after SIGTERM/SIGINT, checkpoint written; torch's CPU thread count is restored."""
     threads = torch.get_num_threads()
     try:
         session = open_training_run(config, trust_checkpoint=trust_checkpoint)
@@ -189,42 +176,40 @@ def run_loop(
     """Steps from s.start_step to train.steps (or stop_at, or a signal); return steps done."""
     t = s.config.train
     end = t.steps if stop_at is None else min(stop_at, t.steps)
-    counts = StepCounts(s.device, t.max_nonfinite_steps, s.state.precision.param_dtype)
-    window, done = LogWindow(), s.start_step
     bar = progress(t.steps, "train", unit="step", initial=s.start_step, enabled=t.progress)
-    logger, halt = _RecordWriter(s, log, bar), _halt(stop)
+    records, halt, done = _RecordWriter(s, log, bar), _halt(stop), s.start_step
     evaluator = SampleEvaluator(s) if t.eval_every > 0 and is_main() else None
     for step in range(s.start_step, end):
         started = time.perf_counter()
         lr = set_lr(s.state.optimizer, t, step)
         generator = seeded_generator(t.seed, "step", step, s.device)
-        batches = [
-            s.data.micro_batch(step * t.grad_accum + k, generator) for k in range(t.grad_accum)
-        ]
-        loss, skipped = train_step(s.state, batches, generator, step)
-        counts.add(loss, skipped, step)  # on the device: no host sync per step
-        window.add(t.batch_size * t.grad_accum, time.perf_counter() - started)
+        loss, skipped = train_step(s.state, _micro_batches(s, step, generator), generator, step)
+        records.add(loss, skipped, step, started)  # on the device: no host sync per step
         done = step + 1
         bar.update(1)
-        due, logged = DueWork.at(s, done), _every(t.log_every, done) or done == t.steps
-        if due or logged:
-            waited = time.perf_counter()
-            seen = counts.read()  # waits for the device to finish the window's steps
-            window.seconds += time.perf_counter() - waited
-            if logged:
-                logger.write(window, seen, done, lr)
-                counts.reset_window()
-                window = LogWindow()
-            counts.check(seen, done)
+        due = DueWork.at(s, done)
+        records.read(due, done, lr)  # log record; too many non-finite steps in a row raise
         _periodic(s, log, done, evaluator, due, bar, halt)
         if _stop_requested(stop, done):
             break
     if done < t.steps and done > s.start_step and not _every(t.checkpoint_every, done):
-        counts.check(counts.read(), done)
-        _checkpoint(s, done)
-        barrier()
+        _checkpoint_on_stop(s, records.counts, done)
     bar.close()
     return done
+
+
+def _micro_batches(s: TrainingRun, step: int, generator: torch.Generator) -> list[MicroBatch]:
+    """The train.grad_accum micro-batches of optimizer step `step`."""
+    accum = s.config.train.grad_accum
+    return [s.data.micro_batch(step * accum + k, generator) for k in range(accum)]
+
+
+def _checkpoint_on_stop(s: TrainingRun, counts: StepCounts, done: int) -> None:
+    """The checkpoint of a run stopped early (a signal or stop_at), once the steps since the
+    last read are known not to pass train.max_nonfinite_steps."""
+    counts.check(counts.read(), done)
+    _checkpoint(s, done)
+    barrier()
 
 
 def _flops_per_image(s: TrainingRun) -> float:
@@ -236,15 +221,42 @@ def _flops_per_image(s: TrainingRun) -> float:
 
 
 class _RecordWriter:
-    """Writes a window's log record: metrics file, progress bar and, where the skip is decided
-    on the device, a warning naming the skipped steps (the host path warns at each)."""
+    """Counts the steps of a log window on the device (StepCounts) and writes its record:
+    metrics file, progress bar and, where the skip is decided on the device, a warning naming
+    the skipped steps (the host path warns at each)."""
 
     def __init__(self, s: TrainingRun, log: MetricsLog, bar: tqdm | LogLines) -> None:
         self.s, self.log, self.bar = s, log, bar
+        t = s.config.train
+        self.counts = StepCounts(s.device, t.max_nonfinite_steps, s.state.precision.param_dtype)
+        self.window = LogWindow()
         self.peak = peak_flops(s.device)  # counted once, never inside the loop
         self.flops = _flops_per_image(s) if self.peak is not None else None
         self.warn = skips_on_device(s.state)
         self.streamed_skipped = 0  # of s.streamed_skipped, recorded in metrics.jsonl
+
+    def add(self, loss: Tensor, skipped: Tensor, step: int, started: float) -> None:
+        """Count step `step` (begun at perf_counter() `started`) in the window, on the device."""
+        self.counts.add(loss, skipped, step)
+        t = self.s.config.train
+        self.window.add(t.batch_size * t.grad_accum, time.perf_counter() - started)
+
+    def read(self, due: DueWork, done: int, lr: float) -> None:
+        """Where work is due or a record is (train.log_every, the last step), read the counts
+        (waiting for the device to finish the window's steps), write the record and raise
+        TrainingError past train.max_nonfinite_steps skipped in a row (StepCounts.check)."""
+        t = self.s.config.train
+        logged = _every(t.log_every, done) or done == t.steps
+        if not (due or logged):
+            return
+        waited = time.perf_counter()
+        seen = self.counts.read()
+        self.window.seconds += time.perf_counter() - waited
+        if logged:
+            self.write(self.window, seen, done, lr)
+            self.counts.reset_window()
+            self.window = LogWindow()
+        self.counts.check(seen, done)
 
     def write(self, window: LogWindow, seen: HostCounts, done: int, lr: float) -> None:
         epoch = self.s.data.position(done * self.s.config.train.grad_accum)[0]

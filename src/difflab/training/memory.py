@@ -10,7 +10,8 @@ from pathlib import Path
 
 import torch
 
-from difflab.config.schema import SD_NETWORK, Config
+from difflab.config.plugins import NETWORK_PLUGINS
+from difflab.config.schema import Config
 from difflab.core.errors import ConfigError, TrainingError
 from difflab.networks import build_network
 
@@ -36,8 +37,8 @@ def check_network_fits(config: Config, info: dict, device: torch.device) -> None
     shape, without a ControlNet) needs more memory than device has free; it is built on the
     meta device."""
     m = config.model
-    if m.network == SD_NETWORK:
-        return  # a pretrained folder's UNet, whose size is the folder's
+    if m.network in NETWORK_PLUGINS:
+        return  # a plug-in's network (a pretrained folder's UNet), whose size is its own
     with torch.device("meta"):
         network = build_network(
             m.network,

@@ -8,12 +8,13 @@ import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from torch import Tensor, nn
 
 from difflab.config.plugins import network_plugin
-from difflab.config.schema import Config
+from difflab.config.schema import Config, LatentConfig
 from difflab.core.errors import ConfigError, RunFileError
 from difflab.data import ImageDataset, load_dataset
 from difflab.latents import Codec
@@ -229,14 +230,6 @@ def _build_denoiser(
         ) from err
 
 
-def _run_info(config: Config, dataset: ImageDataset, codec: Codec, image_shape, info) -> dict:
-    """model.json: the images' shape and classes (what users see) and a latent run's codec."""
-    c, size, _ = image_shape
-    pixels = {"in_channels": c, "image_size": size, "num_classes": info["num_classes"]}
-    record = latent_record(config.model.latent, codec, image_shape)
-    return {**pixels, "class_names": dataset.class_names, **record}
-
-
 def prepare_run(
     config: Config, trust_checkpoint: bool
 ) -> tuple[torch.device, Path, Checkpoint | None]:
@@ -273,6 +266,67 @@ def start_training(
     return state, start, ema_denoiser
 
 
+class RunSource(Protocol):
+    """What a kind of run supplies to open_run: its data (read, and refused, before the run
+    folder is made), the codec's model.latent, the text condition's null text, its network."""
+
+    latent: LatentConfig  # the codec: build_codec(latent) (IdentityCodec without a VAE)
+    class_names: list[str]  # model.json's
+
+    def null_text(self, device: torch.device) -> Tensor | None: ...
+
+    def denoiser(
+        self, device: torch.device, codec: Codec, checkpoint: Checkpoint | None
+    ) -> tuple[Denoiser, tuple[int, int, int], dict]:
+        """(denoiser on device, the images' (C, H, W), the network's data shape)."""
+        ...
+
+    def data(self, device: torch.device, codec: Codec) -> tuple[TrainingData, DeviceData | None]:
+        """(training data, validation data or None)."""
+        ...
+
+    def skipped(self) -> dict:
+        """TrainingRun's fields of the unreadable images skipped (data_skipped or
+        streamed_skipped)."""
+        ...
+
+
+class ImageSource:
+    """The trainer's own run: an ImageDataset in memory (and its validation split), a preset
+    network (a ControlNet starts from its base run), model.latent's codec."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.dataset = _load(config, config.data.split)
+        use_val = config.data.val_split is not None and config.train.val_every > 0
+        self.val = _load(config, config.data.val_split) if use_val else None
+        self.latent = config.model.latent
+        self.class_names = self.dataset.class_names
+
+    def null_text(self, device: torch.device) -> None:
+        return None
+
+    def denoiser(self, device: torch.device, codec: Codec, checkpoint: Checkpoint | None):
+        config = self.config
+        image_shape, info = _model_info(config, self.dataset, codec)
+        torch.manual_seed(config.train.seed)
+        denoiser = _build_denoiser(config, info, image_shape, device)
+        base_run = config.model.controlnet.base_run
+        if base_run is not None and checkpoint is None:
+            start_from_base(denoiser.network, load_run(base_run, device=device), config, info)
+        return denoiser, image_shape, info
+
+    def data(self, device: torch.device, codec: Codec):
+        data = _device_data(self.config, self.dataset, device, codec, train=True)
+        val = self.val
+        if val is not None:
+            val = _device_data(self.config, val, device, codec, train=False)
+        return data, val
+
+    def skipped(self) -> dict:
+        return {"data_skipped": list(self.dataset.skipped)}
+
+
 def open_training_run(config: Config, *, trust_checkpoint: bool = False) -> TrainingRun:
     """Build a run from config, resuming from config.train.resume when set (from its newest
     checkpoint that loads; trust_checkpoint allows a state.pt that needs full pickle). A
@@ -280,31 +334,30 @@ def open_training_run(config: Config, *, trust_checkpoint: bool = False) -> Trai
     plugin = network_plugin(config.model.network)
     if plugin is not None:
         return plugin.open_training_run(config, trust_checkpoint=trust_checkpoint)
-    t = config.train
-    dataset = _load(config, config.data.split)
-    use_val = config.data.val_split is not None and t.val_every > 0
-    val = _load(config, config.data.val_split) if use_val else None
+    return open_run(config, ImageSource(config), trust_checkpoint=trust_checkpoint)
+
+
+def open_run(config: Config, source: RunSource, *, trust_checkpoint: bool) -> TrainingRun:
+    """The run of config with source's data, codec, condition and network: run folder, train
+    state (resumed from the newest checkpoint of config.train.resume), config.yaml, model.json."""
     device, run_dir, checkpoint = prepare_run(config, trust_checkpoint)
-    codec = build_codec(config.model.latent, device)
-    image_shape, info = _model_info(config, dataset, codec)
-    torch.manual_seed(t.seed)
-    denoiser = _build_denoiser(config, info, image_shape, device)
-    base_run = config.model.controlnet.base_run
-    if base_run is not None and checkpoint is None:
-        start_from_base(denoiser.network, load_run(base_run, device=device), config, info)
-    state, start, ema_denoiser = start_training(config, denoiser, device, checkpoint)
-    data = _device_data(config, dataset, device, codec, train=True)
-    val_data = _device_data(config, val, device, codec, train=False) if val is not None else None
-    created = is_main() and write_run_files(
-        run_dir, config, _run_info(config, dataset, codec, image_shape, info)
-    )
+    codec = build_codec(source.latent, device)
+    null_text = source.null_text(device)
+    denoiser, image_shape, info = source.denoiser(device, codec, checkpoint)
+    state, start, ema_denoiser = start_training(config, denoiser, device, checkpoint, null_text)
+    data, val = source.data(device, codec)
+    c, size, _ = image_shape
+    pixels = {"in_channels": c, "image_size": size, "num_classes": info["num_classes"]}
+    record = latent_record(source.latent, codec, image_shape)
+    run_info = {**pixels, "class_names": source.class_names, **record}
+    created = is_main() and write_run_files(run_dir, config, run_info)
     barrier()
     return TrainingRun(
         config=config,
         run_dir=run_dir,
         device=device,
         data=data,
-        val=val_data,
+        val=val,
         state=state,
         denoiser=denoiser,
         ema_denoiser=ema_denoiser,
@@ -312,6 +365,6 @@ def open_training_run(config: Config, *, trust_checkpoint: bool = False) -> Trai
         num_classes=info["num_classes"],
         start_step=start,
         codec=codec,
-        data_skipped=list(dataset.skipped),
         created=created,
+        **source.skipped(),
     )

@@ -94,14 +94,7 @@ def train_step(
     read here, with a warning naming the step (the fp16 grad scaler still lowers its scale).
     """
     state.optimizer.zero_grad(set_to_none=True)
-    total = torch.zeros((), device=batches[0].x0.device, dtype=state.precision.param_dtype)
-    for k, batch in enumerate(batches):
-        with gradient_sync(state.forward, state.model, enabled=k == len(batches) - 1):
-            loss = micro_batch_loss(
-                state, batch, generator, state.cond_dropout, state.null_text
-            ) / len(batches)
-            state.precision.scaler.scale(loss).backward()
-        total += loss.detach()
+    total = _accumulate_gradients(state, batches, generator)
     state.precision.scaler.unscale_(state.optimizer)
     params = [p for p in state.model.parameters() if p.grad is not None]
     grad_norm = nn.utils.get_total_norm([p.grad for p in params])
@@ -114,6 +107,22 @@ def train_step(
     else:
         _update_after_sync(state, params, grad_norm, bad, step)
     return total, skipped
+
+
+def _accumulate_gradients(
+    state: TrainState, batches: Sequence[MicroBatch], generator: torch.Generator
+) -> Tensor:
+    """Backpropagate the mean loss of batches (gradients synced across ranks on the last
+    only); return that mean, detached."""
+    total = torch.zeros((), device=batches[0].x0.device, dtype=state.precision.param_dtype)
+    for k, batch in enumerate(batches):
+        with gradient_sync(state.forward, state.model, enabled=k == len(batches) - 1):
+            loss = micro_batch_loss(
+                state, batch, generator, state.cond_dropout, state.null_text
+            ) / len(batches)
+            state.precision.scaler.scale(loss).backward()
+        total += loss.detach()
+    return total
 
 
 def _non_finite(loss: Tensor, grad_norm: Tensor) -> Tensor:

@@ -10,6 +10,8 @@ from difflab.core.condition import Condition
 from difflab.core.errors import ConfigError
 from difflab.integrations.stable_diffusion.folder import load_unet
 
+SD_NETWORK = "sd-unet"  # model.network of a Stable Diffusion fine-tune: model.pretrained's UNet
+
 
 class SDUNet(nn.Module):
     """F(x [N, 4, h, w], t_net [N], cond with text [N, L, D]) -> the UNet's output [N, 4, h, w].

@@ -1,18 +1,30 @@
 """Stable Diffusion as a network plug-in (`model.network: sd-unet`, config/plugins.py): its
-network, its training run and its sample grids, as the trainer and load_run ask for them."""
+config check, network, training run, sample grids, text-prompted sampling and report rows, as
+the config, trainer, load_run, `difflab sample` and report.html ask for them."""
 
 from __future__ import annotations
 
 from functools import partial
+from typing import Any
 
 from difflab.config.schema import ModelConfig
+from difflab.integrations.stable_diffusion.checks import check_config
 from difflab.integrations.stable_diffusion.network import SDUNet, sd_network
-from difflab.integrations.stable_diffusion.sampling import PROMPT_BATCH, text_images
+from difflab.integrations.stable_diffusion.sampling import PROMPT_BATCH, prompt_images, text_images
 from difflab.integrations.stable_diffusion.session import open_sd_session
 from difflab.training.periodic import GridDraw
 from difflab.training.session import TrainingRun
 
 open_training_run = open_sd_session
+__all__ = [
+    "build_network",
+    "check_config",
+    "conditioning",
+    "grid_draw",
+    "open_training_run",
+    "prompt_images",
+    "report_rows",
+]
 
 
 def build_network(model: ModelConfig, in_channels: int) -> SDUNet:
@@ -36,3 +48,14 @@ def grid_draw(s: TrainingRun, rows: range) -> GridDraw:
         device=s.device,
         batch_size=PROMPT_BATCH,
     )
+
+
+def report_rows(config: dict[str, Any]) -> list[tuple[str, str]]:
+    """The rows report.html's "kind of run" table adds for a run's config.yaml (as parsed)."""
+    model = config.get("model") if isinstance(config.get("model"), dict) else {}
+    return [("Stable Diffusion", f"fine-tune of {model.get('pretrained')}")]
+
+
+def conditioning(guidance: Any) -> str:
+    """The conditioning report.html names for a run sampled with guidance."""
+    return f"text (CLIP captions), guidance {guidance}"

@@ -14,10 +14,11 @@ import torch
 from torch import Tensor
 
 from difflab.conditioning import classifier_free_guidance
-from difflab.config.schema import SD_NETWORK, SampleConfig, check_sample
+from difflab.config.schema import SampleConfig, check_sample
 from difflab.core.errors import ConfigError, TrainingError
 from difflab.core.progress import progress
 from difflab.data import to_uint8
+from difflab.integrations.stable_diffusion.network import SD_NETWORK
 from difflab.integrations.stable_diffusion.text import TextEncoder
 from difflab.latents import Codec
 from difflab.parameterization import Denoiser

@@ -12,16 +12,20 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import torch
+from torch import Tensor
+
 from difflab.config.schema import Config, LatentConfig
 from difflab.core.errors import ConfigError
 from difflab.data.coco import CocoCaptions
 from difflab.integrations.stable_diffusion.data import CaptionedLatents
 from difflab.integrations.stable_diffusion.scheduler import SchedulerSettings, read_scheduler
 from difflab.integrations.stable_diffusion.text import TextEncoder
-from difflab.parallel.distributed import barrier, is_main, rank, world_size
-from difflab.runs.latents import build_codec, latent_record, latent_shape_of
+from difflab.latents import Codec
+from difflab.parallel.distributed import rank, world_size
+from difflab.runs.latents import latent_shape_of
 from difflab.runs.load import build_denoiser
-from difflab.training.session import TrainingRun, prepare_run, start_training, write_run_files
+from difflab.training.session import TrainingRun, open_run
 from difflab.training.stream import StreamingData
 
 
@@ -56,50 +60,47 @@ def open_sd_session(config: Config, *, trust_checkpoint: bool = False) -> Traini
     """The session of a fine-tune (model.pretrained), resumed from config.train.resume when
     set; config.data.root and image_size are set (checked with the config)."""
     config = with_absolute_pretrained(config)
-    t, folder = config.train, str(config.model.pretrained)
+    folder = str(config.model.pretrained)
     check_scheduler(config, read_scheduler(folder), folder)
-    dataset = CocoCaptions(
-        str(config.data.root),
-        split=_split(config.data.split),
-        image_size=config.data.image_size,
-        seed=t.seed,
-    )
-    device, run_dir, checkpoint = prepare_run(config, trust_checkpoint)
-    latent = sd_latent(config)
-    codec = build_codec(latent, device)
-    text = TextEncoder.from_folder(folder).to(device)
-    image_shape = (3, dataset.image_size, dataset.image_size)
-    c, h, _ = latent_shape_of(codec, image_shape)
-    denoiser = build_denoiser(config, in_channels=c, image_size=h, num_classes=0).to(device)
-    denoiser.train()  # diffusers loads the UNet in eval mode; it trains as every network does
-    state, start, ema_denoiser = start_training(
-        config, denoiser, device, checkpoint, text.null_text
-    )
-    stream = _stream(config, dataset)
-    data = CaptionedLatents(stream, codec, text, flip=config.data.flip, device=device)
-    created = False
-    if is_main():
-        info = {"in_channels": 3, "image_size": dataset.image_size, "num_classes": 0}
-        info["class_names"] = []
-        record = latent_record(latent, codec, image_shape)
-        created = write_run_files(run_dir, config, {**info, **record})
-    barrier()
-    return TrainingRun(
-        config=config,
-        run_dir=run_dir,
-        device=device,
-        data=data,
-        val=None,
-        state=state,
-        denoiser=denoiser,
-        ema_denoiser=ema_denoiser,
-        image_shape=image_shape,
-        num_classes=0,
-        start_step=start,
-        codec=codec,
-        streamed_skipped=stream.skipped,
-        created=created,
-    )
+    return open_run(config, SDSource(config), trust_checkpoint=trust_checkpoint)
+
+
+class SDSource:
+    """training.session.RunSource of a fine-tune: COCO captions streamed by DataLoader workers,
+    encoded by the folder's VAE (the codec) and frozen text encoder; the folder's UNet."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.dataset = CocoCaptions(
+            str(config.data.root),
+            split=_split(config.data.split),
+            image_size=config.data.image_size,
+            seed=config.train.seed,
+        )
+        self.latent = sd_latent(config)
+        self.class_names: list[str] = []
+        self.stream: StreamingData | None = None
+
+    def null_text(self, device: torch.device) -> Tensor:
+        self.text = TextEncoder.from_folder(str(self.config.model.pretrained)).to(device)
+        return self.text.null_text
+
+    def denoiser(self, device: torch.device, codec: Codec, checkpoint):
+        size = self.dataset.image_size
+        image_shape = (3, size, size)
+        c, h, _ = latent_shape_of(codec, image_shape)
+        info = {"in_channels": c, "image_size": h, "num_classes": 0}
+        denoiser = build_denoiser(self.config, **info).to(device)
+        denoiser.train()  # diffusers loads the UNet in eval mode; it trains as every network does
+        return denoiser, image_shape, info
+
+    def data(self, device: torch.device, codec: Codec) -> tuple[CaptionedLatents, None]:
+        self.stream = _stream(self.config, self.dataset)
+        flip = self.config.data.flip
+        return CaptionedLatents(self.stream, codec, self.text, flip=flip, device=device), None
+
+    def skipped(self) -> dict:
+        return {"streamed_skipped": self.stream.skipped if self.stream is not None else {}}
 
 
 def _stream(config: Config, dataset: CocoCaptions) -> StreamingData:

@@ -1,0 +1,35 @@
+"""The config keys a Stable Diffusion fine-tune needs, checked before anything runs: its
+pretrained folder, COCO captions, text conditioning only, grid prompts for its sample grids,
+no periodic work that needs labels or held-out images (the plug-in's `check_config`)."""
+
+from __future__ import annotations
+
+from difflab.config.schema import Config, require
+from difflab.integrations.stable_diffusion.network import SD_NETWORK
+
+
+def check_config(c: Config) -> None:
+    """ConfigError naming the first key of c a Stable Diffusion run cannot take."""
+    m, t, d = c.model, c.train, c.data
+    require(not m.options, "model.options", f"empty with model.network {SD_NETWORK!r}", m.options)
+    require(not d.options, "data.options", "empty with model.pretrained", d.options)
+    folder = f"a local diffusers Stable Diffusion folder with model.network {SD_NETWORK!r}"
+    require(m.pretrained is not None, "model.pretrained", folder, None)
+    require(d.root is not None, "data.root", "the COCO folder with model.pretrained", None)
+    require(d.dataset == "coco", "data.dataset", "'coco' with model.pretrained", d.dataset)
+    require(d.image_size is not None, "data.image_size", "set with model.pretrained", None)
+    require(d.num_workers >= 0, "data.num_workers", ">= 0", d.num_workers)
+    for key, value, expected in [
+        ("model.class_conditional", m.class_conditional, False),
+        ("model.latent.vae", m.latent.vae, None),  # the pretrained folder's VAE
+        ("model.controlnet.base_run", m.controlnet.base_run, None),
+        ("data.val_split", d.val_split, None),
+        ("train.eval_every", t.eval_every, 0),
+    ]:
+        require(value == expected, key, f"{expected!r} with model.pretrained", value)
+    require(
+        t.sample_every == 0 or bool(c.sample.prompts),
+        "sample.prompts",
+        "at least one prompt with train.sample_every > 0 (or train.sample_every 0)",
+        c.sample.prompts,
+    )
