@@ -18,6 +18,7 @@ import yaml
 from difflab.config.parsing import from_dict, set_override
 from difflab.config.plugins import NETWORK_PLUGINS
 from difflab.core.errors import ConfigError, DifflabError
+from difflab.data.captioned import CAPTION_LAYOUTS
 from difflab.data.dataset import check_dataset_options
 from difflab.data.hints import HINTS, make_hint
 from difflab.networks import NETWORKS
@@ -43,6 +44,8 @@ class DataConfig:
     max_bad_fraction: float = 0.01
     options: dict[str, Any] = field(default_factory=dict)  # the dataset loader's own keywords
     num_workers: int = 4  # DataLoader workers of a streamed dataset (coco); 0: in the loop
+    caption_column: str = "text"  # the caption's column of an image folder's metadata.jsonl
+    crop: Literal["center", "random"] = "center"  # square crop of a streamed (captioned) image
 
 
 @dataclass
@@ -334,13 +337,14 @@ def check_stable_diffusion(c: Config) -> None:
         _require(m.pretrained is None, "model.network", sd_only, m.network)
         no_text = "empty without model.pretrained (only a Stable Diffusion run samples from text)"
         _require(not c.sample.prompts, "sample.prompts", no_text, c.sample.prompts)
+        whole = "'center' without model.pretrained (in-memory datasets are resized whole)"
+        _require(c.data.crop == "center", "data.crop", whole, c.data.crop)
         return
     folder = "a local diffusers Stable Diffusion folder with model.network 'sd-unet'"
     _require(m.pretrained is not None, "model.pretrained", folder, None)
     _require(c.data.root is not None, "data.root", "the COCO folder with model.pretrained", None)
-    _require(
-        c.data.dataset == "coco", "data.dataset", "'coco' with model.pretrained", c.data.dataset
-    )
+    layouts = ["coco", *CAPTION_LAYOUTS]
+    _require(c.data.dataset in layouts, "data.dataset", f"one of {layouts}", c.data.dataset)
     _require(c.data.image_size is not None, "data.image_size", "set with model.pretrained", None)
     _require(c.data.num_workers >= 0, "data.num_workers", ">= 0", c.data.num_workers)
     for key, value, expected in [

@@ -1,6 +1,7 @@
 """The training session of a Stable Diffusion fine-tune: the trainer's session with the
 pretrained folder's UNet as the network, its VAE as the codec, its frozen text encoder giving
-the condition (and the null text for caption dropout), and COCO streamed by DataLoader workers.
+the condition (and the null text for caption dropout), and captioned images streamed by
+DataLoader workers (data/captioned.py: COCO, OTX, image folder or WebDataset layouts).
 
 Only the UNet trains. The run's config must describe the folder's scheduler (model.schedule,
 model.num_steps, model.zero_terminal_snr, model.parameterization): a mismatch is refused,
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from difflab.config.schema import Config, LatentConfig
 from difflab.core.errors import ConfigError
-from difflab.data.coco import CocoCaptions
+from difflab.data.captioned import CaptionedImages, CaptionOptions, read_entries
 from difflab.integrations.stable_diffusion.data import CaptionedLatents
 from difflab.integrations.stable_diffusion.scheduler import SchedulerSettings, read_scheduler
 from difflab.integrations.stable_diffusion.text import TextEncoder
@@ -56,14 +57,9 @@ def open_sd_session(config: Config, *, trust_checkpoint: bool = False) -> Traini
     """The session of a fine-tune (model.pretrained), resumed from config.train.resume when
     set; config.data.root and image_size are set (checked with the config)."""
     config = with_absolute_pretrained(config)
-    t, folder = config.train, str(config.model.pretrained)
+    folder = str(config.model.pretrained)
     check_scheduler(config, read_scheduler(folder), folder)
-    dataset = CocoCaptions(
-        str(config.data.root),
-        split=_split(config.data.split),
-        image_size=config.data.image_size,
-        seed=t.seed,
-    )
+    dataset = captioned_images(config)
     device, run_dir, checkpoint = prepare_run(config, trust_checkpoint)
     latent = sd_latent(config)
     codec = build_codec(latent, device)
@@ -102,7 +98,7 @@ def open_sd_session(config: Config, *, trust_checkpoint: bool = False) -> Traini
     )
 
 
-def _stream(config: Config, dataset: CocoCaptions) -> StreamingData:
+def _stream(config: Config, dataset: CaptionedImages) -> StreamingData:
     """This rank's part of every micro-batch, read by data.num_workers workers."""
     return StreamingData(
         dataset,
@@ -115,9 +111,12 @@ def _stream(config: Config, dataset: CocoCaptions) -> StreamingData:
     )
 
 
-def _split(split: str):
-    if split not in ("train", "val"):
-        raise ConfigError(
-            f"config key 'data.split' must be 'train' or 'val' for coco, got {split!r}"
-        )
-    return split
+def captioned_images(config: Config) -> CaptionedImages:
+    """data.root's split in its layout (data.dataset; 'coco': found from the folder)."""
+    d = config.data
+    options = CaptionOptions(split=d.split, caption_column=d.caption_column)
+    entries = read_entries(str(d.root), d.dataset, options)
+    name = f"{d.root} ({d.dataset}, split {d.split})"
+    return CaptionedImages(
+        entries, name=name, image_size=d.image_size, seed=config.train.seed, crop=d.crop
+    )
