@@ -84,6 +84,9 @@ class ModelConfig:
     # Stable Diffusion fine-tuning: a local diffusers pipeline folder whose UNet is the network
     # (model.network 'sd-unet'), VAE the codec and text encoder the frozen condition
     pretrained: str | None = None
+    # train model.parameterization though model.pretrained's scheduler says another (diffusers'
+    # --prediction_type); the exported scheduler then says the run's
+    override_prediction_type: bool = False
 
 
 @dataclass
@@ -106,6 +109,8 @@ class TrainConfig:
     ema_decay: float = 0.999
     ema_start: int = 0
     cond_dropout: float = 0.1
+    noise_offset: float = 0.0  # eps += noise_offset * N(0, 1) per sample and channel; 0: off
+    gradient_checkpointing: bool = False  # recompute activations in backward (model.pretrained)
     loss_weighting: Literal["uniform", "min-snr"] = "uniform"
     min_snr_gamma: float = 5.0
     seed: int = 0
@@ -254,6 +259,7 @@ def _check_values(c: Config) -> None:
     _require(nonfinite >= 1, "train.max_nonfinite_steps", ">= 1", nonfinite)
     _require(0 <= t.ema_decay < 1, "train.ema_decay", "in [0, 1)", t.ema_decay)
     _require(0 <= t.cond_dropout <= 1, "train.cond_dropout", "in [0, 1]", t.cond_dropout)
+    _require(t.noise_offset >= 0, "train.noise_offset", ">= 0", t.noise_offset)
     for i, b in enumerate(t.betas):
         _require(0 <= b < 1, f"train.betas[{i}]", "in [0, 1)", b)
     _require(t.grad_clip is None or t.grad_clip > 0, "train.grad_clip", "> 0 or null", t.grad_clip)
@@ -339,6 +345,11 @@ def check_stable_diffusion(c: Config) -> None:
         _require(not c.sample.prompts, "sample.prompts", no_text, c.sample.prompts)
         whole = "'center' without model.pretrained (in-memory datasets are resized whole)"
         _require(c.data.crop == "center", "data.crop", whole, c.data.crop)
+        for key, value in [
+            ("train.gradient_checkpointing", t.gradient_checkpointing),
+            ("model.override_prediction_type", m.override_prediction_type),
+        ]:
+            _require(not value, key, "false without model.pretrained", value)
         return
     folder = "a local diffusers Stable Diffusion folder with model.network 'sd-unet'"
     _require(m.pretrained is not None, "model.pretrained", folder, None)

@@ -17,7 +17,11 @@ from difflab.config.schema import Config, LatentConfig
 from difflab.core.errors import ConfigError
 from difflab.data.captioned import CaptionedImages, CaptionOptions, read_entries
 from difflab.integrations.stable_diffusion.data import CaptionedLatents
-from difflab.integrations.stable_diffusion.scheduler import SchedulerSettings, read_scheduler
+from difflab.integrations.stable_diffusion.scheduler import (
+    PREDICTION_TYPES,
+    SchedulerSettings,
+    read_scheduler,
+)
 from difflab.integrations.stable_diffusion.text import TextEncoder
 from difflab.parallel.distributed import barrier, is_main, rank, world_size
 from difflab.runs.latents import build_codec, latent_record, latent_shape_of
@@ -27,15 +31,21 @@ from difflab.training.stream import StreamingData
 
 
 def check_scheduler(config: Config, settings: SchedulerSettings, folder: str) -> None:
-    """The run's schedule and parameterization are the pretrained folder's."""
+    """The run's schedule and parameterization are the pretrained folder's (the
+    parameterization may be eps or v with model.override_prediction_type)."""
     m = config.model
+    if m.override_prediction_type and m.parameterization not in PREDICTION_TYPES.values():
+        raise ConfigError(
+            f"config key 'model.parameterization' must be 'eps' or 'v' with "
+            f"model.override_prediction_type, got {m.parameterization!r}"
+        )
     for key, ours, theirs in [
         ("model.schedule", m.schedule, settings.schedule),
         ("model.num_steps", m.num_steps, settings.num_steps),
         ("model.zero_terminal_snr", m.zero_terminal_snr, settings.zero_terminal_snr),
         ("model.parameterization", m.parameterization, settings.parameterization),
     ]:
-        if ours != theirs:
+        if ours != theirs and not (key == "model.parameterization" and m.override_prediction_type):
             raise ConfigError(
                 f"config key '{key}' is {ours!r} but {folder}/scheduler says {theirs!r}"
             )
@@ -68,6 +78,8 @@ def open_sd_session(config: Config, *, trust_checkpoint: bool = False) -> Traini
     c, h, _ = latent_shape_of(codec, image_shape)
     denoiser = build_denoiser(config, in_channels=c, image_size=h, num_classes=0).to(device)
     denoiser.train()  # diffusers loads the UNet in eval mode; it trains as every network does
+    if config.train.gradient_checkpointing:
+        denoiser.network.unet.enable_gradient_checkpointing()
     state, start, ema_denoiser = start_training(
         config, denoiser, device, checkpoint, text.null_text
     )
