@@ -156,6 +156,7 @@ class SampleConfig:
     num: int = 40  # images in each periodic sample grid
     # a Stable Diffusion run's periodic grid prompts, cycled over its sample.num images
     prompts: list[str] = field(default_factory=list)
+    negative_prompt: str = ""  # what guidance steers a Stable Diffusion run away from
 
 
 @dataclass
@@ -343,6 +344,8 @@ def check_stable_diffusion(c: Config) -> None:
         _require(m.pretrained is None, "model.network", sd_only, m.network)
         no_text = "empty without model.pretrained (only a Stable Diffusion run samples from text)"
         _require(not c.sample.prompts, "sample.prompts", no_text, c.sample.prompts)
+        negative = c.sample.negative_prompt
+        _require(not negative, "sample.negative_prompt", no_text, negative)
         whole = "'center' without model.pretrained (in-memory datasets are resized whole)"
         _require(c.data.crop == "center", "data.crop", whole, c.data.crop)
         for key, value in [
