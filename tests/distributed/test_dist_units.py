@@ -51,18 +51,22 @@ class _Recorder(DenoisingLoss):
         return x0, t, eps, cond.labels
 
 
-def _draws(data: batches.DeviceData, micro_index: int) -> list[torch.Tensor]:
+def _draws(
+    data: batches.DeviceData, micro_index: int, noise_offset: float = 0.0
+) -> list[torch.Tensor]:
     """(x0, t, eps, labels after dropout) of this rank's part of a micro-batch."""
     generator = seeded_generator(3, "step", 5, CPU)
     batch = data.micro_batch(micro_index, generator)
-    state = SimpleNamespace(loss_fn=_Recorder(make_schedule("cosine"), "eps"), forward=None)
+    loss = _Recorder(make_schedule("cosine"), "eps")
+    state = SimpleNamespace(loss_fn=loss, forward=None, noise_offset=noise_offset)
     state.precision = resolve_precision("fp32", torch.device("cpu"))
     return list(micro_batch_loss(state, batch, generator, cond_dropout=0.5))
 
 
-def test_rank_parts_of_a_micro_batch_and_its_noise_make_the_whole(monkeypatch):
-    whole = _draws(_device_data(monkeypatch, 0, 1), micro_index=130)  # epoch 1: a new order
-    parts = [_draws(_device_data(monkeypatch, r, 2), micro_index=130) for r in (0, 1)]
+@pytest.mark.parametrize("offset", [0.0, 0.1])
+def test_rank_parts_of_a_micro_batch_and_its_noise_make_the_whole(monkeypatch, offset):
+    whole = _draws(_device_data(monkeypatch, 0, 1), 130, offset)  # epoch 1: a new order
+    parts = [_draws(_device_data(monkeypatch, r, 2), 130, offset) for r in (0, 1)]
     for k, name in enumerate(("x0 (flipped)", "t", "eps", "labels (dropped)")):
         assert torch.equal(torch.cat([p[k] for p in parts]), whole[k]), name
     assert (whole[3] == -1).any() and whole[0].shape[0] == 8

@@ -9,7 +9,7 @@ from difflab.schedules import make_schedule
 from difflab.training.ema import EMA
 from difflab.training.optim import build_optimizer
 from difflab.training.precision import resolve_precision
-from difflab.training.step import MicroBatch, TrainState, train_step
+from difflab.training.step import MicroBatch, TrainState, micro_batch_loss, train_step
 
 
 class TinyNet(nn.Module):
@@ -109,3 +109,31 @@ def test_precision_policy():
 
     with pytest.raises(ConfigError, match="fp16"):
         resolve_precision("fp16", cpu)
+
+
+def test_noise_offset_adds_one_draw_per_sample_and_channel_to_eps_and_its_target():
+    state = make_state(TinyNet())
+    state.noise_offset = 0.1
+    seen = []
+
+    def recorded(network, x0, t, eps, cond):
+        seen.append(eps)
+        return eps.sum()
+
+    state.loss_fn = Recorder(state.loss_fn.sample_training_t, recorded)
+    micro_batch_loss(state, batch(), torch.Generator().manual_seed(5), 0.0)
+    g = torch.Generator().manual_seed(5)
+    state.loss_fn.sample_training_t(8, generator=g, device=torch.device("cpu"))
+    eps = torch.randn(8, 1, 4, 4, generator=g)
+    offset = 0.1 * torch.randn(8, 1, 1, 1, generator=g)
+    torch.testing.assert_close(seen[0], eps + offset, rtol=0, atol=0)
+
+
+class Recorder:
+    """A loss with the real training-t draw that calls `loss` instead of the network."""
+
+    def __init__(self, sample_training_t, loss) -> None:
+        self.sample_training_t, self.loss = sample_training_t, loss
+
+    def __call__(self, network, x0, t, eps, cond):
+        return self.loss(network, x0, t, eps, cond)

@@ -3,7 +3,7 @@ with sampler, grid, thresholding and classifier-guidance flags (`--sampler dpmpp
 --grid karras --threshold static --classifier PATH --classifier-scale 2`), and for a ControlNet
 run `--hint-image PATH` (an image or a folder of images: image i gets hint i % M), and for a
 Stable Diffusion run `--prompt TEXT` (repeatable: image i gets prompt i % M; default: the run's
-sample.prompts)."""
+sample.prompts), `--prompt-file`, `--negative-prompt`, `--height`, `--width` (prompt_args.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,13 @@ from pathlib import Path
 
 import torch
 
+from difflab.cli.prompt_args import (
+    add_prompt_arguments,
+    asks_for_text,
+    image_size,
+    prompts_of,
+    with_negative_prompt,
+)
 from difflab.cli.sampling_args import add_sampling_arguments, hints_from_args, sample_config
 from difflab.conditioning import NULL_LABEL
 from difflab.config.plugins import network_plugin
@@ -37,12 +44,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     # -n as well: under torchrun, --num is taken for an abbreviation of its --numa-binding.
     p.add_argument("-n", "--num", type=int, default=64, help="number of images")
     p.add_argument("--labels", help="class labels, cycled: 3, 0-9 or 1,4,7 (default: all)")
-    p.add_argument(
-        "--prompt",
-        action="append",
-        help="text prompt of a Stable Diffusion run; repeat for several, cycled over the images "
-        "(default: the run's sample.prompts)",
-    )
+    add_prompt_arguments(p)
     add_sampling_arguments(p, classifier_flags=("--classifier", "--guidance-classifier"))
     p.add_argument("--seed", type=int, default=0, help="image i uses seed + i")
     p.add_argument("--out", required=True, help="output .png grid, .npz file, or folder")
@@ -117,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
         args.run, weights=args.weights, device=device, trust_checkpoint=args.trust_checkpoint
     )
     from_text = getattr(network_plugin(loaded.config.model.network), "prompt_images", None)
-    if args.prompt is not None or from_text is not None:
+    if asks_for_text(args) or from_text is not None:
         result = _prompt_images(args, loaded, labels, device, from_text)
     else:
         result = generate_sharded(
@@ -161,11 +163,12 @@ def _prompt_images(args: argparse.Namespace, loaded, labels: list[int] | None, d
         )
     if labels is not None:
         raise ConfigError("--labels does not apply to a Stable Diffusion run; use --prompt")
-    sample = sample_config(args, loaded.config.sample)
+    sample = with_negative_prompt(args, sample_config(args, loaded.config.sample))
     if not is_main():
         return None
-    prompts = args.prompt or loaded.config.sample.prompts  # default: the run's grid prompts
-    images = from_text(loaded, prompts, num=args.num, sample=sample,
-                           seed=args.seed, batch_size=args.batch_size, device=device)  # fmt: skip
+    prompts = prompts_of(args, loaded.config.sample.prompts)  # default: the run's grid prompts
+    size = image_size(args, loaded.image_shape[1:])
+    images = from_text(loaded, prompts, num=args.num, sample=sample, seed=args.seed,
+                       batch_size=args.batch_size, device=device, size=size)  # fmt: skip
     null = torch.full((args.num,), NULL_LABEL, dtype=torch.long)
     return images, null

@@ -42,6 +42,8 @@ class DataConfig:
     max_bad_fraction: float = 0.01
     options: dict[str, Any] = field(default_factory=dict)  # the dataset loader's own keywords
     num_workers: int = 4  # DataLoader workers of a streamed dataset (coco); 0: in the loop
+    caption_column: str = "text"  # the caption's column of an image folder's metadata.jsonl
+    crop: Literal["center", "random"] = "center"  # square crop of a streamed (captioned) image
 
 
 @dataclass
@@ -80,6 +82,9 @@ class ModelConfig:
     # Stable Diffusion fine-tuning: a local diffusers pipeline folder whose UNet is the network
     # (model.network 'sd-unet'), VAE the codec and text encoder the frozen condition
     pretrained: str | None = None
+    # train model.parameterization though model.pretrained's scheduler says another (diffusers'
+    # --prediction_type); the exported scheduler then says the run's
+    override_prediction_type: bool = False
 
 
 @dataclass
@@ -105,6 +110,8 @@ class TrainConfig:
     ema_sigma_rel: float | None = None
     ema_snapshot_every: int = 0  # EMA snapshots for `difflab ema` (post-hoc EMA); 0: none
     cond_dropout: float = 0.1
+    noise_offset: float = 0.0  # eps += noise_offset * N(0, 1) per sample and channel; 0: off
+    gradient_checkpointing: bool = False  # recompute activations in backward (model.pretrained)
     loss_weighting: Literal["uniform", "min-snr"] = "uniform"
     min_snr_gamma: float = 5.0
     seed: int = 0
@@ -150,6 +157,7 @@ class SampleConfig:
     num: int = 40  # images in each periodic sample grid
     # a Stable Diffusion run's periodic grid prompts, cycled over its sample.num images
     prompts: list[str] = field(default_factory=list)
+    negative_prompt: str = ""  # what guidance steers a Stable Diffusion run away from
 
 
 @dataclass
@@ -268,6 +276,7 @@ def _check_values(c: Config) -> None:
         t.ema_snapshot_every,
     )
     _require(0 <= t.cond_dropout <= 1, "train.cond_dropout", "in [0, 1]", t.cond_dropout)
+    _require(t.noise_offset >= 0, "train.noise_offset", ">= 0", t.noise_offset)
     for i, b in enumerate(t.betas):
         _require(0 <= b < 1, f"train.betas[{i}]", "in [0, 1)", b)
     _require(t.grad_clip is None or t.grad_clip > 0, "train.grad_clip", "> 0 or null", t.grad_clip)
@@ -318,6 +327,15 @@ def check_network(c: Config) -> None:
     _require(m.pretrained is None, "model.network", plugins, m.network)
     no_text = "empty without model.pretrained (a preset network samples from labels, not text)"
     _require(not c.sample.prompts, "sample.prompts", no_text, c.sample.prompts)
+    negative = c.sample.negative_prompt
+    _require(not negative, "sample.negative_prompt", no_text, negative)
+    whole = "'center' without model.pretrained (in-memory datasets are resized whole)"
+    _require(c.data.crop == "center", "data.crop", whole, c.data.crop)
+    for key, value in [
+        ("train.gradient_checkpointing", c.train.gradient_checkpointing),
+        ("model.override_prediction_type", m.override_prediction_type),
+    ]:
+        _require(not value, key, "false without model.pretrained", value)
 
 
 def check_controlnet(cn: ControlNetConfig) -> None:

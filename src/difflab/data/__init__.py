@@ -1,6 +1,6 @@
 """Datasets held whole in memory (digits, MNIST, image folders), batch transforms and hints."""
 
-from difflab.data import digits, image_folder, mnist  # noqa: F401  (register)
+from difflab.data import coco, digits, image_folder, metadata_jsonl, mnist, webdataset  # noqa: F401
 from difflab.data.dataset import DATASETS, DatasetLoader, ImageDataset, Split, load_dataset
 from difflab.data.hints import HINTS, BlurHint, CannyHint, Hint, make_hint
 from difflab.data.transforms import (

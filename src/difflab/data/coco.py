@@ -1,47 +1,45 @@
-"""COCO Captions (Chen et al. 2015), read one item at a time: uint8 [3, S, S] images
-(resized, center-cropped) and one caption per (seed, epoch, index); an unreadable image is
-replaced by the next readable one and reported. Layout and policy: docs/runs.md."""
+"""COCO Captions (Chen et al. 2015): images with five captions each, in two layouts.
+
+coco2017, as the 2017 release unpacks under data.root:
+
+    annotations/captions_train2017.json   annotations/captions_val2017.json
+    train2017/*.jpg                       val2017/*.jpg
+
+otx, the OpenVINO Training Extensions diffusion dataset (the same COCO captions JSON):
+
+    annotations/<split>.json              images/<split>/*.jpg
+    dataset_meta.json                     (optional: custom labels, unused by text-to-image)
+
+The items are read by data/captioned.CaptionedImages.
+"""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
-
-import numpy as np
-import torch
-from PIL import Image
-from torch import Tensor
 
 from difflab.core.errors import DataError
+from difflab.data.captioned import (
+    CAPTION_LAYOUTS,
+    CaptionedImages,
+    CaptionEntry,
+    CaptionLayout,
+    CaptionOptions,
+    decode_square,
+)
 from difflab.data.dataset import require_folder
-from difflab.data.decode import open_image_bytes
 
-CocoSplit = Literal["train", "val"]
+__all__ = ["CocoCaptions", "decode_square", "read_captions", "read_coco_json"]
 YEAR = "2017"
 
 
-@dataclass(frozen=True)
-class CocoEntry:
-    file: Path
-    captions: tuple[str, ...]  # in annotation-id order
-
-
-@dataclass(frozen=True)
-class CocoItem:
-    image: Tensor  # [3, S, S] uint8
-    caption: str
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) replaced
-
-
-def annotation_file(root: Path, split: CocoSplit) -> Path:
+def annotation_file(root: Path, split: str) -> Path:
     return root / "annotations" / f"captions_{split}{YEAR}.json"
 
 
-def read_captions(root: Path, split: CocoSplit) -> list[CocoEntry]:
-    """The images of a split that have captions, in image-id order."""
-    file = annotation_file(root, split)
+def read_coco_json(file: Path, folder: Path) -> list[CaptionEntry]:
+    """The images of a COCO captions file that have captions, in image-id order, their files
+    under `folder`; a DataError naming the file when it is missing or malformed."""
     if not file.is_file():
         raise DataError(f"COCO captions file not found: {file} (under data.root)")
     try:
@@ -50,58 +48,66 @@ def read_captions(root: Path, split: CocoSplit) -> list[CocoEntry]:
         notes = sorted(data["annotations"], key=lambda a: a["id"])
         captions: dict[int, list[str]] = {}
         for note in notes:
-            captions.setdefault(note["image_id"], []).append(note["caption"].strip())
+            text = note["caption"]
+            if not isinstance(text, str):
+                raise TypeError(f"annotation {note['id']}: caption {text!r} is not a string")
+            captions.setdefault(note["image_id"], []).append(text.strip())
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:  # ValueError: JSON
         raise DataError(f"cannot read COCO captions from {file}: {err!r}") from err
-    folder = root / f"{split}{YEAR}"
     entries = [
-        CocoEntry(folder / names[i], tuple(captions[i])) for i in sorted(names) if i in captions
+        CaptionEntry(folder / names[i], tuple(captions[i])) for i in sorted(names) if i in captions
     ]
     if not entries:
         raise DataError(f"{file} lists no captioned images")
     return entries
 
 
-def decode_square(path: Path, size: int) -> np.ndarray:
-    """[S, S, 3] uint8: shorter side resized to size (bicubic), then center-cropped."""
-    with open_image_bytes(path.read_bytes()) as image:
-        image = image.convert("RGB")
-    w, h = image.size
-    scale = size / min(w, h)
-    rw, rh = max(size, round(w * scale)), max(size, round(h * scale))
-    image = image.resize((rw, rh), Image.Resampling.BICUBIC)
-    left, top = (rw - size) // 2, (rh - size) // 2
-    return np.array(image.crop((left, top, left + size, top + size)))
+def read_captions(root: Path, split: str) -> list[CaptionEntry]:
+    """The captioned images of a split of the 2017 release."""
+    if split not in ("train", "val"):
+        raise DataError(f"config key 'data.split' must be 'train' or 'val' for COCO, got {split!r}")
+    return read_coco_json(annotation_file(root, split), root / f"{split}{YEAR}")
 
 
-class CocoCaptions(torch.utils.data.Dataset):
-    """One COCO split, indexed by (epoch, index): the epoch picks the caption."""
+class CocoCaptions(CaptionedImages):
+    """One split of the 2017 release, indexed by (epoch, index)."""
 
-    def __init__(self, root: str | Path, *, split: CocoSplit, image_size: int, seed: int):
+    def __init__(self, root: str | Path, *, split: str, image_size: int, seed: int):
         self.root = require_folder(Path(root).expanduser(), "coco")
-        self.entries = read_captions(self.root, split)
-        self.split, self.image_size, self.seed = split, image_size, seed
+        entries = read_captions(self.root, split)
+        super().__init__(
+            entries, name=str(annotation_file(self.root, split)), image_size=image_size, seed=seed
+        )
 
-    def __len__(self) -> int:
-        return len(self.entries)
 
-    def caption_index(self, epoch: int, index: int) -> int:
-        """Which of the item's captions epoch `epoch` uses (seeded by seed, epoch, index)."""
-        rng = np.random.default_rng([self.seed, epoch, index])
-        return int(rng.integers(len(self.entries[index].captions)))
+def _is_coco2017(root: str) -> bool:
+    return any(annotation_file(Path(root), s).is_file() for s in ("train", "val"))
 
-    def __getitem__(self, key: tuple[int, int]) -> CocoItem:
-        """The item at (epoch, index), or the next readable one after it."""
-        epoch, index = key
-        skipped: list[tuple[str, str]] = []
-        for k in range(len(self)):
-            i = (index + k) % len(self)
-            entry = self.entries[i]
-            try:
-                array = decode_square(entry.file, self.image_size)
-            except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-                skipped.append((str(entry.file), f"cannot decode: {err}"))
-                continue
-            image = torch.from_numpy(array).permute(2, 0, 1).contiguous()  # [3, S, S]
-            return CocoItem(image, entry.captions[self.caption_index(epoch, i)], skipped)
-        raise DataError(f"no image of {annotation_file(self.root, self.split)} is readable")
+
+def _read_coco2017(root: str, options: CaptionOptions) -> list[CaptionEntry]:
+    return read_captions(require_folder(Path(root), "coco2017"), options.split)
+
+
+def _is_otx(root: str) -> bool:
+    folder = Path(root)
+    return (folder / "annotations").is_dir() and (folder / "images").is_dir()
+
+
+def _read_otx(root: str, options: CaptionOptions) -> list[CaptionEntry]:
+    folder = require_folder(Path(root), "otx")
+    meta = folder / "dataset_meta.json"
+    if meta.is_file():
+        try:
+            json.loads(meta.read_text())
+        except (OSError, ValueError) as err:
+            raise DataError(f"cannot read {meta}: {err!r}") from err
+    file = folder / "annotations" / f"{options.split}.json"
+    return read_coco_json(file, folder / "images" / options.split)
+
+
+CAPTION_LAYOUTS.register("coco2017")(
+    CaptionLayout(_is_coco2017, _read_coco2017, "annotations/captions_train2017.json")
+)
+CAPTION_LAYOUTS.register("otx")(
+    CaptionLayout(_is_otx, _read_otx, "images/<split>/ and annotations/<split>.json")
+)

@@ -178,6 +178,7 @@ def build_train_state(
         grad_clip=t.grad_clip,
         cond_dropout=t.cond_dropout if m.class_conditional or null_text is not None else 0.0,
         null_text=null_text,
+        noise_offset=t.noise_offset,
     )
 
 

@@ -30,6 +30,7 @@ class TrainState:
     grad_clip: float | None
     cond_dropout: float
     null_text: Tensor | None = None  # [1, L, D] the empty prompt's embedding (text conditions)
+    noise_offset: float = 0.0  # scale of the per-sample, per-channel offset added to eps
 
 
 @dataclass(frozen=True)
@@ -67,12 +68,22 @@ def micro_batch_loss(
     rows = slice(batch.offset, batch.offset + x0.shape[0])
     t = state.loss_fn.sample_training_t(total, generator=generator, device=device)
     eps = torch.randn((total, *x0.shape[1:]), generator=generator, device=device, dtype=x0.dtype)
+    if state.noise_offset:
+        eps = eps + offset_noise(state.noise_offset, eps, generator)
     t, eps = t[rows], eps[rows]
     if cond is not None and cond_dropout > 0:
         drop = torch.rand(total, generator=generator, device=device)[rows] < cond_dropout
         cond = drop_condition(cond, drop, null_text)
     with state.precision.autocast():
         return state.loss_fn(state.forward, x0, t, eps, cond)
+
+
+def offset_noise(scale: float, eps: Tensor, generator: torch.Generator) -> Tensor:
+    """scale * n, n ~ N(0, 1) of shape [N, C, 1, 1]: one constant per sample and channel
+    (offset noise, Guttenberg 2023; diffusers' --noise_offset), added to eps and its target."""
+    shape = (*eps.shape[:2], *(1,) * (eps.ndim - 2))  # [N, C, 1, 1]
+    n = torch.randn(shape, generator=generator, device=eps.device, dtype=eps.dtype)
+    return scale * n
 
 
 def skips_on_device(state: TrainState) -> bool:

@@ -1,4 +1,5 @@
-"""Micro-batches streamed from a dataset too large for memory (COCO), by DataLoader workers.
+"""Micro-batches streamed from a dataset too large for memory (captioned images), by
+DataLoader workers.
 
 The batch order is that of batches.py: micro-batch m is slice m % B of the permutation of
 epoch m // B (B = batches per epoch, the last partial batch dropped), drawn from a generator
@@ -21,7 +22,7 @@ import torch
 from torch import Tensor
 
 from difflab.core.errors import ConfigError, DataError
-from difflab.data.coco import CocoItem
+from difflab.data.captioned import CaptionItem
 from difflab.runs.rng import seeded_generator
 
 logger = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ class StreamBatch:
     skipped: list[tuple[str, str]]  # (path, reason) of the images replaced in this batch
 
 
-def collate(items: Sequence[CocoItem]) -> StreamBatch:
+def collate(items: Sequence[CaptionItem]) -> StreamBatch:
     return StreamBatch(
         images=torch.stack([item.image for item in items]),
         captions=[item.caption for item in items],

@@ -5,6 +5,7 @@ no periodic work that needs labels or held-out images (the plug-in's `check_conf
 from __future__ import annotations
 
 from difflab.config.schema import Config, require
+from difflab.data.captioned import CAPTION_LAYOUTS
 from difflab.integrations.stable_diffusion.network import SD_NETWORK
 
 
@@ -16,7 +17,8 @@ def check_config(c: Config) -> None:
     folder = f"a local diffusers Stable Diffusion folder with model.network {SD_NETWORK!r}"
     require(m.pretrained is not None, "model.pretrained", folder, None)
     require(d.root is not None, "data.root", "the COCO folder with model.pretrained", None)
-    require(d.dataset == "coco", "data.dataset", "'coco' with model.pretrained", d.dataset)
+    layouts = ["coco", *CAPTION_LAYOUTS]
+    require(d.dataset in layouts, "data.dataset", f"one of {layouts}", d.dataset)
     require(d.image_size is not None, "data.image_size", "set with model.pretrained", None)
     require(d.num_workers >= 0, "data.num_workers", ">= 0", d.num_workers)
     for key, value, expected in [

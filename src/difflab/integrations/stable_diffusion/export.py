@@ -27,6 +27,8 @@ from difflab.integrations.stable_diffusion.folder import (
     import_diffusers,
     pipeline_folder,
 )
+from difflab.integrations.stable_diffusion.scheduler import write_prediction_type
+from difflab.parameterization.prediction import Parameterization
 from difflab.runs.checkpoint import load_latest_checkpoint
 from difflab.runs.load import MODEL_INFO
 
@@ -34,9 +36,15 @@ MODEL_INDEX = "model_index.json"
 EXPORT_FOLDER = "diffusers"  # runs/NAME/diffusers/
 
 
-def export_pipeline(pretrained: str | Path, unet_weights: dict[str, Tensor], out: str | Path):
+def export_pipeline(
+    pretrained: str | Path,
+    unet_weights: dict[str, Tensor],
+    out: str | Path,
+    prediction: Parameterization | None = None,
+):
     """Write `out`: the pipeline of folder `pretrained` with its UNet's weights replaced by
-    `unet_weights` (a UNet2DConditionModel state dict). Returns out as a Path."""
+    `unet_weights` (a UNet2DConditionModel state dict), its scheduler's prediction_type set to
+    `prediction`'s unless None. Returns out as a Path."""
     source, out = pipeline_folder(pretrained), Path(out)
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -46,6 +54,8 @@ def export_pipeline(pretrained: str | Path, unet_weights: dict[str, Tensor], out
         for name in _frozen_components(source):
             shutil.copytree(source / name, tmp / name)
         _write_unet(source, unet_weights, tmp / "unet")
+        if prediction is not None:
+            write_prediction_type(tmp / "scheduler", prediction)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)  # no half-written copy left beside out
         raise
@@ -71,7 +81,9 @@ def export_run(run_dir: str | Path) -> Path:
         raise CheckpointError(f"{run_dir} is not a Stable Diffusion fine-tune (model.pretrained)")
     ema = load_latest_checkpoint(run_dir, with_state=False).ema
     weights = {k.removeprefix("unet."): v for k, v in ema.items()}  # SDUNet holds `unet`
-    return export_pipeline(config.model.pretrained, weights, run_dir / EXPORT_FOLDER)
+    m = config.model
+    prediction = m.parameterization if m.override_prediction_type else None
+    return export_pipeline(m.pretrained, weights, run_dir / EXPORT_FOLDER, prediction)
 
 
 def _model_index(source: Path) -> Path:

@@ -1,7 +1,8 @@
 """Text-to-image sampling of a Stable Diffusion fine-tune: prompts -> images.
 
 Image i uses seed + i (its own generator) and prompt i % len(prompts); classifier-free guidance
-at sample.guidance mixes the prompt's prediction with the empty prompt's (SD's null text), and
+at sample.guidance mixes the prompt's prediction with the negative prompt's (sample.negative_prompt;
+empty: the empty prompt's, SD's null text), as diffusers' pipeline does, and
 the sampled latents are decoded by the run's VAE. The grid is sample.grid with its spacing, which
 ends at clean data (see scheduler.py for how it relates to diffusers' DDIM grid).
 """
@@ -41,9 +42,11 @@ def sample_text_latents(
     device: torch.device | str,
 ) -> Tensor:
     """Latents [N, c, h, w] of prompts[i] from the noise of seeds[i], guided at sample.guidance
-    against the empty prompt (Ho & Salimans 2022)."""
+    against sample.negative_prompt (Ho & Salimans 2022)."""
     cond = text.condition(prompts)
-    denoise = classifier_free_guidance(denoiser, cond, cond.null(text.null_text), sample.guidance)
+    negative = sample.negative_prompt
+    null = text.encode([negative]) if negative else text.null_text  # [1, L, D]
+    denoise = classifier_free_guidance(denoiser, cond, cond.null(null), sample.guidance)
     generator = StackedGenerator(seeds, device)
     x = generator.randn((len(seeds), *latent_shape), device=device)
     grid = SamplingGrid.build(denoiser.schedule, grid_times(denoiser.schedule, sample))
@@ -60,10 +63,14 @@ def prompt_images(
     seed: int = 0,
     batch_size: int = PROMPT_BATCH,
     device: torch.device | str = "cpu",
+    size: tuple[int, int] | None = None,
 ) -> Tensor:
     """uint8 images [num, 3, H, W] of a Stable Diffusion run: image i from seed + i and
-    prompts[i % len(prompts)]; `sample` defaults to the run's sample section."""
+    prompts[i % len(prompts)]; `sample` defaults to the run's sample section, (H, W) = `size`
+    to the run's image size (sides divisible by the VAE's downsampling)."""
     sample = _checked(run, prompts, num, sample)
+    c = run.image_shape[0]
+    latent_shape = run.latent_shape if size is None else run.codec.latent_shape((c, *size))
     text = TextEncoder.from_folder(str(run.config.model.pretrained)).to(device)
     x0 = text_images(
         run.denoiser,
@@ -72,7 +79,7 @@ def prompt_images(
         prompts,
         range(num),
         seed=seed,
-        latent_shape=run.latent_shape,
+        latent_shape=latent_shape,
         sample=sample,
         device=device,
         batch_size=batch_size,

@@ -71,6 +71,19 @@ def read_scheduler(path: str | Path) -> SchedulerSettings:
     return scheduler_settings(config, source=str(file))
 
 
+def write_prediction_type(scheduler_folder: Path, parameterization: Parameterization) -> None:
+    """Set the prediction_type of a copied scheduler/scheduler_config.json to the one that
+    diffusers names `parameterization` (a run trained with model.override_prediction_type)."""
+    file = scheduler_folder / SCHEDULER_FILE
+    names = {ours: theirs for theirs, ours in PREDICTION_TYPES.items()}
+    if parameterization not in names:
+        raise ConfigError(
+            f"diffusers has no prediction_type for parameterization {parameterization!r}"
+        )
+    config = json.loads(file.read_text())
+    file.write_text(json.dumps({**config, "prediction_type": names[parameterization]}, indent=2))
+
+
 def scheduler_settings(
     config: dict[str, Any], *, source: str = "scheduler config"
 ) -> SchedulerSettings:

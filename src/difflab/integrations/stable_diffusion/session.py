@@ -1,6 +1,7 @@
 """The training session of a Stable Diffusion fine-tune: the trainer's session with the
 pretrained folder's UNet as the network, its VAE as the codec, its frozen text encoder giving
-the condition (and the null text for caption dropout), and COCO streamed by DataLoader workers.
+the condition (and the null text for caption dropout), and captioned images streamed by
+DataLoader workers (data/captioned.py: COCO, OTX, image folder or WebDataset layouts).
 
 Only the UNet trains. The run's config must describe the folder's scheduler (model.schedule,
 model.num_steps, model.zero_terminal_snr, model.parameterization): a mismatch is refused,
@@ -17,9 +18,13 @@ from torch import Tensor
 
 from difflab.config.schema import Config, LatentConfig
 from difflab.core.errors import ConfigError
-from difflab.data.coco import CocoCaptions
+from difflab.data.captioned import CaptionedImages, CaptionOptions, read_entries
 from difflab.integrations.stable_diffusion.data import CaptionedLatents
-from difflab.integrations.stable_diffusion.scheduler import SchedulerSettings, read_scheduler
+from difflab.integrations.stable_diffusion.scheduler import (
+    PREDICTION_TYPES,
+    SchedulerSettings,
+    read_scheduler,
+)
 from difflab.integrations.stable_diffusion.text import TextEncoder
 from difflab.latents import Codec
 from difflab.parallel.distributed import rank, world_size
@@ -30,15 +35,21 @@ from difflab.training.stream import StreamingData
 
 
 def check_scheduler(config: Config, settings: SchedulerSettings, folder: str) -> None:
-    """The run's schedule and parameterization are the pretrained folder's."""
+    """The run's schedule and parameterization are the pretrained folder's (the
+    parameterization may be eps or v with model.override_prediction_type)."""
     m = config.model
+    if m.override_prediction_type and m.parameterization not in PREDICTION_TYPES.values():
+        raise ConfigError(
+            f"config key 'model.parameterization' must be 'eps' or 'v' with "
+            f"model.override_prediction_type, got {m.parameterization!r}"
+        )
     for key, ours, theirs in [
         ("model.schedule", m.schedule, settings.schedule),
         ("model.num_steps", m.num_steps, settings.num_steps),
         ("model.zero_terminal_snr", m.zero_terminal_snr, settings.zero_terminal_snr),
         ("model.parameterization", m.parameterization, settings.parameterization),
     ]:
-        if ours != theirs:
+        if ours != theirs and not (key == "model.parameterization" and m.override_prediction_type):
             raise ConfigError(
                 f"config key '{key}' is {ours!r} but {folder}/scheduler says {theirs!r}"
             )
@@ -66,17 +77,13 @@ def open_sd_session(config: Config, *, trust_checkpoint: bool = False) -> Traini
 
 
 class SDSource:
-    """training.session.RunSource of a fine-tune: COCO captions streamed by DataLoader workers,
-    encoded by the folder's VAE (the codec) and frozen text encoder; the folder's UNet."""
+    """training.session.RunSource of a fine-tune: captioned images (data/captioned.py) streamed
+    by DataLoader workers, encoded by the folder's VAE (the codec) and frozen text encoder; the
+    folder's UNet."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.dataset = CocoCaptions(
-            str(config.data.root),
-            split=_split(config.data.split),
-            image_size=config.data.image_size,
-            seed=config.train.seed,
-        )
+        self.dataset = captioned_images(config)
         self.latent = sd_latent(config)
         self.class_names: list[str] = []
         self.stream: StreamingData | None = None
@@ -92,6 +99,8 @@ class SDSource:
         info = {"in_channels": c, "image_size": h, "num_classes": 0}
         denoiser = build_denoiser(self.config, **info).to(device)
         denoiser.train()  # diffusers loads the UNet in eval mode; it trains as every network does
+        if self.config.train.gradient_checkpointing:
+            denoiser.network.unet.enable_gradient_checkpointing()
         return denoiser, image_shape, info
 
     def data(self, device: torch.device, codec: Codec) -> tuple[CaptionedLatents, None]:
@@ -103,7 +112,7 @@ class SDSource:
         return {"streamed_skipped": self.stream.skipped if self.stream is not None else {}}
 
 
-def _stream(config: Config, dataset: CocoCaptions) -> StreamingData:
+def _stream(config: Config, dataset: CaptionedImages) -> StreamingData:
     """This rank's part of every micro-batch, read by data.num_workers workers."""
     return StreamingData(
         dataset,
@@ -116,9 +125,12 @@ def _stream(config: Config, dataset: CocoCaptions) -> StreamingData:
     )
 
 
-def _split(split: str):
-    if split not in ("train", "val"):
-        raise ConfigError(
-            f"config key 'data.split' must be 'train' or 'val' for coco, got {split!r}"
-        )
-    return split
+def captioned_images(config: Config) -> CaptionedImages:
+    """data.root's split in its layout (data.dataset; 'coco': found from the folder)."""
+    d = config.data
+    options = CaptionOptions(split=d.split, caption_column=d.caption_column)
+    entries = read_entries(str(d.root), d.dataset, options)
+    name = f"{d.root} ({d.dataset}, split {d.split})"
+    return CaptionedImages(
+        entries, name=name, image_size=d.image_size, seed=config.train.seed, crop=d.crop
+    )
