@@ -68,6 +68,17 @@ class LatentConfig:
 
 
 @dataclass
+class LoraConfig:
+    """LoRA (Hu et al. 2021) of a Stable Diffusion UNet: W x + (alpha / rank) B A x on the
+    target projections; only A and B train. rank 0 trains the whole UNet."""
+
+    rank: int = 0  # 0: no adapter (a full fine-tune)
+    alpha: float | None = None  # None: rank (a scale of 1, as diffusers' LoRA script)
+    # module names (suffixes) of the UNet that get adapters: diffusers' attention projections
+    targets: list[str] = field(default_factory=lambda: ["to_k", "to_q", "to_v", "to_out.0"])
+
+
+@dataclass
 class ModelConfig:
     network: str = "unet-tiny"
     options: dict[str, Any] = field(default_factory=dict)  # passed to build_network
@@ -81,6 +92,7 @@ class ModelConfig:
     # Stable Diffusion fine-tuning: a local diffusers pipeline folder whose UNet is the network
     # (model.network 'sd-unet'), VAE the codec and text encoder the frozen condition
     pretrained: str | None = None
+    lora: LoraConfig = field(default_factory=LoraConfig)  # with model.pretrained
 
 
 @dataclass
@@ -274,6 +286,7 @@ def _check_values(c: Config) -> None:
     check_options(c)
     check_controlnet(m.controlnet)
     check_stable_diffusion(c)
+    check_lora(m)
     check_latent(m)
     check_sample(s)
     _require(
@@ -357,6 +370,19 @@ def check_stable_diffusion(c: Config) -> None:
         "at least one prompt with train.sample_every > 0 (or train.sample_every 0)",
         c.sample.prompts,
     )
+
+
+def check_lora(m: ModelConfig) -> None:
+    """A LoRA of a Stable Diffusion UNet: a rank, a positive alpha, named target modules."""
+    lora = m.lora
+    _require(lora.rank >= 0, "model.lora.rank", ">= 0 (0: no LoRA)", lora.rank)
+    if lora.rank == 0:
+        return
+    sd_only = f"0 without model.network {SD_NETWORK!r} (LoRA adapts a Stable Diffusion UNet)"
+    _require(m.network == SD_NETWORK, "model.lora.rank", sd_only, lora.rank)
+    _require(lora.alpha is None or lora.alpha > 0, "model.lora.alpha", "> 0 or null", lora.alpha)
+    names = bool(lora.targets) and all(isinstance(t, str) and t for t in lora.targets)
+    _require(names, "model.lora.targets", "a non-empty list of module names", lora.targets)
 
 
 def check_sample(s: SampleConfig) -> None:

@@ -27,6 +27,7 @@ from difflab.integrations.stable_diffusion.folder import (
     import_diffusers,
     pipeline_folder,
 )
+from difflab.integrations.stable_diffusion.lora import LORA_FOLDER, export_lora
 from difflab.runs.checkpoint import load_latest_checkpoint
 from difflab.runs.load import MODEL_INFO
 
@@ -60,7 +61,8 @@ def export_pipeline(pretrained: str | Path, unet_weights: dict[str, Tensor], out
 
 def export_run(run_dir: str | Path) -> Path:
     """Export a fine-tune's newest checkpoint's EMA UNet with its pretrained folder's frozen
-    parts to run_dir/diffusers/; returns that folder."""
+    parts to run_dir/diffusers/, or a LoRA run's EMA adapter to run_dir/lora/ (its
+    pytorch_lora_weights.safetensors); returns that folder."""
     from difflab.config.recipes import read_run_yaml
 
     run_dir = Path(run_dir)
@@ -71,6 +73,10 @@ def export_run(run_dir: str | Path) -> Path:
         raise CheckpointError(f"{run_dir} is not a Stable Diffusion fine-tune (model.pretrained)")
     ema = load_latest_checkpoint(run_dir, with_state=False).ema
     weights = {k.removeprefix("unet."): v for k, v in ema.items()}  # SDUNet holds `unet`
+    if config.model.lora.rank > 0:
+        return export_lora(
+            config.model.pretrained, config.model.lora, weights, run_dir / LORA_FOLDER
+        )
     return export_pipeline(config.model.pretrained, weights, run_dir / EXPORT_FOLDER)
 
 

@@ -16,8 +16,9 @@ open_training_run = open_sd_session
 
 
 def build_network(model: ModelConfig, in_channels: int) -> SDUNet:
-    """model.pretrained's UNet, for latents of in_channels channels."""
-    return sd_network(str(model.pretrained), in_channels)
+    """model.pretrained's UNet, for latents of in_channels channels, with model.lora's
+    adapter."""
+    return sd_network(str(model.pretrained), in_channels, model.lora)
 
 
 def grid_draw(s: TrainingRun, rows: range) -> GridDraw:

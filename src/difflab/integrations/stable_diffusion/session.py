@@ -2,15 +2,18 @@
 pretrained folder's UNet as the network, its VAE as the codec, its frozen text encoder giving
 the condition (and the null text for caption dropout), and COCO streamed by DataLoader workers.
 
-Only the UNet trains. The run's config must describe the folder's scheduler (model.schedule,
-model.num_steps, model.zero_terminal_snr, model.parameterization): a mismatch is refused,
-naming the key, so the run trains the model the folder holds.
+Only the UNet trains (only its LoRA adapter, with model.lora.rank > 0). The run's config must
+describe the folder's scheduler (model.schedule, model.num_steps, model.zero_terminal_snr,
+model.parameterization): a mismatch is refused, naming the key, so the run trains the model
+the folder holds.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+
+import torch
 
 from difflab.config.schema import Config, LatentConfig
 from difflab.core.errors import ConfigError
@@ -70,6 +73,7 @@ def open_sd_session(config: Config, *, trust_checkpoint: bool = False) -> Traini
     text = TextEncoder.from_folder(folder).to(device)
     image_shape = (3, dataset.image_size, dataset.image_size)
     c, h, _ = latent_shape_of(codec, image_shape)
+    torch.manual_seed(t.seed)  # a LoRA adapter's initial A
     denoiser = build_denoiser(config, in_channels=c, image_size=h, num_classes=0).to(device)
     denoiser.train()  # diffusers loads the UNet in eval mode; it trains as every network does
     state, start, ema_denoiser = start_training(
