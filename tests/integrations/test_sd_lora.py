@@ -55,7 +55,7 @@ def run_dir(sd_folder, coco, tmp_path_factory):
 def pipeline(folder, lora_folder=None):
     pipe = diffusers.StableDiffusionPipeline.from_pretrained(folder, local_files_only=True)
     if lora_folder is not None:
-        pipe.load_lora_weights(lora_folder, weight_name=LORA_FILE)
+        pipe.load_lora_weights(lora_folder)  # finds pytorch_lora_weights.safetensors
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
