@@ -8,7 +8,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from difflab.cli.main import main
 from difflab.conditioning import classifier_free_guidance
@@ -30,7 +29,7 @@ from difflab.training.loop import train
 
 from .test_sd_training import losses, sd_config
 from .tiny_coco import write_tiny_coco
-from .tiny_sd import LATENT_SIZE
+from .tiny_sd import IMAGE_SIZE, LATENT_SIZE
 
 diffusers = pytest.importorskip("diffusers")
 pytest.importorskip("peft")
@@ -169,4 +168,16 @@ def test_targets_that_name_no_module_are_refused(sd_folder, coco, tmp_path):
 
 def test_a_full_fine_tune_has_no_adapter(sd_folder, coco, tmp_path):
     s = open_sd_session(sd_config(sd_folder, coco, tmp_path))
-    assert not any(isinstance(m, nn.Linear) and hasattr(m, "lora_A") for m in s.denoiser.modules())
+    assert not any(hasattr(m, "lora_A") for m in s.denoiser.modules())
+    assert all(p.requires_grad for p in s.denoiser.network.parameters())
+
+
+def test_finetune_sd_exports_a_lora_runs_adapter(sd_folder, coco, tmp_path, capsys):
+    items = [f"model.pretrained={sd_folder}", f"data.root={coco}", f"run.root={tmp_path}"]
+    items += [f"data.image_size={IMAGE_SIZE}", "data.num_workers=0", "train.steps=1"]
+    items += ["train.batch_size=2", "train.device=cpu", "train.progress=false"]
+    items += ["train.sample_every=0", "model.lora.rank=2"]
+    assert main(["finetune-sd", "sd-v1-4-coco", *items]) == 0
+    lora = tmp_path / "sd-v1-4-coco" / "lora" / LORA_FILE
+    assert f"diffusers LoRA: {lora}" in capsys.readouterr().out
+    assert lora.is_file() and not (tmp_path / "sd-v1-4-coco" / "diffusers").exists()
