@@ -8,8 +8,6 @@ weights carry diffusers' key names and the scale alpha / rank in the adapter's c
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 from torch import Tensor, nn
@@ -18,6 +16,7 @@ from difflab.config.schema import LoraConfig
 from difflab.core.errors import CheckpointError, ConfigError
 from difflab.core.file_modes import respect_umask
 from difflab.integrations.stable_diffusion.folder import load_unet
+from difflab.runs.files import write_atomic
 
 LORA_FILE = "pytorch_lora_weights.safetensors"  # the name load_lora_weights looks for
 LORA_FOLDER = "lora"  # runs/NAME/lora/
@@ -61,28 +60,24 @@ def lora_state(unet: nn.Module) -> dict[str, Tensor]:
 
 
 def save_lora(unet: nn.Module, out: str | Path) -> Path:
-    """Write out/pytorch_lora_weights.safetensors (the adapter with its alpha) through a
-    temporary folder renamed into place; returns out."""
+    """Write out/pytorch_lora_weights.safetensors (the adapter with its alpha) atomically: a
+    temporary file renamed over the earlier export. Returns out."""
     from diffusers import StableDiffusionPipeline
 
-    out = Path(out)
-    tmp = out.with_name(f".{out.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    layers, metadata = lora_state(unet), _adapter_metadata(unet)
+
+    def write(tmp: Path) -> None:
         StableDiffusionPipeline.save_lora_weights(
-            tmp,
-            unet_lora_layers=lora_state(unet),
-            unet_lora_adapter_metadata=_adapter_metadata(unet),
+            tmp.parent,
+            unet_lora_layers=layers,
+            unet_lora_adapter_metadata=metadata,
+            weight_name=tmp.name,
             safe_serialization=True,
         )
         respect_umask(tmp)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
-    return out
+
+    write_atomic(Path(out) / LORA_FILE, write)
+    return Path(out)
 
 
 def _adapter_metadata(unet: nn.Module) -> dict:
