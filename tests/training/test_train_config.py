@@ -92,6 +92,21 @@ def test_recipes_load_and_name_the_run(tmp_path):
         load_config("nope")
 
 
+def test_the_sd_recipe_states_the_seeds_defaults():
+    """MSE on the noise, AdamW lr 1e-5, betas 0.9/0.999, weight decay 0.01, epsilon 1e-8:
+    written in the recipe itself, so a change of TrainConfig's defaults leaves them as they are."""
+    from difflab.config.recipes import read_yaml, recipe_path
+
+    seed = {"loss_weighting": "uniform", "lr": 1e-5, "betas": [0.9, 0.999]}
+    seed |= {"weight_decay": 0.01, "adam_eps": 1e-8}
+    recipe = read_yaml(recipe_path("sd-v1-4-coco"))
+    assert {key: recipe["train"][key] for key in seed} == seed
+    assert recipe["model"]["parameterization"] == "eps"
+    t = load_config("sd-v1-4-coco", ["model.pretrained=/weights/sd", "data.root=/c"]).train
+    assert (t.loss_weighting, t.lr, t.betas) == ("uniform", 1e-5, (0.9, 0.999))
+    assert (t.weight_decay, t.adam_eps) == (0.01, 1e-8)
+
+
 def test_config_round_trips_through_yaml():
     import yaml
 

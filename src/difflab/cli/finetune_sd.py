@@ -1,6 +1,7 @@
 """`difflab finetune-sd RECIPE [key.sub=value ...] [--dry-run] [--resume RUN]`: fine-tune a
-Stable Diffusion UNet with the trainer, then export the EMA UNet with the frozen parts as a
-diffusers pipeline folder (runs/NAME/diffusers/)."""
+Stable Diffusion UNet (or a LoRA of it) with the trainer, then export the EMA UNet with the
+frozen parts as a diffusers pipeline folder (runs/NAME/diffusers/), or the EMA adapter as
+runs/NAME/lora/pytorch_lora_weights.safetensors."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import argparse
 from difflab.cli import train as train_command
 from difflab.core.errors import ConfigError
 from difflab.integrations.stable_diffusion import export_run
+from difflab.integrations.stable_diffusion.lora import LORA_FILE
 from difflab.integrations.stable_diffusion.network import SD_NETWORK
 
 
@@ -36,5 +38,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     status, run_dir = train_command.train_and_report(config, args.trust_checkpoint)
     if run_dir is not None:
-        print(f"diffusers pipeline: {export_run(run_dir)}")
+        out = export_run(run_dir)
+        lora = config.model.lora.rank > 0
+        print(f"diffusers LoRA: {out / LORA_FILE}" if lora else f"diffusers pipeline: {out}")
     return status

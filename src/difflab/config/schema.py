@@ -69,6 +69,17 @@ class LatentConfig:
 
 
 @dataclass
+class LoraConfig:
+    """LoRA (Hu et al. 2021) of a Stable Diffusion UNet: W x + (alpha / rank) B A x on the
+    target projections; only A and B train. rank 0 trains the whole UNet."""
+
+    rank: int = 0  # 0: no adapter (a full fine-tune)
+    alpha: float | None = None  # None: rank (a scale of 1, as diffusers' LoRA script)
+    # module names (suffixes) of the UNet that get adapters: diffusers' attention projections
+    targets: list[str] = field(default_factory=lambda: ["to_k", "to_q", "to_v", "to_out.0"])
+
+
+@dataclass
 class ModelConfig:
     network: str = "unet-tiny"
     options: dict[str, Any] = field(default_factory=dict)  # passed to build_network
@@ -85,6 +96,7 @@ class ModelConfig:
     # train model.parameterization though model.pretrained's scheduler says another (diffusers'
     # --prediction_type); the exported scheduler then says the run's
     override_prediction_type: bool = False
+    lora: LoraConfig = field(default_factory=LoraConfig)  # with model.pretrained
 
 
 @dataclass
@@ -329,6 +341,8 @@ def check_network(c: Config) -> None:
     _require(not c.sample.prompts, "sample.prompts", no_text, c.sample.prompts)
     negative = c.sample.negative_prompt
     _require(not negative, "sample.negative_prompt", no_text, negative)
+    no_lora = "0 without model.pretrained (LoRA adapts a Stable Diffusion UNet)"
+    _require(m.lora.rank == 0, "model.lora.rank", no_lora, m.lora.rank)
     whole = "'center' without model.pretrained (in-memory datasets are resized whole)"
     _require(c.data.crop == "center", "data.crop", whole, c.data.crop)
     for key, value in [

@@ -4,7 +4,7 @@ no periodic work that needs labels or held-out images (the plug-in's `check_conf
 
 from __future__ import annotations
 
-from difflab.config.schema import Config, require
+from difflab.config.schema import Config, ModelConfig, require
 from difflab.data.captioned import CAPTION_LAYOUTS
 from difflab.integrations.stable_diffusion.network import SD_NETWORK
 
@@ -29,9 +29,21 @@ def check_config(c: Config) -> None:
         ("train.eval_every", t.eval_every, 0),
     ]:
         require(value == expected, key, f"{expected!r} with model.pretrained", value)
+    check_lora(m)
     require(
         t.sample_every == 0 or bool(c.sample.prompts),
         "sample.prompts",
         "at least one prompt with train.sample_every > 0 (or train.sample_every 0)",
         c.sample.prompts,
     )
+
+
+def check_lora(m: ModelConfig) -> None:
+    """A LoRA of the UNet: a rank (0: none), a positive alpha, named target modules."""
+    lora = m.lora
+    require(lora.rank >= 0, "model.lora.rank", ">= 0 (0: no LoRA)", lora.rank)
+    if lora.rank == 0:
+        return
+    require(lora.alpha is None or lora.alpha > 0, "model.lora.alpha", "> 0 or null", lora.alpha)
+    names = bool(lora.targets) and all(isinstance(t, str) and t for t in lora.targets)
+    require(names, "model.lora.targets", "a non-empty list of module names", lora.targets)

@@ -27,6 +27,7 @@ from difflab.integrations.stable_diffusion.folder import (
     import_diffusers,
     pipeline_folder,
 )
+from difflab.integrations.stable_diffusion.lora import LORA_FOLDER, export_lora
 from difflab.integrations.stable_diffusion.scheduler import write_prediction_type
 from difflab.parameterization.prediction import Parameterization
 from difflab.runs.checkpoint import load_latest_checkpoint
@@ -70,7 +71,8 @@ def export_pipeline(
 
 def export_run(run_dir: str | Path) -> Path:
     """Export a fine-tune's newest checkpoint's EMA UNet with its pretrained folder's frozen
-    parts to run_dir/diffusers/; returns that folder."""
+    parts to run_dir/diffusers/, or a LoRA run's EMA adapter to run_dir/lora/ (its
+    pytorch_lora_weights.safetensors); returns that folder."""
     from difflab.config.recipes import read_run_yaml
 
     run_dir = Path(run_dir)
@@ -82,6 +84,8 @@ def export_run(run_dir: str | Path) -> Path:
     ema = load_latest_checkpoint(run_dir, with_state=False).ema
     weights = {k.removeprefix("unet."): v for k, v in ema.items()}  # SDUNet holds `unet`
     m = config.model
+    if m.lora.rank > 0:
+        return export_lora(m.pretrained, m.lora, weights, run_dir / LORA_FOLDER)
     prediction = m.parameterization if m.override_prediction_type else None
     return export_pipeline(m.pretrained, weights, run_dir / EXPORT_FOLDER, prediction)
 

@@ -6,9 +6,11 @@ from pathlib import Path
 
 from torch import Tensor, nn
 
+from difflab.config.schema import LoraConfig
 from difflab.core.condition import Condition
 from difflab.core.errors import ConfigError
 from difflab.integrations.stable_diffusion.folder import load_unet
+from difflab.integrations.stable_diffusion.lora import add_lora
 
 SD_NETWORK = "sd-unet"  # model.network of a Stable Diffusion fine-tune: model.pretrained's UNet
 
@@ -31,13 +33,15 @@ class SDUNet(nn.Module):
         return self.unet(x, t_net, encoder_hidden_states=cond.text, return_dict=False)[0]
 
 
-def sd_network(folder: str | Path, in_channels: int) -> SDUNet:
+def sd_network(folder: str | Path, in_channels: int, lora: LoraConfig | None = None) -> SDUNet:
     """The UNet of a pipeline folder as a network for data of in_channels channels (the VAE's
-    latent channels)."""
+    latent channels); frozen, with a trainable LoRA adapter, when lora.rank > 0."""
     unet = load_unet(folder)
     if unet.config.in_channels != in_channels:
         raise ConfigError(
             f"the UNet of {folder} takes {unet.config.in_channels} channels, but the latents "
             f"have {in_channels} (model.pretrained)"
         )
+    if lora is not None and lora.rank > 0:
+        add_lora(unet, lora)
     return SDUNet(unet)

@@ -28,8 +28,9 @@ __all__ = [
 
 
 def build_network(model: ModelConfig, in_channels: int) -> SDUNet:
-    """model.pretrained's UNet, for latents of in_channels channels."""
-    return sd_network(str(model.pretrained), in_channels)
+    """model.pretrained's UNet, for latents of in_channels channels, with model.lora's
+    adapter."""
+    return sd_network(str(model.pretrained), in_channels, model.lora)
 
 
 def grid_draw(s: TrainingRun, rows: range) -> GridDraw:

@@ -3,9 +3,10 @@ pretrained folder's UNet as the network, its VAE as the codec, its frozen text e
 the condition (and the null text for caption dropout), and captioned images streamed by
 DataLoader workers (data/captioned.py: COCO, OTX, image folder or WebDataset layouts).
 
-Only the UNet trains. The run's config must describe the folder's scheduler (model.schedule,
-model.num_steps, model.zero_terminal_snr, model.parameterization): a mismatch is refused,
-naming the key, so the run trains the model the folder holds.
+Only the UNet trains (only its LoRA adapter, with model.lora.rank > 0). The run's config must
+describe the folder's scheduler (model.schedule, model.num_steps, model.zero_terminal_snr,
+model.parameterization): a mismatch is refused, naming the key, so the run trains the model
+the folder holds.
 """
 
 from __future__ import annotations
@@ -97,6 +98,7 @@ class SDSource:
         image_shape = (3, size, size)
         c, h, _ = latent_shape_of(codec, image_shape)
         info = {"in_channels": c, "image_size": h, "num_classes": 0}
+        torch.manual_seed(self.config.train.seed)  # a LoRA adapter's initial A
         denoiser = build_denoiser(self.config, **info).to(device)
         denoiser.train()  # diffusers loads the UNet in eval mode; it trains as every network does
         if self.config.train.gradient_checkpointing:
