@@ -150,7 +150,7 @@ def test_sample_prompt_on_a_lora_run_draws_the_pipelines_images(sd_folder, run_d
 def test_lora_settings_are_checked():
     with pytest.raises(ConfigError, match="'model.lora.rank' must be >= 0"):
         load_config("digits", ["model.lora.rank=-1"])
-    with pytest.raises(ConfigError, match="'model.lora.rank' must be 0 without model.network"):
+    with pytest.raises(ConfigError, match="'model.lora.rank' must be 0 without model.pretrained"):
         load_config("digits", ["model.lora.rank=4"])
     sd = ["model.pretrained=sd", "data.root=coco", "model.lora.rank=4"]
     with pytest.raises(ConfigError, match="'model.lora.alpha' must be > 0"):

@@ -341,6 +341,7 @@ def check_network(c: Config) -> None:
     _require(not c.sample.prompts, "sample.prompts", no_text, c.sample.prompts)
     negative = c.sample.negative_prompt
     _require(not negative, "sample.negative_prompt", no_text, negative)
+    _require(m.lora.rank >= 0, "model.lora.rank", ">= 0 (0: no LoRA)", m.lora.rank)
     no_lora = "0 without model.pretrained (LoRA adapts a Stable Diffusion UNet)"
     _require(m.lora.rank == 0, "model.lora.rank", no_lora, m.lora.rank)
     whole = "'center' without model.pretrained (in-memory datasets are resized whole)"
