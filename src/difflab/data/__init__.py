@@ -1,6 +1,15 @@
 """Datasets held whole in memory (digits, MNIST, image folders), batch transforms and hints."""
 
-from difflab.data import digits, image_folder, mnist  # noqa: F401  (register)
+from difflab.data import (  # noqa: F401  (each module registers its datasets or hints)
+    digits,
+    hint_depth,
+    hint_hough,
+    hint_normal,
+    hint_scribble,
+    hint_segmentation,
+    image_folder,
+    mnist,
+)
 from difflab.data.dataset import DATASETS, DatasetLoader, ImageDataset, Split, load_dataset
 from difflab.data.hints import HINTS, BlurHint, CannyHint, Hint, make_hint
 from difflab.data.transforms import (
