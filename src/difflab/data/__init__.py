@@ -1,4 +1,5 @@
-"""Datasets held whole in memory (digits, MNIST, image folders), batch transforms and hints."""
+"""Datasets held whole in memory (digits, MNIST, image folders, rendered shapes), batch
+transforms and hints."""
 
 from difflab.data import (  # noqa: F401  (each module registers its datasets or hints)
     digits,
@@ -9,6 +10,7 @@ from difflab.data import (  # noqa: F401  (each module registers its datasets or
     hint_segmentation,
     image_folder,
     mnist,
+    shapes,
 )
 from difflab.data.dataset import DATASETS, DatasetLoader, ImageDataset, Split, load_dataset
 from difflab.data.hints import HINTS, BlurHint, CannyHint, Hint, make_hint

@@ -72,7 +72,9 @@ class SampleEvaluator:
         self.reference = reference_statistics(
             reference, self.features, cache_dir=cache_root() / "reference"
         ).stats
-        self.hints = dataset_hints(config, reference.images, config.train.eval_samples)
+        self.hints = dataset_hints(
+            config, reference.images, config.train.eval_samples, reference.maps
+        )
 
     @torch.no_grad()
     def __call__(self, s: TrainingRun, done: int) -> dict[str, Any]:
