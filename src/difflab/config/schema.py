@@ -43,6 +43,7 @@ class DataConfig:
     max_bad_fraction: float = 0.01
     options: dict[str, Any] = field(default_factory=dict)  # the dataset loader's own keywords
     num_workers: int = 4  # DataLoader workers of a streamed dataset (coco); 0: in the loop
+    hints: str | None = None  # a ControlNet run's ready-made hint maps, paired by file name
 
 
 @dataclass
@@ -273,6 +274,10 @@ def _check_values(c: Config) -> None:
     _require(m.network in networks, "model.network", f"one of {networks}", m.network)
     check_options(c)
     check_controlnet(m.controlnet)
+    has_cn = m.controlnet.base_run is not None
+    _require(
+        has_cn or c.data.hints is None, "data.hints", "null without a ControlNet", c.data.hints
+    )
     check_stable_diffusion(c)
     check_latent(m)
     check_sample(s)

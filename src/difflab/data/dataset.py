@@ -31,8 +31,10 @@ class ImageDataset:
     name: str
     split: str
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) not loaded
-    # per-pixel maps paired with the images, [N, 1, H, W]: "depth", "segmentation" (data/shapes)
+    # per-pixel maps paired with the images, [N, C, H, W]: "depth", "segmentation" (data/shapes),
+    # "hint" (data.hints)
     maps: dict[str, Tensor] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)  # each image's file, relative to data.root
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.ndim != 4:
@@ -48,9 +50,9 @@ class ImageDataset:
         if len(self.class_names) != self.num_classes:
             raise ValueError(f"{len(self.class_names)} class names for {self.num_classes} classes")
         for key, m in self.maps.items():
-            if m.ndim != 4 or m.shape[:2] != (len(self), 1):
+            if m.ndim != 4 or m.shape[0] != len(self):
                 raise ValueError(
-                    f"map {key!r} must be [{len(self)}, 1, H, W], got {tuple(m.shape)}"
+                    f"map {key!r} must be [{len(self)}, C, H, W], got {tuple(m.shape)}"
                 )
 
     def __len__(self) -> int:

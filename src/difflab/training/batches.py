@@ -27,7 +27,7 @@ from difflab.data import (
 )
 from difflab.latents import Codec, IdentityCodec
 from difflab.parallel.distributed import rank, world_size
-from difflab.runs.controlnet import hint_transform
+from difflab.runs.controlnet import training_hint
 from difflab.runs.latents import RandomOrientation, encode_split
 from difflab.runs.rng import seeded_generator
 from difflab.training.step import MicroBatch
@@ -148,7 +148,7 @@ def dataset_hints(
     """The hints of the first min(num, N) images of a split (uint8 [N, C, H, W], with their
     paired maps) through the run's evaluation pipeline (make_transform without flips, with the
     hint transform); None for a run that is not a ControlNet run."""
-    hint = hint_transform(config.model.controlnet)
+    hint = training_hint(config)
     if hint is None:
         return None
     transform = make_transform(config.data, train=False, hint=hint)
