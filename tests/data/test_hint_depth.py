@@ -51,16 +51,20 @@ class Brightness(torch.nn.Module):
 
 
 def save_model(path) -> None:
-    """Brightness() as TorchScript (.pt) or a torch.export program (.pt2)."""
-    if path.suffix == ".pt2":
+    """Brightness() as TorchScript (.pt), a torch.export program (.pt2) or ONNX (.onnx)."""
+    if path.suffix == ".onnx":
+        pytest.importorskip("onnxruntime")
+        pytest.importorskip("onnxscript")
+        torch.onnx.export(Brightness(), (torch.zeros(2, 3, 8, 8),), str(path), dynamo=True)
+    elif path.suffix == ".pt2":
         example = (torch.zeros(2, 3, 8, 8),)
         torch.export.save(torch.export.export(Brightness(), example), str(path))
     else:
         torch.jit.script(Brightness()).save(str(path))
 
 
-@pytest.mark.filterwarnings("ignore:`torch.jit.*deprecated:DeprecationWarning")
-@pytest.mark.parametrize("name", ["depth.pt", "depth.pt2"])
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")  # jit, onnx
+@pytest.mark.parametrize("name", ["depth.pt", "depth.pt2", "depth.onnx"])
 def test_a_local_depth_model_is_run_and_normalised(tmp_path, name):
     path = tmp_path / name
     save_model(path)
