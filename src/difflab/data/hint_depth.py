@@ -19,8 +19,7 @@ import torch
 from torch import Tensor
 
 from difflab.core.errors import ConfigError, DataError
-from difflab.data.hint_segmentation import paired_map
-from difflab.data.hints import HINTS, batch_image, optional_module
+from difflab.data.hints import HINTS, batch_image, optional_module, paired_map
 from difflab.data.transforms import Batch
 
 DepthSource = Literal["map", "model"]

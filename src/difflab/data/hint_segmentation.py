@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from difflab.core.errors import ConfigError, DataError
-from difflab.data.hints import HINTS, batch_image, is_number, optional_module
+from difflab.data.hints import HINTS, batch_image, is_number, optional_module, paired_map
 from difflab.data.transforms import Batch, to_uint8
 
 NUM_COLOURS = 256
@@ -96,19 +96,3 @@ class SegmentationHint:
     def channels(self, image_channels: int) -> int:
         """Channels of the hint made from images with image_channels channels."""
         return 3 if self.source == "labels" else image_channels
-
-
-def paired_map(batch: Batch, key: str, x: Tensor) -> Tensor:
-    """batch[key], a per-pixel map [N, 1, H, W] paired with images x, or a one-line error."""
-    if key not in batch:
-        raise DataError(
-            f"this hint needs batch[{key!r}] (a dataset with {key} maps, e.g. 'shapes'), "
-            f"the batch has {sorted(batch)}"
-        )
-    m = batch[key]
-    if m.shape != (x.shape[0], 1, *x.shape[2:]):
-        raise DataError(
-            f"batch[{key!r}] has shape {tuple(m.shape)}, expected "
-            f"{(x.shape[0], 1, *x.shape[2:])} to pair with the images (resized separately?)"
-        )
-    return m

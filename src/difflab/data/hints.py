@@ -64,6 +64,22 @@ def batch_image(batch: Batch) -> Tensor:
     return x
 
 
+def paired_map(batch: Batch, key: str, x: Tensor) -> Tensor:
+    """batch[key], a per-pixel map [N, 1, H, W] paired with images x, or a one-line error."""
+    if key not in batch:
+        raise DataError(
+            f"this hint needs batch[{key!r}] (a dataset with {key} maps, e.g. 'shapes'), "
+            f"the batch has {sorted(batch)}"
+        )
+    m = batch[key]
+    if m.shape != (x.shape[0], 1, *x.shape[2:]):
+        raise DataError(
+            f"batch[{key!r}] has shape {tuple(m.shape)}, expected "
+            f"{(x.shape[0], 1, *x.shape[2:])} to pair with the images (resized separately?)"
+        )
+    return m
+
+
 def grey(x: Tensor) -> Tensor:
     """[N, C, H, W] -> [N, 1, H, W]: luma for RGB, the channel mean otherwise."""
     if x.shape[1] == 3:
