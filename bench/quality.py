@@ -83,7 +83,7 @@ def recipe_config(recipe: str, args: argparse.Namespace, root: str | None) -> Co
         overrides.append("train.ema_decay=0.99")
     if args.quick:
         overrides += ["train.batch_size=16", "model.options.attention_resolutions=[]"]
-    config = load_config(recipe, overrides)
+    config = load_config(recipe, [*overrides, *args.set])
     if args.sample_steps is not None:
         config.sample = replace(config.sample, steps=args.sample_steps)
     return config
@@ -298,6 +298,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--data", type=Path, default=DATA)
     p.add_argument("--cache-dir", help="classifier and reference cache (default: difflab's)")
     p.add_argument("--quick", action="store_true", help="seconds-long smoke run on digits")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a config override for difflab's side (repeatable)")
     args = p.parse_args()
     if args.quick:
         args.recipe = ["digits"]

@@ -50,7 +50,13 @@ def test_dry_run_prints_the_config_and_trains_nothing(tmp_path, capsys):
 def test_recipes_lists_every_recipe(capsys):
     assert main(["recipes"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in lines] == ["cifar10", "digits", "mnist", "sd-v1-4-coco"]
+    assert [line.split()[0] for line in lines] == [
+        "cifar10",
+        "digits",
+        "mnist",
+        "sd-v1-4-coco",
+        "shapes",
+    ]
 
 
 def _sample(run_dir, out, *extra):

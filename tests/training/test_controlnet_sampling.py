@@ -22,7 +22,7 @@ from difflab.runs.load import load_run
 from difflab.runs.metrics import read_metrics
 from difflab.sampling import sharded as sharded_generation
 from difflab.sampling.generation import generate, guided_denoise
-from difflab.sampling.hints import hints_from_files
+from difflab.sampling.hints import hint_maps_from_files, hints_from_files
 from difflab.training import periodic as hooks
 from difflab.training import sample_eval
 from difflab.training.loop import train
@@ -155,30 +155,49 @@ def _write(path: Path, array: np.ndarray) -> Path:
     return path
 
 
-def test_hint_images_are_read_resized_and_made_into_hints(cn, tmp_path):
-    grey = np.arange(64, dtype=np.uint8).reshape(8, 8) * 4
-    one = hints_from_files(_write(tmp_path / "a.png", grey), cn.config, cn.image_shape)
-    assert torch.allclose(one, _blur(torch.from_numpy(grey)[None, None]))
-    # An RGB picture of another size: resized to 8x8, luma 0.299 R + 0.587 G + 0.114 B.
-    red = np.zeros((12, 20, 3), np.uint8)
+def _red(h: int, w: int) -> np.ndarray:
+    red = np.zeros((h, w, 3), np.uint8)
     red[..., 0] = 255
-    _write(tmp_path / "b.png", red)
-    both = hints_from_files(tmp_path, cn.config, cn.image_shape)  # a.png, b.png
-    assert both.shape == (2, 1, 8, 8) and torch.equal(both[0], one[0])
-    assert torch.allclose(both[1], torch.full((1, 8, 8), 0.299 - 0.587 - 0.114), atol=1e-3)
+    return red
 
 
-def test_cli_sample_with_hint_images(runs, cn, tmp_path, capsys):
+def _sample_with(flag: str, read, runs, cn, tmp_path) -> tuple[list[str], Path]:
+    """Samples `difflab sample` draws with `flag FOLDER` (two grey files) equal generate's under
+    read(FOLDER); returns (the command without flag and out, FOLDER)."""
     folder = tmp_path / "hints"
     folder.mkdir()
     for k in range(2):
         _write(folder / f"{k}.png", np.full((8, 8), 60 + 120 * k, np.uint8))
     out = tmp_path / "s.npz"
     argv = ["sample", str(runs[1]), "-n", "3", "--steps", "2", "--weights", "raw"]
-    assert main([*argv, "--hint-image", str(folder), "--out", str(out)]) == 0
-    hints = hints_from_files(folder, cn.config, cn.image_shape)
-    expected, _ = generate(cn, num=3, hints=hints)
+    assert main([*argv, flag, str(folder), "--out", str(out)]) == 0
+    expected, _ = generate(cn, num=3, hints=read(folder, cn.config, cn.image_shape))
     assert np.array_equal(np.load(out)["arr_0"], expected.permute(0, 2, 3, 1).numpy())
+    return argv, folder
+
+
+def _symmetric(uint8: torch.Tensor) -> torch.Tensor:
+    return uint8.float() / 127.5 - 1.0
+
+
+@pytest.mark.parametrize(
+    "read, red_size, made",
+    [(hints_from_files, (12, 20), _blur), (hint_maps_from_files, (8, 8), _symmetric)],
+    ids=["hint-image: resized, through the blur", "hint-map: as they are"],
+)
+def test_hint_files_are_read(read, red_size, made, cn, tmp_path):
+    grey = np.arange(64, dtype=np.uint8).reshape(8, 8) * 4
+    one = read(_write(tmp_path / "a.png", grey), cn.config, cn.image_shape)
+    assert torch.allclose(one, made(torch.from_numpy(grey)[None, None]))
+    # An RGB picture (another size for --hint-image): luma 0.299 R + 0.587 G + 0.114 B.
+    _write(tmp_path / "b.png", _red(*red_size))
+    both = read(tmp_path, cn.config, cn.image_shape)  # a.png, b.png
+    assert both.shape == (2, 1, 8, 8) and torch.equal(both[0], one[0])
+    assert torch.allclose(both[1], torch.full((1, 8, 8), 0.299 - 0.587 - 0.114), atol=1e-3)
+
+
+def test_cli_sample_with_hint_images(runs, cn, tmp_path, capsys):
+    argv, folder = _sample_with("--hint-image", hints_from_files, runs, cn, tmp_path)
     (folder / "bad.png").write_bytes(b"not a png")
     for flag, named in [([], "--hint-image PATH"), ([str(tmp_path / "gone.png")], "gone.png"),
                         ([str(folder)], "bad.png")]:  # fmt: skip
@@ -190,6 +209,19 @@ def test_cli_sample_with_hint_images(runs, cn, tmp_path, capsys):
     np.savez(samples, np.zeros((2, 8, 8, 1), np.uint8))
     refused = ["eval", str(samples), "--reference", "digits", "--hint-image", str(folder)]
     assert main(refused) == 2 and "apply to a run folder" in capsys.readouterr().err
+
+
+def test_cli_sample_with_hint_maps_and_their_one_line_errors(runs, cn, tmp_path, capsys):
+    argv, folder = _sample_with("--hint-map", hint_maps_from_files, runs, cn, tmp_path)
+    _write(folder / "big.png", np.zeros((12, 8), np.uint8))
+    for flag, named in [
+        (["--hint-map", str(tmp_path / "gone.png")], "--hint-map " + str(tmp_path / "gone.png")),
+        (["--hint-map", str(folder)], "big.png: a 12x8 map for 8x8 images"),
+        (["--hint-map", str(folder), "--hint-image", str(folder)], "pass one of them"),
+    ]:
+        assert main([*argv, *flag, "--out", str(tmp_path / "x.npz")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and named in err, err
 
 
 def test_training_grids_and_evaluation_use_the_held_out_images_hints(runs):

@@ -1,6 +1,7 @@
 """Training a ControlNet on a tiny base run: the base stays bit for bit, the ControlNet moves,
 and a run that does not match its base is refused by name."""
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,24 @@ def test_flops_of_a_controlled_unet_are_its_forward_and_backward_with_a_hint():
     # (nothing before it needs a gradient).
     forward = 4 * 16**2 * 16
     assert counted == counter.get_total_flops() + forward + 3 * forward
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("cv2") is None or importlib.util.find_spec("skimage") is None,
+    reason="OpenCV or scikit-image is absent (difflab[hints])",
+)
+def test_a_scribble_controlnet_resumes_with_the_same_random_scribbles(runs):
+    """Scribbles are drawn from each step's generator, so a resumed run repeats the losses."""
+    root, base_dir, _, _ = runs
+    scribble = [
+        f"model.controlnet.base_run={base_dir}",
+        "model.controlnet.hint=scribble",
+        "model.controlnet.hint_options={break_rate: 0.3, max_radius: 1, threshold: 0.05}",
+    ]
+    whole = _run(root, "scribble", 3, *scribble)
+    first = _run(root, "scribble-r", 3, *scribble, "train.checkpoint_every=2", stop_at=2)
+    assert _run(root, "scribble-r", 3, *scribble, f"train.resume={first}") == first
+    assert _losses(first) == _losses(whole) and len(_losses(whole)) == 3
+    resumed = load_checkpoint(latest_checkpoint(first)).model
+    expected = load_checkpoint(latest_checkpoint(whole)).model
+    assert all(torch.equal(resumed[k], v) for k, v in expected.items())

@@ -122,7 +122,8 @@ def load_source(source: Path, args: argparse.Namespace, device: torch.device) ->
         raise DataError(f"{source} does not exist (a run folder, samples .npz or image folder)")
     if (source / "config.yaml").is_file():
         return samples_from_run(source, args, device)
-    if sample_config(args, SampleConfig()) != SampleConfig() or args.hint_image is not None:
+    hinted = (args.hint_image, args.hint_map) != (None, None)
+    if sample_config(args, SampleConfig()) != SampleConfig() or hinted:
         raise ConfigError(f"sampling flags (--sampler, --steps, --hint-image, ...) apply to a run "
                           f"folder; {source} holds samples already drawn")  # fmt: skip
     if source.suffix.lower() == ".npz":

@@ -1,7 +1,8 @@
 """`difflab sample RUN --num N --labels 0-9 --guidance W --out PATH [--format png|folder|npz]`
 with sampler, grid, thresholding and classifier-guidance flags (`--sampler dpmpp-2m --steps 20
 --grid karras --threshold static --classifier PATH --classifier-scale 2`), and for a ControlNet
-run `--hint-image PATH` (an image or a folder of images: image i gets hint i % M), and for a
+run `--hint-image PATH` (an image or a folder of images: image i gets hint i % M) or
+`--hint-map PATH` (ready-made hint maps), and for a
 Stable Diffusion run `--prompt TEXT` (repeatable: image i gets prompt i % M; default: the run's
 sample.prompts), `--prompt-file`, `--negative-prompt`, `--height`, `--width` (prompt_args.py)."""
 

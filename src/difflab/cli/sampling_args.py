@@ -13,7 +13,7 @@ from difflab.config.schema import SampleConfig
 from difflab.core.errors import ConfigError
 from difflab.runs.load import LoadedRun
 from difflab.samplers import SAMPLERS
-from difflab.sampling.hints import hints_from_files
+from difflab.sampling.hints import hint_maps_from_files, hints_from_files
 from difflab.schedules import GRIDS
 
 
@@ -59,12 +59,24 @@ def add_sampling_arguments(
         "--hint-image",
         metavar="PATH",
         help="a ControlNet run's control: an image or a folder of images (cycled over the "
-        "samples), each made into a hint by the run's hint transform (required for such a run)",
+        "samples), each made into a hint by the run's hint transform (a ControlNet run needs "
+        "this or --hint-map)",
+    )
+    p.add_argument(
+        "--hint-map",
+        metavar="PATH",
+        help="a ControlNet run's control, ready-made: a hint map or a folder of maps (cycled), "
+        "of the run's image size, used as they are",
     )
 
 
 def hints_from_args(args: argparse.Namespace, run: LoadedRun) -> Tensor | None:
-    """The hints of --hint-image for the run (sampling.hints.hints_from_files), None without it."""
+    """The hints of --hint-image (sampling.hints.hints_from_files) or --hint-map
+    (hint_maps_from_files) for the run, None without either."""
+    if args.hint_image is not None and args.hint_map is not None:
+        raise ConfigError("--hint-image and --hint-map both given: pass one of them")
+    if args.hint_map is not None:
+        return hint_maps_from_files(args.hint_map, run.config, run.image_shape)
     if args.hint_image is None:
         return None
     return hints_from_files(args.hint_image, run.config, run.image_shape)

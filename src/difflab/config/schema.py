@@ -44,6 +44,7 @@ class DataConfig:
     num_workers: int = 4  # DataLoader workers of a streamed dataset (coco); 0: in the loop
     caption_column: str = "text"  # the caption's column of an image folder's metadata.jsonl
     crop: Literal["center", "random"] = "center"  # square crop of a streamed (captioned) image
+    hints: str | None = None  # a ControlNet run's ready-made hint maps, paired by file name
 
 
 @dataclass
@@ -311,6 +312,10 @@ def _check_values(c: Config) -> None:
     _require(m.network in networks, "model.network", f"one of {networks}", m.network)
     check_network(c)
     check_controlnet(m.controlnet)
+    has_cn = m.controlnet.base_run is not None
+    _require(
+        has_cn or c.data.hints is None, "data.hints", "null without a ControlNet", c.data.hints
+    )
     check_latent(m)
     check_sample(s)
     _require(

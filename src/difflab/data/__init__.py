@@ -1,6 +1,20 @@
-"""Datasets held whole in memory (digits, MNIST, image folders), batch transforms and hints."""
+"""Datasets held whole in memory (digits, MNIST, image folders, rendered shapes), batch
+transforms and hints."""
 
-from difflab.data import coco, digits, image_folder, metadata_jsonl, mnist, webdataset  # noqa: F401
+from difflab.data import (  # noqa: F401  (each module registers its datasets or hints)
+    coco,
+    digits,
+    hint_depth,
+    hint_hough,
+    hint_normal,
+    hint_scribble,
+    hint_segmentation,
+    image_folder,
+    metadata_jsonl,
+    mnist,
+    shapes,
+    webdataset,
+)
 from difflab.data.dataset import DATASETS, DatasetLoader, ImageDataset, Split, load_dataset
 from difflab.data.hints import HINTS, BlurHint, CannyHint, Hint, make_hint
 from difflab.data.transforms import (

@@ -31,6 +31,10 @@ class ImageDataset:
     name: str
     split: str
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) not loaded
+    # per-pixel maps paired with the images, [N, C, H, W]: "depth", "segmentation" (data/shapes),
+    # "hint" (data.hints)
+    maps: dict[str, Tensor] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)  # each image's file, relative to data.root
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.ndim != 4:
@@ -45,6 +49,11 @@ class ImageDataset:
             )
         if len(self.class_names) != self.num_classes:
             raise ValueError(f"{len(self.class_names)} class names for {self.num_classes} classes")
+        for key, m in self.maps.items():
+            if m.ndim != 4 or m.shape[0] != len(self):
+                raise ValueError(
+                    f"map {key!r} must be [{len(self)}, C, H, W], got {tuple(m.shape)}"
+                )
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -56,11 +65,16 @@ class ImageDataset:
         return c, h, w
 
     def to(self, device: torch.device | str) -> ImageDataset:
-        return replace(self, images=self.images.to(device), labels=self.labels.to(device))
+        maps = {key: m.to(device) for key, m in self.maps.items()}
+        return replace(
+            self, images=self.images.to(device), labels=self.labels.to(device), maps=maps
+        )
 
     def batch(self, index: Tensor) -> dict[str, Tensor]:
-        """The batch dict {"image": uint8 [B, C, H, W], "label": long [B]} at `index` ([B])."""
-        return {"image": self.images[index], "label": self.labels[index]}
+        """The batch dict {"image": uint8 [B, C, H, W], "label": long [B], and each map
+        [B, 1, H, W]} at `index` ([B])."""
+        maps = {key: m[index] for key, m in self.maps.items()}
+        return {"image": self.images[index], "label": self.labels[index], **maps}
 
 
 class DatasetLoader(Protocol):

@@ -8,11 +8,13 @@ Chosen by name from HINTS with `make_hint(name, **options)`.
 
 from __future__ import annotations
 
+import importlib
 import math
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Literal, Protocol
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -34,13 +36,25 @@ HINTS: Registry[type[Hint]] = Registry("hint")
 LUMA = (0.299, 0.587, 0.114)
 
 
-def _is_number(value: Any, kind: type) -> bool:
+def is_number(value: Any, kind: type) -> bool:
     """An int (kind int) or a finite int or float (kind float); booleans are not numbers here."""
     allowed = (int,) if kind is int else (int, float)
     return isinstance(value, allowed) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _image(batch: Batch) -> Tensor:
+def check_range(
+    hint: str, key: str, value: Any, kind: type, low: float, high: float = math.inf
+) -> None:
+    """value is a number of `kind` (int or float) in [low, high], or a ConfigError naming the
+    hint, the key and the value."""
+    if not is_number(value, kind) or not low <= value <= high:
+        raise ConfigError(
+            f"{hint} hint {key}={value!r}: expected {kind.__name__} in [{low}, {high}]"
+        )
+
+
+def batch_image(batch: Batch) -> Tensor:
+    """batch["image"], checked to be float [N, C, H, W] (after ToSymmetric)."""
     x = batch["image"]
     if not x.is_floating_point() or x.ndim != 4:
         raise DataError(
@@ -48,6 +62,22 @@ def _image(batch: Batch) -> Tensor:
             f"got {x.dtype} of shape {tuple(x.shape)}"
         )
     return x
+
+
+def paired_map(batch: Batch, key: str, x: Tensor) -> Tensor:
+    """batch[key], a per-pixel map [N, 1, H, W] paired with images x, or a one-line error."""
+    if key not in batch:
+        raise DataError(
+            f"this hint needs batch[{key!r}] (a dataset with {key} maps, e.g. 'shapes'), "
+            f"the batch has {sorted(batch)}"
+        )
+    m = batch[key]
+    if m.shape != (x.shape[0], 1, *x.shape[2:]):
+        raise DataError(
+            f"batch[{key!r}] has shape {tuple(m.shape)}, expected "
+            f"{(x.shape[0], 1, *x.shape[2:])} to pair with the images (resized separately?)"
+        )
+    return m
 
 
 def grey(x: Tensor) -> Tensor:
@@ -69,13 +99,13 @@ class BlurHint:
     mode: Literal["nearest", "bilinear"] = "bilinear"
 
     def __post_init__(self) -> None:
-        if not _is_number(self.factor, int) or self.factor < 1:
+        if not is_number(self.factor, int) or self.factor < 1:
             raise ConfigError(f"blur hint factor={self.factor!r}: expected an integer >= 1")
         if self.mode not in ("nearest", "bilinear"):
             raise ConfigError(f"blur hint mode={self.mode!r}: expected 'nearest' or 'bilinear'")
 
     def __call__(self, batch: Batch, *, generator: torch.Generator | None = None) -> Batch:
-        x = _image(batch)
+        x = batch_image(batch)
         h, w = x.shape[-2:]
         small = F.adaptive_avg_pool2d(x, (max(1, h // self.factor), max(1, w // self.factor)))
         extra = {"align_corners": False} if self.mode == "bilinear" else {}
@@ -87,15 +117,39 @@ class BlurHint:
         return image_channels
 
 
-def require_cv2() -> ModuleType:
-    """OpenCV, or an error that says how to install it (it is the optional `hints` extra)."""
+def optional_module(name: str, what: str) -> ModuleType:
+    """The module `name` of the optional `hints` extra, or an error saying `what` needs it and
+    how to install it."""
     try:
-        import cv2  # optional heavy dependency (the `hints` extra)
+        return importlib.import_module(name)
     except ImportError:
         raise DifflabError(
-            "Canny hints need OpenCV, which is not installed: pip install 'difflab[hints]'"
+            f"{what} need {name}, which is not installed: pip install 'difflab[hints]'"
         ) from None
-    return cv2
+
+
+def require_cv2() -> ModuleType:
+    """OpenCV, or an error that says how to install it (it is the optional `hints` extra)."""
+    return optional_module("cv2", "Canny, Hough and scribble hints")
+
+
+def grey_uint8(x: Tensor) -> np.ndarray:
+    """[N, C, H, W] in [-1, 1] -> the grey images as uint8 [N, H, W] on the host."""
+    return to_uint8(grey(x))[:, 0].cpu().numpy()
+
+
+def canny_edges(x: Tensor, low: float, high: float) -> np.ndarray:
+    """cv2.Canny of each grey image of x ([N, C, H, W] in [-1, 1]): uint8 [N, H, W], 255 on
+    edges."""
+    cv2 = require_cv2()
+    return np.stack([cv2.Canny(im, low, high) for im in grey_uint8(x)])
+
+
+def mask_hint(masks: np.ndarray, like: Tensor) -> Tensor:
+    """Boolean maps [N, H, W] -> a one-channel hint [N, 1, H, W]: 1 on the mask, -1 elsewhere,
+    on like's device and dtype."""
+    hint = torch.from_numpy(np.ascontiguousarray(masks, dtype=np.float32))[:, None]
+    return (hint * 2.0 - 1.0).to(device=like.device, dtype=like.dtype)
 
 
 @HINTS.register("canny")
@@ -113,20 +167,16 @@ class CannyHint:
     def __post_init__(self) -> None:
         require_cv2()
         low, high = self.low_threshold, self.high_threshold
-        if not (_is_number(low, float) and _is_number(high, float) and 0 <= low <= high):
+        if not (is_number(low, float) and is_number(high, float) and 0 <= low <= high):
             raise ConfigError(
                 f"canny thresholds low={self.low_threshold!r}, high={self.high_threshold!r}: "
                 "expected 0 <= low <= high"
             )
 
     def __call__(self, batch: Batch, *, generator: torch.Generator | None = None) -> Batch:
-        cv2 = require_cv2()
-        x = _image(batch)
-        images = to_uint8(grey(x))[:, 0].cpu().numpy()  # [N, H, W] uint8
-        edges = [cv2.Canny(im, self.low_threshold, self.high_threshold) for im in images]
-        hint = torch.stack([torch.from_numpy(e) for e in edges])[:, None]  # [N, 1, H, W]
-        hint = hint.to(device=x.device, dtype=x.dtype) / 127.5 - 1.0  # {0, 255} -> {-1, 1}
-        return {**batch, "hint": hint}
+        x = batch_image(batch)
+        edges = canny_edges(x, self.low_threshold, self.high_threshold)
+        return {**batch, "hint": mask_hint(edges != 0, x)}
 
     def channels(self, image_channels: int) -> int:
         """Channels of the hint made from images with image_channels channels."""

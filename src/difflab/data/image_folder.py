@@ -65,7 +65,8 @@ def load_image_folder(
 
     `image_size` (int: square, or (H, W)) resizes every image; `download` does not apply.
     """
-    folder = _split_folder(require_folder(root, "image-folder"), split)
+    base = require_folder(root, "image-folder")
+    folder = _split_folder(base, split)
     class_names, files, labels = list_images(folder)
     size = _as_size(image_size)
     cache = None if cache_dir is None else _cache_file(Path(cache_dir), folder, files, size)
@@ -75,6 +76,7 @@ def load_image_folder(
         if cache is not None:
             _write_cache(cache, decoded)
     _check_skipped(folder, decoded.skipped, len(files), max_bad_fraction)
+    skipped = {path for path, _ in decoded.skipped}
     return ImageDataset(
         images=torch.from_numpy(decoded.images),
         labels=torch.from_numpy(decoded.labels).long(),
@@ -83,6 +85,7 @@ def load_image_folder(
         name=folder.parent.name if folder.name == split else folder.name,
         split=split,
         skipped=decoded.skipped,
+        files=[str(p.relative_to(base)) for p in files if str(p) not in skipped],
     )
 
 

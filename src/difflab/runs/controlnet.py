@@ -4,17 +4,38 @@ base run's EMA weights)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from torch import nn
 
-from difflab.config.schema import ControlNetConfig
+from difflab.config.schema import Config, ControlNetConfig
 from difflab.core.errors import ConfigError
-from difflab.data import BatchTransform, make_hint
+from difflab.data import BatchTransform, ImageDataset, make_hint
+from difflab.data.hint_maps import ReadyHint, with_hint_maps
 from difflab.networks import ControlledUNet, UNet
 
 
 def hint_transform(cn: ControlNetConfig) -> BatchTransform | None:
     """The transform that adds batch["hint"], or None without a ControlNet."""
     return make_hint(cn.hint, **cn.hint_options) if cn.base_run is not None else None
+
+
+def training_hint(config: Config) -> BatchTransform | None:
+    """The hint transform of training batches: hint_transform, or with `data.hints` the
+    dataset's ready-made maps (ReadyHint; see with_paired_hints)."""
+    if config.data.hints is not None and config.model.controlnet.base_run is not None:
+        return ReadyHint()
+    return hint_transform(config.model.controlnet)
+
+
+def with_paired_hints(config: Config, dataset: ImageDataset) -> ImageDataset:
+    """The dataset with its `data.hints` maps (hint_maps.with_hint_maps, the channels of the
+    run's hint type); unchanged without data.hints."""
+    cn = config.model.controlnet
+    if config.data.hints is None or cn.base_run is None:
+        return dataset
+    channels = make_hint(cn.hint, **cn.hint_options).channels(dataset.image_shape[0])
+    return with_hint_maps(dataset, Path(config.data.hints).expanduser(), channels)
 
 
 def controlled_network(network: nn.Module, cn: ControlNetConfig) -> ControlledUNet:

@@ -1,8 +1,9 @@
 """Control hints for sampling a ControlNet run (Zhang et al. 2023): [M, C_hint, H, W] in
 [-1, 1], made by the run's hint transform (`model.controlnet.hint`, `hint_options`) from image
 files (`difflab sample --hint-image`) or from a dataset's first images (the training grids
-and in-training evaluation). Image i of a generation gets hint i % M, whatever its batch or
-rank. A ControlNet run samples only with hints; any other run takes none (check_hints).
+and in-training evaluation), or read ready-made from map files (`--hint-map`). Image i of a
+generation gets hint i % M, whatever its batch or rank. A ControlNet run samples only with
+hints; any other run takes none (check_hints).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from torch import Tensor
 from difflab.config.schema import Config
 from difflab.core.errors import ConfigError, DataError
 from difflab.data import ToSymmetric, make_hint
+from difflab.data.hint_maps import read_hint_map
 from difflab.data.hints import grey
 from difflab.data.image_folder import EXTENSIONS, decode_images
 from difflab.runs.controlnet import hint_transform
@@ -33,7 +35,7 @@ def hint_shape(config: Config, image_shape: tuple[int, int, int]) -> tuple[int, 
 def _refuse_hints() -> ConfigError:
     return ConfigError(
         "this run is not a ControlNet run (model.controlnet.base_run is unset): it takes no "
-        "hints (--hint-image)"
+        "hints (--hint-image, --hint-map)"
     )
 
 
@@ -50,7 +52,8 @@ def check_hints(run: LoadedRun, hints: Tensor | None) -> None:
         raise ConfigError(
             f"this run is a ControlNet run (model.controlnet.base_run={cn.base_run}, hint "
             f"{cn.hint!r}): its samples need control hints; pass --hint-image PATH (an image "
-            "or a folder of images) to difflab sample/eval, or hints= to generate"
+            "or a folder of images) or --hint-map PATH (ready-made maps) to difflab sample/eval, "
+            "or hints= to generate"
         )
     if hints.ndim != 4 or hints.shape[0] < 1 or tuple(hints.shape[1:]) != expected:
         raise ConfigError(
@@ -91,14 +94,27 @@ def hints_from_files(path: str | Path, config: Config, image_shape: tuple[int, i
     return hint({"image": x})["hint"]
 
 
-def _hint_files(path: Path) -> list[Path]:
+def hint_maps_from_files(
+    path: str | Path, config: Config, image_shape: tuple[int, int, int]
+) -> Tensor:
+    """Ready-made hints [M, C_hint, H, W] from a map file or a folder of maps (sorted by name),
+    read as they are (data.hint_maps.read_hint_map: the run's H x W, no resize); DataError
+    naming a missing, unreadable or mis-sized file."""
+    expected = hint_shape(config, image_shape)
+    if expected is None:
+        raise _refuse_hints()
+    files = _hint_files(Path(path), "--hint-map")
+    return torch.stack([read_hint_map(f, expected[0], expected[1:], "--hint-map") for f in files])
+
+
+def _hint_files(path: Path, flag: str = "--hint-image") -> list[Path]:
     if path.is_file():
         return [path]
     if not path.is_dir():
-        raise DataError(f"--hint-image {path}: no such file or folder")
+        raise DataError(f"{flag} {path}: no such file or folder")
     files = sorted(p for p in path.iterdir() if p.suffix.lower() in EXTENSIONS)
     if not files:
-        raise DataError(f"--hint-image folder {path} holds no {'/'.join(EXTENSIONS)} images")
+        raise DataError(f"{flag} folder {path} holds no {'/'.join(EXTENSIONS)} images")
     return files
 
 

@@ -27,7 +27,7 @@ from difflab.data import (
 )
 from difflab.latents import Codec, IdentityCodec
 from difflab.parallel.distributed import rank, world_size
-from difflab.runs.controlnet import hint_transform
+from difflab.runs.controlnet import training_hint
 from difflab.runs.latents import RandomOrientation, encode_split
 from difflab.runs.rng import seeded_generator
 from difflab.training.step import MicroBatch
@@ -97,6 +97,9 @@ class DeviceData:
         # [N, C, H, W] uint8, or the latents with a codec
         self.images, self.transform = _held(dataset, data, device, train, seed, hint, codec)
         self.labels = dataset.labels.to(device)  # [N] long
+        # the paired per-pixel maps that hints read ("depth", ...); pixel-space runs only
+        pixels = codec is None or isinstance(codec, IdentityCodec)
+        self.maps = {k: m.to(device) for k, m in dataset.maps.items()} if pixels else {}
         self.batch_size = batch_size
         self.rank, self.world = rank(), world_size()
         if train and batch_size % self.world:
@@ -128,7 +131,8 @@ class DeviceData:
 
     def take(self, index: Tensor, generator: torch.Generator | None) -> MicroBatch:
         """The images at `index`, transformed with randomness from generator."""
-        out = self.transform({"image": self.images[index]}, generator=generator)
+        maps = {key: m[index] for key, m in self.maps.items()}
+        out = self.transform({"image": self.images[index], **maps}, generator=generator)
         labels = self.labels[index] if self.class_conditional else None
         cond = Condition(labels=labels, hint=out.get("hint"))
         return MicroBatch(x0=out["image"], cond=None if cond.is_empty() else cond)
@@ -138,12 +142,15 @@ class DeviceData:
         return self.take(self.indices(micro_index), generator).part(self.rank, self.world)
 
 
-def dataset_hints(config: Config, images: Tensor, num: int) -> Tensor | None:
-    """The hints of the first min(num, N) images of a split (uint8 [N, C, H, W]) through the
-    run's evaluation pipeline (make_transform without flips, with the hint transform);
-    None for a run that is not a ControlNet run."""
-    hint = hint_transform(config.model.controlnet)
+def dataset_hints(
+    config: Config, images: Tensor, num: int, maps: dict[str, Tensor] | None = None
+) -> Tensor | None:
+    """The hints of the first min(num, N) images of a split (uint8 [N, C, H, W], with their
+    paired maps) through the run's evaluation pipeline (make_transform without flips, with the
+    hint transform); None for a run that is not a ControlNet run."""
+    hint = training_hint(config)
     if hint is None:
         return None
     transform = make_transform(config.data, train=False, hint=hint)
-    return transform({"image": images[:num]})["hint"]
+    paired = {key: m[:num] for key, m in (maps or {}).items()}
+    return transform({"image": images[:num], **paired})["hint"]

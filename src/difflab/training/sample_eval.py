@@ -29,6 +29,7 @@ from difflab.evaluation import (
 from difflab.evaluation.classifier_cache import at_size, cache_root, cached_classifier
 from difflab.evaluation.reference import compute_statistics
 from difflab.parallel.sharding import is_sharded
+from difflab.runs.controlnet import with_paired_hints
 from difflab.runs.load import LoadedRun
 from difflab.sampling.generation import generate
 from difflab.training.batches import dataset_hints
@@ -47,7 +48,7 @@ def _split(config: Config, split: str, size: int) -> ImageDataset:
         channels=d.channels,
         **d.options,
     )
-    return at_size(dataset, size)
+    return at_size(with_paired_hints(config, dataset), size)
 
 
 class SampleEvaluator:
@@ -72,7 +73,9 @@ class SampleEvaluator:
         self.reference = reference_statistics(
             reference, self.features, cache_dir=cache_root() / "reference"
         ).stats
-        self.hints = dataset_hints(config, reference.images, config.train.eval_samples)
+        self.hints = dataset_hints(
+            config, reference.images, config.train.eval_samples, reference.maps
+        )
 
     @torch.no_grad()
     def __call__(self, s: TrainingRun, done: int) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from difflab.parallel.distributed import (
 from difflab.parallel.sharding import data_parallel, load_full_state, shard
 from difflab.parameterization import Denoiser
 from difflab.runs.checkpoint import Checkpoint, check_shapes, load_latest_checkpoint, require_state
-from difflab.runs.controlnet import hint_transform
+from difflab.runs.controlnet import training_hint, with_paired_hints
 from difflab.runs.files import write_text_atomic
 from difflab.runs.latents import build_codec, latent_record, latent_shape_of
 from difflab.runs.load import MODEL_INFO, build_denoiser, load_run, start_from_base
@@ -83,7 +83,7 @@ def new_run_dir(config: Config) -> Path:
 def _load(config: Config, split: str) -> ImageDataset:
     d = config.data
     root = Path(d.root) if d.root is not None else None
-    return load_dataset(
+    dataset = load_dataset(
         d.dataset,
         root=root,
         split=split,
@@ -92,6 +92,7 @@ def _load(config: Config, split: str) -> ImageDataset:
         channels=d.channels,
         **d.options,
     )
+    return with_paired_hints(config, dataset)
 
 
 VAL_BATCH = 256  # validation runs without gradients, so in larger batches
@@ -108,7 +109,7 @@ def _device_data(
         class_conditional=config.model.class_conditional,
         device=device,
         train=train,
-        hint=hint_transform(config.model.controlnet),
+        hint=training_hint(config),
         codec=codec,
     )
 
