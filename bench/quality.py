@@ -8,10 +8,14 @@ Both then sample with DDIM, the recipe's steps and guidance, and are scored with
 difflab classifier: FID in its feature space against the test split, and the accuracy of
 the requested classes.
 
-python bench/quality.py [--recipe mnist --recipe cifar10] [--budget-s 600] [--device auto]
-    [--eval-samples 5000] [--small] [--sample-steps K] [--classifier-steps N] [--quick]
-    [--clock wall|process] [--threads N] [--library difflab|diffusers]
+python bench/quality.py [--recipe mnist --recipe cifar10] [--budget-s 600 [300 ...]]
+    [--budget-steps N [N ...]] [--seed S] [--device auto] [--eval-samples 5000] [--small]
+    [--sample-steps K] [--classifier-steps N] [--quick] [--clock wall|process] [--threads N]
+    [--library difflab|diffusers] [--set KEY=VALUE]
 
+Several budgets form a learning curve: one run per library, scored each time it reaches a
+budget, with the clock stopped while it samples (the LR is constant after its warm-up and
+both EMAs depend only on the steps so far, so the row of a budget is the run of that budget).
 --small uses a small network (for CPU); --quick is a seconds-long smoke run on digits.
 """
 
@@ -22,6 +26,7 @@ import copy
 import tarfile
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -73,14 +78,13 @@ def recipe_config(recipe: str, args: argparse.Namespace, root: str | None) -> Co
         "train.progress=false",
         f"train.device={args.device}",
         f"run.root={args.work}/runs",
+        f"train.seed={args.seed}",
     ]
     if root is not None:
         overrides.append(f"data.root={root}")
     if args.small or args.quick:
         overrides.append(f"model.options={QUICK if args.quick else SMALL}")
         overrides.append("train.warmup_steps=20")
-        overrides.append("train.ema_start=20")
-        overrides.append("train.ema_decay=0.99")
     if args.quick:
         overrides += ["train.batch_size=16", "model.options.attention_resolutions=[]"]
     config = load_config(recipe, [*overrides, *args.set])
@@ -89,25 +93,46 @@ def recipe_config(recipe: str, args: argparse.Namespace, root: str | None) -> Co
     return config
 
 
-def train_difflab(config: Config, budget_s: float, clock) -> Trained:
+@dataclass
+class Budgets:
+    """When to score a run: after each of `seconds` of `clock` spent training (the clock
+    stops while the caller samples), or after each of `steps` optimizer steps."""
+
+    seconds: list[float]
+    steps: list[int]
+    clock: object
+
+    def run(self, step_fn, device: torch.device) -> Iterator[tuple[int, float]]:
+        """Call step_fn(step) until the last budget; yield (steps, seconds) at each one."""
+        marks = sorted(self.steps) if self.steps else sorted(self.seconds)
+        step, spent = 0, 0.0
+        for mark in marks:
+            while (step < mark) if self.steps else (spent < mark):
+                started = self.clock()
+                step_fn(step)
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)  # the step reads nothing: wait here
+                spent += self.clock() - started
+                step += 1
+            yield step, spent
+
+
+def train_difflab(config: Config, budgets: Budgets) -> Iterator[Trained]:
     s = open_training_run(config)
     t = s.config.train
-    step, started = 0, clock()
-    while clock() - started < budget_s:
+    run = LoadedRun(config, s.ema_denoiser, s.num_classes, s.image_shape, 0)
+    params = sum(p.numel() for p in s.state.model.parameters())
+
+    def one_step(step: int) -> None:
         set_lr(s.state.optimizer, t, step)
         generator = seeded_generator(t.seed, "step", step, s.device)
         train_step(s.state, [s.data.micro_batch(step, generator)], generator, step)
-        step += 1
-    if s.device.type == "cuda":
-        torch.cuda.synchronize(s.device)  # train_step reads nothing (fused AdamW): wait here
-    seconds = clock() - started
-    run = LoadedRun(config, s.ema_denoiser, s.num_classes, s.image_shape, step)
 
     def sample(num: int, seed: int):
         return generate(run, num=num, seed=seed, batch_size=256, device=s.device)
 
-    params = sum(p.numel() for p in s.state.model.parameters())
-    return Trained("difflab", params, step, step * t.batch_size, seconds, sample)
+    for step, seconds in budgets.run(one_step, s.device):
+        yield Trained("difflab", params, step, step * t.batch_size, seconds, sample)
 
 
 # ----------------------------------------------------------------------------------------
@@ -145,7 +170,7 @@ def diffusers_unet(config: Config, channels: int, size: int, num_classes: int):
     )
 
 
-def train_diffusers(config: Config, budget_s: float, clock) -> Trained:
+def train_diffusers(config: Config, budgets: Budgets) -> Iterator[Trained]:
     from diffusers import DDPMScheduler
     from diffusers.training_utils import EMAModel
 
@@ -164,10 +189,11 @@ def train_diffusers(config: Config, budget_s: float, clock) -> Trained:
     )
     optimizer = torch.optim.AdamW(model.parameters(), lr=t.lr, betas=t.betas,
                                   weight_decay=t.weight_decay, eps=t.adam_eps)  # fmt: skip
-    ema = EMAModel(model.parameters(), decay=t.ema_decay, use_ema_warmup=True, power=0.75)
+    # the example's defaults: --ema_max_decay 0.9999, --ema_power 3/4, --ema_inv_gamma 1
+    ema = EMAModel(model.parameters(), decay=0.9999, use_ema_warmup=True, power=0.75)
     autocast = torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda")
-    step, started = 0, clock()
-    while clock() - started < budget_s:
+
+    def one_step(step: int) -> None:
         set_lr(optimizer, t, step)
         generator = seeded_generator(t.seed, "step", step, device)
         batch = data.micro_batch(step, generator)
@@ -186,18 +212,15 @@ def train_diffusers(config: Config, budget_s: float, clock) -> Trained:
         torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip or float("inf"))
         optimizer.step()
         ema.step(model.parameters())
-        step += 1
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)  # nothing here reads the loss: wait for the queue
-    seconds = clock() - started
-    sampling_model = copy.deepcopy(model).eval()
-    ema.copy_to(sampling_model.parameters())
 
     def sample(num: int, seed: int):
+        sampling_model = copy.deepcopy(model).eval()
+        ema.copy_to(sampling_model.parameters())
         return diffusers_sample(sampling_model, scheduler, config, dataset.num_classes, num, seed)
 
     params = sum(p.numel() for p in model.parameters())
-    return Trained("diffusers", params, step, step * t.batch_size, seconds, sample)
+    for step, seconds in budgets.run(one_step, device):
+        yield Trained("diffusers", params, step, step * t.batch_size, seconds, sample)
 
 
 @torch.no_grad()
@@ -252,10 +275,11 @@ def bench_recipe(recipe: str, args: argparse.Namespace) -> list[str]:
         train_set, cache=cache, steps=args.classifier_steps, device=device
     )
     rows = []
-    for train in (TRAINERS[name] for name in args.library or TRAINERS):
-        trained = train(config, args.budget_s, CLOCKS[args.clock])
+    budgets = Budgets(args.budget_s, args.budget_steps or [], CLOCKS[args.clock])
+    trainings = (TRAINERS[name](config, budgets) for name in args.library or TRAINERS)
+    for trained in (point for training in trainings for point in training):
         started = time.perf_counter()
-        images, labels = trained.sample(args.eval_samples, 0)
+        images, labels = trained.sample(args.eval_samples, args.seed)
         sample_s = time.perf_counter() - started
         result = evaluate(
             images,
@@ -269,7 +293,8 @@ def bench_recipe(recipe: str, args: argparse.Namespace) -> list[str]:
         )
         s = config.sample
         rows.append(
-            f"| {recipe} | {trained.library} | {trained.params / 1e6:.2f}M | {trained.seconds:.0f} "
+            f"| {recipe} | {trained.library} | {args.seed} | {trained.params / 1e6:.2f}M "
+            f"| {trained.seconds:.0f} "
             f"| {trained.steps} | {trained.images} | {s.sampler} {s.steps} steps, w={s.guidance} "
             f"| {len(images)} | {result['fid']:.3f} | {result['accuracy']:.3f} | {sample_s:.0f} |"
         )
@@ -285,7 +310,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--recipe", action="append", choices=("mnist", "cifar10", "digits"))
     p.add_argument("--library", action="append", choices=("difflab", "diffusers"),
                    help="repeatable (default: both); one per device call")  # fmt: skip
-    p.add_argument("--budget-s", type=float, default=600.0, help="training seconds per model")
+    p.add_argument("--budget-s", type=float, nargs="+", default=[600.0],
+                   help="training seconds per model; several: score the run at each")  # fmt: skip
+    p.add_argument("--budget-steps", type=int, nargs="+",
+                   help="budgets in optimizer steps instead of seconds")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0, help="training seed and sample seed")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
                    help="budget in wall seconds, or in this process's CPU seconds (fair on a "
@@ -298,12 +327,17 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--data", type=Path, default=DATA)
     p.add_argument("--cache-dir", help="classifier and reference cache (default: difflab's)")
     p.add_argument("--quick", action="store_true", help="seconds-long smoke run on digits")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="a config override for difflab's side (repeatable)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a config override for difflab's side (repeatable)",
+    )
     args = p.parse_args()
     if args.quick:
         args.recipe = ["digits"]
-        args.budget_s, args.eval_samples = min(args.budget_s, 2.0), 20
+        args.budget_s, args.eval_samples = [min(min(args.budget_s), 2.0)], 20
         args.sample_steps, args.classifier_steps = 2, args.classifier_steps or 5
     return args
 
@@ -315,16 +349,18 @@ def main() -> None:
     device = resolve_device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     threads = torch.get_num_threads()
-    print(f"device: {name}, torch threads {threads}, budget {args.budget_s:.0f} {args.clock} s")
-    header = "| recipe | library | params | train s | steps | images seen | sampler | samples "
-    header += "| FID (difflab features) | accuracy | sample s |"
-    print(header + "\n" + "| --- " * 11 + "|", flush=True)
+    budgets = args.budget_steps or args.budget_s
+    unit = "steps" if args.budget_steps else f"{args.clock} s"
+    print(f"device: {name}, torch threads {threads}, budgets {budgets} {unit}")
+    header = "| recipe | library | seed | params | train s | steps | images seen | sampler "
+    header += "| samples | FID (difflab features) | accuracy | sample s |"
+    print(header + "\n" + "| --- " * 12 + "|", flush=True)
     rows = []
     with tempfile.TemporaryDirectory() as work:
         args.work = work
         for recipe in args.recipe or ["mnist", "cifar10"]:
             rows += bench_recipe(recipe, args)
-    print("\n" + header + "\n" + "| --- " * 11 + "|\n" + "\n".join(rows))
+    print("\n" + header + "\n" + "| --- " * 12 + "|\n" + "\n".join(rows))
 
 
 if __name__ == "__main__":

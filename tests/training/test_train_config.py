@@ -112,3 +112,19 @@ def test_config_round_trips_through_yaml():
 
     c = load_config("mnist", ["train.steps=5"])
     assert build_config(yaml.safe_load(c.to_yaml())) == c
+
+
+def test_the_pixel_recipes_default_to_the_power_function_ema():
+    for name in ("digits", "mnist", "cifar10", "shapes"):
+        assert load_config(name).train.ema_sigma_rel == 0.1, name
+
+
+def test_ema_decay_and_sigma_rel_are_alternatives_the_override_wins():
+    power = {"train": {"ema_sigma_rel": 0.1}}
+    fixed = build_config(power, ["train.ema_decay=0.9"]).train
+    assert (fixed.ema_decay, fixed.ema_sigma_rel) == (0.9, None)
+    back = build_config({"train": {"ema_decay": 0.9}}, ["train.ema_sigma_rel=0.05"]).train
+    assert back.ema_sigma_rel == 0.05
+    assert load_config("mnist", ["train.ema_decay=0.99"]).train.ema_sigma_rel is None
+    saved = build_config({"train": {"ema_decay": 0.9, "ema_sigma_rel": 0.1}})  # a config.yaml
+    assert build_config(saved.to_dict(), ["train.lr=0.1"]).train.ema_sigma_rel == 0.1

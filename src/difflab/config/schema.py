@@ -202,6 +202,7 @@ def build_config(data: dict[str, Any], overrides: list[str] | tuple[str, ...] = 
     """A validated Config from a nested dict (recipe or file) plus `key.sub=value` overrides."""
     merged = _deep_copy(data)
     _drop_other_network_options(merged, overrides)
+    _one_ema_kind(merged, overrides)
     for item in overrides:
         set_override(merged, item)
     config = from_dict(Config, merged, prefix="")
@@ -228,6 +229,18 @@ def _drop_other_network_options(data: dict[str, Any], overrides: Sequence[str]) 
             f"(set model.options.KEY=VALUE for {new})",
             stacklevel=3,
         )
+
+
+def _one_ema_kind(data: dict[str, Any], overrides: Sequence[str]) -> None:
+    """train.ema_decay (fixed) and train.ema_sigma_rel (power function) are alternatives: an
+    override of one drops the file's other (in a file, or two overrides, ema_sigma_rel wins)."""
+    train = data.get("train")
+    if not isinstance(train, dict):
+        return
+    given = {item.split("=", 1)[0] for item in overrides}
+    for key, other in (("ema_decay", "ema_sigma_rel"), ("ema_sigma_rel", "ema_decay")):
+        if f"train.{key}" in given and f"train.{other}" not in given:
+            train.pop(other, None)
 
 
 def _deep_copy(data: dict[str, Any]) -> dict[str, Any]:
