@@ -21,6 +21,7 @@ from difflab.config.schema import Config, LatentConfig
 from difflab.core.errors import ConfigError
 from difflab.data.captioned import CaptionedImages, CaptionOptions, read_entries
 from difflab.integrations.stable_diffusion.data import CaptionedLatents
+from difflab.integrations.stable_diffusion.folder import check_text_width
 from difflab.integrations.stable_diffusion.scheduler import (
     PREDICTION_TYPES,
     SchedulerSettings,
@@ -52,8 +53,13 @@ def check_scheduler(config: Config, settings: SchedulerSettings, folder: str) ->
     ]:
         if ours != theirs and not (key == "model.parameterization" and m.override_prediction_type):
             raise ConfigError(
-                f"config key '{key}' is {ours!r} but {folder}/scheduler says {theirs!r}"
+                f"config key '{key}' is {ours!r} but {folder}/scheduler says {theirs!r} "
+                f"(set {key}={_yaml(theirs)})"
             )
+
+
+def _yaml(value) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def sd_latent(config: Config) -> LatentConfig:
@@ -74,6 +80,7 @@ def open_sd_session(config: Config, *, trust_checkpoint: bool = False) -> Traini
     config = with_absolute_pretrained(config)
     folder = str(config.model.pretrained)
     check_scheduler(config, read_scheduler(folder), folder)
+    check_text_width(folder)
     return open_run(config, SDSource(config), trust_checkpoint=trust_checkpoint)
 
 
