@@ -122,6 +122,12 @@ def test_the_exported_lora_in_diffusers_gives_difflabs_latents(sd_folder, run_di
 
 
 def test_sample_prompt_on_a_lora_run_draws_the_pipelines_images(sd_folder, run_dir, tmp_path):
+    assert_sample_prompt_draws_the_pipelines_images(sd_folder, run_dir, tmp_path)
+
+
+def assert_sample_prompt_draws_the_pipelines_images(sd_folder, run_dir, tmp_path):
+    """`difflab sample --prompt` images of a LoRA run against the pipeline with its exported
+    adapter, from the same noise (also test_sd_text_encoder_lora)."""
     out = tmp_path / "cats.npz"
     argv = ["sample", str(run_dir), "--prompt", PROMPTS[0], "--prompt", PROMPTS[1], "-n", "2"]
     argv += ["--sampler", "ddim", "--grid", "uniform", "--spacing", "leading", "--steps", "10"]

@@ -93,19 +93,22 @@ def load_unet(path: str | Path):
         raise CheckpointError(f"cannot load the UNet in {folder}: {err}") from err
 
 
+def load_tokenizer(path: str | Path):
+    """The CLIPTokenizer of a pipeline folder (tokenizer/)."""
+    tokenizer_folder = component_folder(pipeline_folder(path), "tokenizer")
+    transformers = import_transformers()
+    try:
+        return transformers.CLIPTokenizer.from_pretrained(tokenizer_folder, local_files_only=True)
+    except LOAD_ERRORS as err:
+        raise CheckpointError(f"cannot load the tokenizer in {tokenizer_folder}: {err}") from err
+
+
 def load_clip(path: str | Path):
     """(tokenizer, CLIP text model) of a pipeline folder (tokenizer/, text_encoder/), the
     model in float32 as the UNet (transformers 5 would keep a float16 folder's float16)."""
-    root = pipeline_folder(path)
-    tokenizer_folder = component_folder(root, "tokenizer")
-    encoder_folder = component_folder(root, "text_encoder", TEXT_ENCODER_FILES)
+    tokenizer = load_tokenizer(path)
+    encoder_folder = component_folder(pipeline_folder(path), "text_encoder", TEXT_ENCODER_FILES)
     transformers = import_transformers()
-    try:
-        tokenizer = transformers.CLIPTokenizer.from_pretrained(
-            tokenizer_folder, local_files_only=True
-        )
-    except LOAD_ERRORS as err:
-        raise CheckpointError(f"cannot load the tokenizer in {tokenizer_folder}: {err}") from err
     try:
         encoder = transformers.CLIPTextModel.from_pretrained(
             encoder_folder, local_files_only=True, use_safetensors=True

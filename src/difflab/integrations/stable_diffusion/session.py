@@ -3,7 +3,9 @@ pretrained folder's UNet as the network, its VAE as the codec, its frozen text e
 the condition (and the null text for caption dropout), and captioned images streamed by
 DataLoader workers (data/captioned.py: COCO, OTX, image folder or WebDataset layouts).
 
-Only the UNet trains (only its LoRA adapter, with model.lora.rank > 0). The run's config must
+Only the UNet trains (only its LoRA adapter, with model.lora.rank > 0, and the text encoder's
+with model.lora.text_encoder: that encoder is then part of the network, and the data gives it
+token ids). The run's config must
 describe the folder's scheduler (model.schedule, model.num_steps, model.zero_terminal_snr,
 model.parameterization): a mismatch is refused, naming the key, so the run trains the model
 the folder holds.
@@ -27,7 +29,7 @@ from difflab.integrations.stable_diffusion.scheduler import (
     SchedulerSettings,
     read_scheduler,
 )
-from difflab.integrations.stable_diffusion.text import TextEncoder
+from difflab.integrations.stable_diffusion.text import caption_text
 from difflab.latents import Codec
 from difflab.parallel.distributed import rank, world_size
 from difflab.runs.latents import latent_shape_of
@@ -97,7 +99,7 @@ class SDSource:
         self.stream: StreamingData | None = None
 
     def null_text(self, device: torch.device) -> Tensor:
-        self.text = TextEncoder.from_folder(str(self.config.model.pretrained)).to(device)
+        self.text = caption_text(self.config.model).to(device)
         return self.text.null_text
 
     def denoiser(self, device: torch.device, codec: Codec, checkpoint):
