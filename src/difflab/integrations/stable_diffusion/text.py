@@ -2,9 +2,10 @@
 captions' token ids alone, for a network whose text encoder trains).
 
 As in Stable Diffusion, a caption is tokenized to the tokenizer's model_max_length (77),
-padded with the end token and truncated, and its embedding is the text model's last hidden
-state [N, 77, D]. The null text, used by caption dropout and classifier-free guidance, is
-the empty prompt's embedding (SD's convention), not zeros.
+padded with the tokenizer's pad token (SD v1: the end token, SD 2.x: "!") and truncated, and
+its embedding is the text model's last hidden state [N, 77, D]. The null text, used by
+caption dropout and classifier-free guidance, is the empty prompt's embedding (SD's
+convention), not zeros.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ class TextEncoder(nn.Module):
         super().__init__()
         self.tokenizer = tokenizer
         self.text_model = text_model.eval().requires_grad_(False)
-        self.max_length = int(tokenizer.model_max_length)
         self.register_buffer("_null_text", None, persistent=False)
 
     @classmethod
