@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from difflab.conditioning import Condition, classifier_free_guidance
+from difflab.conditioning import Condition
 from difflab.core.errors import ConfigError
 from difflab.integrations.stable_diffusion import (
     SDUNet,
@@ -17,9 +17,8 @@ from difflab.integrations.stable_diffusion import (
     read_scheduler,
     scheduler_settings,
 )
-from difflab.parameterization import Denoiser
-from difflab.samplers import SAMPLERS, SamplingGrid
 
+from .sd_compare import folder_and_pipeline_latents
 from .tiny_sd import LATENT_SIZE, SD_V1_SCHEDULER, TEXT_DIM
 
 diffusers = pytest.importorskip("diffusers")
@@ -101,24 +100,8 @@ def test_ddim_grid_is_diffusers_timesteps_then_its_final_level(steps, overrides)
 
 
 @pytest.mark.parametrize("guidance", [1.0, 7.5])
-def test_ddim_with_guidance_gives_the_pipelines_latents(sd_folder, pipe, text, guidance):
-    settings = read_scheduler(sd_folder)
-    schedule = settings.make_schedule()
-    denoiser = Denoiser(SDUNet(load_unet(sd_folder)), schedule, settings.parameterization)
-    cond = text.condition(PROMPTS)
-    denoise = classifier_free_guidance(denoiser, cond, cond.null(text.null_text), guidance)
-    steps = 10
-    grid = SamplingGrid.build(schedule, diffusers_ddim_times(settings, steps))
-    noise = torch.randn(2, 4, LATENT_SIZE, LATENT_SIZE, generator=torch.Generator().manual_seed(3))
-    with torch.no_grad():
-        ours = SAMPLERS.get("ddim")(denoise, noise, grid)
-    pipe.set_progress_bar_config(disable=True)
-    theirs = pipe(
-        PROMPTS,
-        num_inference_steps=steps,
-        guidance_scale=guidance,
-        latents=noise.clone(),
-        output_type="latent",
-    ).images
+def test_ddim_with_guidance_gives_the_pipelines_latents(sd_folder, pipe, guidance):
+    args = dict(guidance=guidance, steps=10)
+    ours, theirs, noise = folder_and_pipeline_latents(sd_folder, pipe, PROMPTS, LATENT_SIZE, **args)
     torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
     assert not torch.allclose(ours, noise, atol=1e-2)

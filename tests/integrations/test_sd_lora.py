@@ -10,12 +10,10 @@ import pytest
 import torch
 
 from difflab.cli.main import main
-from difflab.conditioning import classifier_free_guidance
 from difflab.config.recipes import load_config
 from difflab.core.errors import ConfigError
 from difflab.integrations.stable_diffusion import (
     TextEncoder,
-    diffusers_ddim_times,
     export_run,
     load_unet,
     read_scheduler,
@@ -24,9 +22,10 @@ from difflab.integrations.stable_diffusion.lora import LORA_FILE
 from difflab.integrations.stable_diffusion.session import open_sd_session
 from difflab.runs.checkpoint import load_latest_checkpoint
 from difflab.runs.load import load_run
-from difflab.samplers import SAMPLERS, SamplingGrid, StackedGenerator
+from difflab.samplers import StackedGenerator
 from difflab.training.loop import train
 
+from .sd_compare import difflab_ddim, pipeline_latents
 from .test_sd_training import losses, sd_config
 from .tiny_coco import write_tiny_coco
 from .tiny_sd import IMAGE_SIZE, LATENT_SIZE
@@ -112,22 +111,23 @@ def test_the_exported_lora_in_diffusers_gives_difflabs_latents(sd_folder, run_di
     (load_lora_weights) against difflab's sampler on the run's EMA denoiser, same noise."""
     out = export_run(run_dir)
     assert out == run_dir / "lora" and sorted(p.name for p in out.iterdir()) == [LORA_FILE]
-    settings, text, steps = read_scheduler(sd_folder), TextEncoder.from_folder(sd_folder), 10
-    denoiser = load_run(run_dir).denoiser
-    cond = text.condition(PROMPTS)
-    denoise = classifier_free_guidance(denoiser, cond, cond.null(text.null_text), 7.5)
-    grid = SamplingGrid.build(denoiser.schedule, diffusers_ddim_times(settings, steps))
+    settings, text = read_scheduler(sd_folder), TextEncoder.from_folder(sd_folder)
     noise = torch.randn(2, 4, LATENT_SIZE, LATENT_SIZE, generator=torch.Generator().manual_seed(3))
-    with torch.no_grad():
-        ours = SAMPLERS.get("ddim")(denoise, noise, grid)
-    args = dict(num_inference_steps=steps, guidance_scale=7.5, output_type="latent")
-    theirs = pipeline(sd_folder, out)(PROMPTS, latents=noise.clone(), **args).images
-    plain = pipeline(sd_folder)(PROMPTS, latents=noise.clone(), **args).images
+    args = dict(guidance=7.5, steps=10)
+    ours = difflab_ddim(load_run(run_dir).denoiser, text, settings, PROMPTS, noise, **args)
+    theirs = pipeline_latents(pipeline(sd_folder, out), PROMPTS, noise, **args)
+    plain = pipeline_latents(pipeline(sd_folder), PROMPTS, noise, **args)
     torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
     assert (theirs - plain).abs().max() > 1e-2  # the adapter changes the latents
 
 
 def test_sample_prompt_on_a_lora_run_draws_the_pipelines_images(sd_folder, run_dir, tmp_path):
+    assert_sample_prompt_draws_the_pipelines_images(sd_folder, run_dir, tmp_path)
+
+
+def assert_sample_prompt_draws_the_pipelines_images(sd_folder, run_dir, tmp_path):
+    """`difflab sample --prompt` images of a LoRA run against the pipeline with its exported
+    adapter, from the same noise (also test_sd_text_encoder_lora)."""
     out = tmp_path / "cats.npz"
     argv = ["sample", str(run_dir), "--prompt", PROMPTS[0], "--prompt", PROMPTS[1], "-n", "2"]
     argv += ["--sampler", "ddim", "--grid", "uniform", "--spacing", "leading", "--steps", "10"]

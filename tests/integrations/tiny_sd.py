@@ -35,11 +35,12 @@ SD_V1_SCHEDULER = dict(
 )
 
 
-def tiny_unet():
+def tiny_unet(seed: int = 1, **overrides):
+    """SD v1's UNet at toy size; overrides replace its config's keys (SD 2.x's)."""
     from diffusers import UNet2DConditionModel
 
-    torch.manual_seed(1)
-    return UNet2DConditionModel(
+    torch.manual_seed(seed)
+    config = dict(
         sample_size=LATENT_SIZE,
         in_channels=4,
         out_channels=4,
@@ -50,15 +51,17 @@ def tiny_unet():
         cross_attention_dim=TEXT_DIM,
         attention_head_dim=8,
         norm_num_groups=8,
-    ).eval()
+    )
+    return UNet2DConditionModel(**{**config, **overrides}).eval()
 
 
-def tiny_text_encoder():
+def tiny_text_encoder(seed: int = 2, **overrides):
+    """SD v1's CLIP text model at toy size; overrides replace its config's keys (SD 2.x's)."""
     from transformers import CLIPTextConfig, CLIPTextModel
 
     vocab, _ = _vocabulary()
-    torch.manual_seed(2)
-    config = CLIPTextConfig(
+    torch.manual_seed(seed)
+    config = dict(
         vocab_size=len(vocab),
         hidden_size=TEXT_DIM,
         intermediate_size=64,
@@ -69,7 +72,7 @@ def tiny_text_encoder():
         eos_token_id=vocab["<|endoftext|>"],
         pad_token_id=vocab["<|endoftext|>"],
     )
-    return CLIPTextModel(config).eval()
+    return CLIPTextModel(CLIPTextConfig(**{**config, **overrides})).eval()
 
 
 def _vocabulary() -> tuple[dict[str, int], list[str]]:

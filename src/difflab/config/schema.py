@@ -72,12 +72,14 @@ class LatentConfig:
 @dataclass
 class LoraConfig:
     """LoRA (Hu et al. 2021) of a Stable Diffusion UNet: W x + (alpha / rank) B A x on the
-    target projections; only A and B train. rank 0 trains the whole UNet."""
+    target projections; only A and B train. rank 0 trains the whole UNet. text_encoder: the
+    CLIP text encoder's attention projections get adapters of the same rank and alpha too."""
 
     rank: int = 0  # 0: no adapter (a full fine-tune)
     alpha: float | None = None  # None: rank (a scale of 1, as diffusers' LoRA script)
     # module names (suffixes) of the UNet that get adapters: diffusers' attention projections
     targets: list[str] = field(default_factory=lambda: ["to_k", "to_q", "to_v", "to_out.0"])
+    text_encoder: bool = False  # also adapt q_proj, k_proj, v_proj, out_proj of the text encoder
 
 
 @dataclass
@@ -367,6 +369,7 @@ def check_network(c: Config) -> None:
     for key, value in [
         ("train.gradient_checkpointing", c.train.gradient_checkpointing),
         ("model.override_prediction_type", m.override_prediction_type),
+        ("model.lora.text_encoder", m.lora.text_encoder),
     ]:
         _require(not value, key, "false without model.pretrained", value)
 

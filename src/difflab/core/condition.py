@@ -18,7 +18,8 @@ NULL_LABEL = -1
 @dataclass(frozen=True)
 class Condition:
     labels: Tensor | None = None  # [N] long; NULL_LABEL means "no label"
-    text: Tensor | None = None  # [N, L, D] token embeddings
+    # [N, L, D] token embeddings, or [N, L] long token ids for a network that encodes them
+    text: Tensor | None = None
     text_mask: Tensor | None = None  # [N, L] bool, True for real tokens
     hint: Tensor | None = None  # [N, C, H, W] control image in [-1, 1]
 

@@ -39,9 +39,12 @@ def check_config(c: Config) -> None:
 
 
 def check_lora(m: ModelConfig) -> None:
-    """A LoRA of the UNet: a rank (0: none), a positive alpha, named target modules."""
+    """A LoRA of the UNet: a rank (0: none), a positive alpha, named target modules; one of
+    the text encoder only beside it."""
     lora = m.lora
     require(lora.rank >= 0, "model.lora.rank", ">= 0 (0: no LoRA)", lora.rank)
+    with_rank = "false with model.lora.rank 0 (the text encoder's LoRA has the UNet's rank)"
+    require(lora.rank > 0 or not lora.text_encoder, "model.lora.text_encoder", with_rank, True)
     if lora.rank == 0:
         return
     require(lora.alpha is None or lora.alpha > 0, "model.lora.alpha", "> 0 or null", lora.alpha)

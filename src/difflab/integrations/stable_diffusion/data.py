@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from difflab.data.transforms import ToSymmetric
-from difflab.integrations.stable_diffusion.text import TextEncoder
+from difflab.integrations.stable_diffusion.text import CaptionText
 from difflab.latents import VAECodec
 from difflab.training.step import MicroBatch
 from difflab.training.stream import StreamBatch, StreamingData, collate
@@ -28,7 +28,7 @@ class CaptionedLatents:
         self,
         stream: StreamingData,
         codec: VAECodec,
-        text: TextEncoder,
+        text: CaptionText,
         *,
         flip: bool,
         device: torch.device,

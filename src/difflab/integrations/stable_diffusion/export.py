@@ -18,7 +18,7 @@ from pathlib import Path
 
 from torch import Tensor
 
-from difflab.config.schema import build_config
+from difflab.config.schema import LoraConfig, build_config
 from difflab.core.errors import CheckpointError
 from difflab.core.file_modes import respect_umask
 from difflab.integrations.stable_diffusion.folder import (
@@ -27,7 +27,8 @@ from difflab.integrations.stable_diffusion.folder import (
     import_diffusers,
     pipeline_folder,
 )
-from difflab.integrations.stable_diffusion.lora import LORA_FOLDER, export_lora
+from difflab.integrations.stable_diffusion.lora import LORA_FOLDER, save_lora
+from difflab.integrations.stable_diffusion.network import adapted_network
 from difflab.integrations.stable_diffusion.scheduler import write_prediction_type
 from difflab.parameterization.prediction import Parameterization
 from difflab.runs.checkpoint import load_latest_checkpoint
@@ -82,12 +83,25 @@ def export_run(run_dir: str | Path) -> Path:
     if config.model.pretrained is None:
         raise CheckpointError(f"{run_dir} is not a Stable Diffusion fine-tune (model.pretrained)")
     ema = load_latest_checkpoint(run_dir, with_state=False).ema
-    weights = {k.removeprefix("unet."): v for k, v in ema.items()}  # SDUNet holds `unet`
     m = config.model
     if m.lora.rank > 0:
-        return export_lora(m.pretrained, m.lora, weights, run_dir / LORA_FOLDER)
+        return export_lora(m.pretrained, m.lora, ema, run_dir / LORA_FOLDER)
+    weights = {k.removeprefix("unet."): v for k, v in ema.items()}  # SDUNet holds `unet`
     prediction = m.parameterization if m.override_prediction_type else None
     return export_pipeline(m.pretrained, weights, run_dir / EXPORT_FOLDER, prediction)
+
+
+def export_lora(
+    pretrained: str | Path, lora: LoraConfig, weights: dict[str, Tensor], out: str | Path
+) -> Path:
+    """Write out/pytorch_lora_weights.safetensors: the adapters of `weights` (the state dict
+    of pretrained's SDUNet with lora's adapters: `unet.` and `text_encoder.` keys)."""
+    network = adapted_network(pretrained, lora)
+    try:
+        network.load_state_dict(weights, strict=True)
+    except RuntimeError as err:
+        raise CheckpointError(f"the weights do not fit the UNet with model.lora: {err}") from err
+    return save_lora(network.unet, out, network.text_encoder)
 
 
 def _model_index(source: Path) -> Path:

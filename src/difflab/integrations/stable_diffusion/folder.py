@@ -1,4 +1,4 @@
-"""A local Stable Diffusion v1.x folder in diffusers' pipeline layout, read without downloading.
+"""A local Stable Diffusion v1.x or 2.x folder in diffusers' pipeline layout, read offline.
 
 The layout is what `StableDiffusionPipeline.save_pretrained` writes: model_index.json and one
 sub-folder per component (unet/, vae/, text_encoder/, tokenizer/, scheduler/). Weights are read
@@ -8,6 +8,7 @@ file is a one-line DataError naming it, an unreadable one a CheckpointError.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import ModuleType
 
@@ -55,6 +56,30 @@ def component_folder(root: Path, name: str, files: tuple[str, ...] = ()) -> Path
     return folder
 
 
+def check_text_width(path: str | Path) -> None:
+    """ConfigError naming both files unless the UNet attends to the text encoder's width:
+    unet/config.json's cross_attention_dim is text_encoder/config.json's hidden_size (SD v1:
+    768, SD 2.x: 1024), so a folder that mixes components fails before anything loads."""
+    root = pipeline_folder(path)
+    unet_file = component_folder(root, "unet", ("config.json",)) / "config.json"
+    text_file = component_folder(root, "text_encoder", ("config.json",)) / "config.json"
+    width = read_json(text_file).get("hidden_size")
+    attends = read_json(unet_file).get("cross_attention_dim")
+    if any(dim != width for dim in (attends if isinstance(attends, list) else [attends])):
+        raise ConfigError(
+            f"the UNet ({unet_file}: cross_attention_dim {attends}) cannot attend to the text "
+            f"encoder ({text_file}: hidden_size {width}) (model.pretrained)"
+        )
+
+
+def read_json(file: Path) -> dict:
+    """A JSON file's contents; DataError naming the file when it cannot be read."""
+    try:
+        return json.loads(file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DataError(f"cannot read {file}: {err}") from err
+
+
 def load_unet(path: str | Path):
     """The UNet2DConditionModel of a pipeline folder (unet/), in float32."""
     folder = component_folder(pipeline_folder(path), "unet", UNET_FILES)
@@ -68,19 +93,22 @@ def load_unet(path: str | Path):
         raise CheckpointError(f"cannot load the UNet in {folder}: {err}") from err
 
 
+def load_tokenizer(path: str | Path):
+    """The CLIPTokenizer of a pipeline folder (tokenizer/)."""
+    tokenizer_folder = component_folder(pipeline_folder(path), "tokenizer")
+    transformers = import_transformers()
+    try:
+        return transformers.CLIPTokenizer.from_pretrained(tokenizer_folder, local_files_only=True)
+    except LOAD_ERRORS as err:
+        raise CheckpointError(f"cannot load the tokenizer in {tokenizer_folder}: {err}") from err
+
+
 def load_clip(path: str | Path):
     """(tokenizer, CLIP text model) of a pipeline folder (tokenizer/, text_encoder/), the
     model in float32 as the UNet (transformers 5 would keep a float16 folder's float16)."""
-    root = pipeline_folder(path)
-    tokenizer_folder = component_folder(root, "tokenizer")
-    encoder_folder = component_folder(root, "text_encoder", TEXT_ENCODER_FILES)
+    tokenizer = load_tokenizer(path)
+    encoder_folder = component_folder(pipeline_folder(path), "text_encoder", TEXT_ENCODER_FILES)
     transformers = import_transformers()
-    try:
-        tokenizer = transformers.CLIPTokenizer.from_pretrained(
-            tokenizer_folder, local_files_only=True
-        )
-    except LOAD_ERRORS as err:
-        raise CheckpointError(f"cannot load the tokenizer in {tokenizer_folder}: {err}") from err
     try:
         encoder = transformers.CLIPTextModel.from_pretrained(
             encoder_folder, local_files_only=True, use_safetensors=True

@@ -1,5 +1,5 @@
-"""LoRA of a Stable Diffusion UNet with peft (`model.lora`), and its export as the
-`pytorch_lora_weights.safetensors` that diffusers' `load_lora_weights` reads.
+"""LoRA of a Stable Diffusion UNet (and its text encoder) with peft (`model.lora`), and its
+export as the `pytorch_lora_weights.safetensors` that diffusers' `load_lora_weights` reads.
 
 The adapter is added as diffusers' train_text_to_image_lora.py adds it (`unet.add_adapter`,
 Gaussian A, zero B), so at step 0 the adapted UNet is the pretrained one and the exported
@@ -15,11 +15,12 @@ from torch import Tensor, nn
 from difflab.config.schema import LoraConfig
 from difflab.core.errors import CheckpointError, ConfigError
 from difflab.core.file_modes import respect_umask
-from difflab.integrations.stable_diffusion.folder import load_unet
 from difflab.runs.files import write_atomic
 
 LORA_FILE = "pytorch_lora_weights.safetensors"  # the name load_lora_weights looks for
 LORA_FOLDER = "lora"  # runs/NAME/lora/
+# the CLIP text model's attention projections (transformers' names), model.lora.text_encoder's
+TEXT_ENCODER_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj")
 
 
 def import_peft():
@@ -35,19 +36,33 @@ def import_peft():
 def add_lora(unet: nn.Module, lora: LoraConfig) -> nn.Module:
     """Freeze unet and add a LoRA adapter of lora.rank on the modules named by lora.targets;
     A is drawn from the global torch RNG. Returns unet, its adapter the only trainable part."""
-    peft = import_peft()
-    config = peft.LoraConfig(
-        r=lora.rank,
-        lora_alpha=lora.alpha if lora.alpha is not None else lora.rank,
-        init_lora_weights="gaussian",
-        target_modules=list(lora.targets),
-    )
     unet.requires_grad_(False)
     try:
-        unet.add_adapter(config)
+        unet.add_adapter(_peft_config(lora, list(lora.targets)))
     except ValueError as err:  # peft: no module of the UNet matches a target
         raise ConfigError(f"config key 'model.lora.targets' ({lora.targets}): {err}") from None
     return unet
+
+
+def add_text_encoder_lora(text_encoder: nn.Module, lora: LoraConfig) -> nn.Module:
+    """Freeze a CLIP text model and add a LoRA adapter of lora.rank and alpha on its attention
+    projections (TEXT_ENCODER_TARGETS), as diffusers' LoRA scripts do with
+    --train_text_encoder. Returns text_encoder, its adapter the only trainable part."""
+    config = _peft_config(lora, list(TEXT_ENCODER_TARGETS))
+    text_encoder.requires_grad_(False)
+    # peft's own injection: transformers' add_adapter does the same but asks for a newer peft
+    import_peft().inject_adapter_in_model(config, text_encoder)
+    text_encoder.peft_config = {"default": config}  # what get_peft_model_state_dict reads
+    return text_encoder
+
+
+def _peft_config(lora: LoraConfig, targets: list[str]):
+    return import_peft().LoraConfig(
+        r=lora.rank,
+        lora_alpha=lora.alpha if lora.alpha is not None else lora.rank,
+        init_lora_weights="gaussian",
+        target_modules=targets,
+    )
 
 
 def lora_state(unet: nn.Module) -> dict[str, Tensor]:
@@ -59,20 +74,28 @@ def lora_state(unet: nn.Module) -> dict[str, Tensor]:
     return convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
 
 
-def save_lora(unet: nn.Module, out: str | Path) -> Path:
-    """Write out/pytorch_lora_weights.safetensors (the adapter with its alpha) atomically: a
-    temporary file renamed over the earlier export. Returns out."""
+def text_encoder_lora_state(text_encoder: nn.Module) -> dict[str, Tensor]:
+    """A CLIP text model's adapter as lora_state gives it, its keys under `text_model.` as
+    transformers 4 names CLIPTextModel's modules (and published SD LoRA files hold them);
+    transformers 5, which dropped that level, loads them too."""
+    state = lora_state(text_encoder)
+    return {k if k.startswith("text_model.") else f"text_model.{k}": v for k, v in state.items()}
+
+
+def save_lora(unet: nn.Module, out: str | Path, text_encoder: nn.Module | None = None) -> Path:
+    """Write out/pytorch_lora_weights.safetensors (the UNet's adapter with its alpha, and the
+    text encoder's under `text_encoder.` when given) atomically: a temporary file renamed over
+    the earlier export. Returns out."""
     from diffusers import StableDiffusionPipeline
 
-    layers, metadata = lora_state(unet), _adapter_metadata(unet)
+    parts = {"unet_lora_layers": lora_state(unet), "unet_lora_adapter_metadata": _metadata(unet)}
+    if text_encoder is not None:
+        parts["text_encoder_lora_layers"] = text_encoder_lora_state(text_encoder)
+        parts["text_encoder_lora_adapter_metadata"] = _metadata(text_encoder)
 
     def write(tmp: Path) -> None:
         StableDiffusionPipeline.save_lora_weights(
-            tmp.parent,
-            unet_lora_layers=layers,
-            unet_lora_adapter_metadata=metadata,
-            weight_name=tmp.name,
-            safe_serialization=True,
+            tmp.parent, weight_name=tmp.name, safe_serialization=True, **parts
         )
         respect_umask(tmp)
 
@@ -80,23 +103,10 @@ def save_lora(unet: nn.Module, out: str | Path) -> Path:
     return Path(out)
 
 
-def _adapter_metadata(unet: nn.Module) -> dict:
+def _metadata(model: nn.Module) -> dict:
     """The adapter's peft config (rank, alpha, targets), stored in the file so that
     load_lora_weights scales by alpha / rank as the run trained."""
-    config = getattr(unet, "peft_config", {}).get("default")
+    config = getattr(model, "peft_config", {}).get("default")
     if config is None:
-        raise CheckpointError("the UNet has no LoRA adapter to export (model.lora.rank is 0)")
+        raise CheckpointError("the model has no LoRA adapter to export (model.lora.rank is 0)")
     return config.to_dict()
-
-
-def export_lora(
-    pretrained: str | Path, lora: LoraConfig, weights: dict[str, Tensor], out: str | Path
-) -> Path:
-    """Write out/pytorch_lora_weights.safetensors: the adapter of `weights` (the state dict of
-    pretrained's UNet with lora's adapter). Returns out."""
-    unet = add_lora(load_unet(pretrained), lora)
-    try:
-        unet.load_state_dict(weights, strict=True)
-    except RuntimeError as err:
-        raise CheckpointError(f"the weights do not fit the UNet with model.lora: {err}") from err
-    return save_lora(unet, out)

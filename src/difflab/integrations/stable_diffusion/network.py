@@ -1,4 +1,5 @@
-"""Stable Diffusion's UNet2DConditionModel as a difflab network F(x, t_net, cond)."""
+"""Stable Diffusion's UNet2DConditionModel as a difflab network F(x, t_net, cond), with the
+CLIP text encoder inside it when that trains (model.lora.text_encoder)."""
 
 from __future__ import annotations
 
@@ -9,39 +10,60 @@ from torch import Tensor, nn
 from difflab.config.schema import LoraConfig
 from difflab.core.condition import Condition
 from difflab.core.errors import ConfigError
-from difflab.integrations.stable_diffusion.folder import load_unet
-from difflab.integrations.stable_diffusion.lora import add_lora
+from difflab.integrations.stable_diffusion.folder import load_clip, load_unet
+from difflab.integrations.stable_diffusion.lora import add_lora, add_text_encoder_lora
 
 SD_NETWORK = "sd-unet"  # model.network of a Stable Diffusion fine-tune: model.pretrained's UNet
 
 
 class SDUNet(nn.Module):
-    """F(x [N, 4, h, w], t_net [N], cond with text [N, L, D]) -> the UNet's output [N, 4, h, w].
+    """F(x [N, 4, h, w], t_net [N], cond with text) -> the UNet's output [N, 4, h, w].
 
-    t_net is the timestep index (difflab's discrete network time); cond.text is the CLIP text
-    encoder's last hidden states, the UNet's cross-attention context. SD v1 attends to every
+    t_net is the timestep index (difflab's discrete network time); cond.text is the UNet's
+    cross-attention context: the CLIP text encoder's last hidden states [N, L, D], or, with a
+    text_encoder (one that trains), token ids [N, L] that it encodes. SD attends to every
     token (padding included), so cond.text_mask is not used.
     """
 
-    def __init__(self, unet: nn.Module) -> None:
+    def __init__(self, unet: nn.Module, text_encoder: nn.Module | None = None) -> None:
         super().__init__()
         self.unet = unet
+        self.text_encoder = text_encoder
 
     def forward(self, x: Tensor, t_net: Tensor, cond: Condition | None) -> Tensor:
         if cond is None or cond.text is None:
             raise ConfigError("the Stable Diffusion UNet needs a text condition (cond.text)")
-        return self.unet(x, t_net, encoder_hidden_states=cond.text, return_dict=False)[0]
+        context = self.context(cond.text)
+        return self.unet(x, t_net, encoder_hidden_states=context, return_dict=False)[0]
+
+    def context(self, text: Tensor) -> Tensor:
+        """The UNet's context [N, L, D]: text itself, or its token ids [N, L] encoded."""
+        ids = not text.is_floating_point()
+        if ids != (self.text_encoder is not None):
+            expected = "token ids [N, L]" if self.text_encoder is not None else "embeddings"
+            raise ConfigError(f"this Stable Diffusion network takes cond.text as {expected}")
+        return self.text_encoder(text)[0] if ids else text
 
 
 def sd_network(folder: str | Path, in_channels: int, lora: LoraConfig | None = None) -> SDUNet:
     """The UNet of a pipeline folder as a network for data of in_channels channels (the VAE's
-    latent channels); frozen, with a trainable LoRA adapter, when lora.rank > 0."""
-    unet = load_unet(folder)
-    if unet.config.in_channels != in_channels:
+    latent channels); frozen, with trainable LoRA adapters, when lora.rank > 0."""
+    network = adapted_network(folder, lora)
+    channels = network.unet.config.in_channels
+    if channels != in_channels:
         raise ConfigError(
-            f"the UNet of {folder} takes {unet.config.in_channels} channels, but the latents "
+            f"the UNet of {folder} takes {channels} channels, but the latents "
             f"have {in_channels} (model.pretrained)"
         )
-    if lora is not None and lora.rank > 0:
-        add_lora(unet, lora)
-    return SDUNet(unet)
+    return network
+
+
+def adapted_network(folder: str | Path, lora: LoraConfig | None) -> SDUNet:
+    """The folder's UNet with lora's adapter (none with rank 0), and its text encoder with
+    one when lora.text_encoder (A drawn from the global torch RNG, UNet's first)."""
+    unet = load_unet(folder)
+    if lora is None or lora.rank == 0:
+        return SDUNet(unet)
+    add_lora(unet, lora)
+    text_encoder = add_text_encoder_lora(load_clip(folder)[1], lora) if lora.text_encoder else None
+    return SDUNet(unet, text_encoder)

@@ -20,7 +20,7 @@ from difflab.core.errors import ConfigError, TrainingError
 from difflab.core.progress import progress
 from difflab.data import to_uint8
 from difflab.integrations.stable_diffusion.network import SD_NETWORK
-from difflab.integrations.stable_diffusion.text import TextEncoder
+from difflab.integrations.stable_diffusion.text import CaptionText, caption_text
 from difflab.latents import Codec
 from difflab.parameterization import Denoiser
 from difflab.runs.load import LoadedRun
@@ -33,7 +33,7 @@ PROMPT_BATCH = 8  # images sampled at once: prompt_images' default and the train
 @torch.no_grad()
 def sample_text_latents(
     denoiser: Denoiser,
-    text: TextEncoder,
+    text: CaptionText,
     prompts: Sequence[str],
     *,
     seeds: Sequence[int],
@@ -71,7 +71,7 @@ def prompt_images(
     sample = _checked(run, prompts, num, sample)
     c = run.image_shape[0]
     latent_shape = run.latent_shape if size is None else run.codec.latent_shape((c, *size))
-    text = TextEncoder.from_folder(str(run.config.model.pretrained)).to(device)
+    text = caption_text(run.config.model).to(device)
     x0 = text_images(
         run.denoiser,
         text,
@@ -91,7 +91,7 @@ def prompt_images(
 
 def text_images(
     denoiser: Denoiser,
-    text: TextEncoder,
+    text: CaptionText,
     codec: Codec,
     prompts: Sequence[str],
     rows: range,

@@ -22,11 +22,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from difflab.core.errors import ConfigError, DataError
+from difflab.core.errors import ConfigError
 from difflab.integrations.stable_diffusion.folder import (
     SCHEDULER_FILE,
     component_folder,
     pipeline_folder,
+    read_json,
 )
 from difflab.parameterization.prediction import Parameterization
 from difflab.schedules import NoiseSchedule, discrete_timesteps, make_schedule
@@ -64,11 +65,7 @@ class SchedulerSettings:
 def read_scheduler(path: str | Path) -> SchedulerSettings:
     """The scheduler settings of a pipeline folder (scheduler/scheduler_config.json)."""
     file = component_folder(pipeline_folder(path), "scheduler", (SCHEDULER_FILE,)) / SCHEDULER_FILE
-    try:
-        config = json.loads(file.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise DataError(f"cannot read {file}: {err}") from err
-    return scheduler_settings(config, source=str(file))
+    return scheduler_settings(read_json(file), source=str(file))
 
 
 def write_prediction_type(scheduler_folder: Path, parameterization: Parameterization) -> None:

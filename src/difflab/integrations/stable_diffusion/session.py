@@ -3,7 +3,9 @@ pretrained folder's UNet as the network, its VAE as the codec, its frozen text e
 the condition (and the null text for caption dropout), and captioned images streamed by
 DataLoader workers (data/captioned.py: COCO, OTX, image folder or WebDataset layouts).
 
-Only the UNet trains (only its LoRA adapter, with model.lora.rank > 0). The run's config must
+Only the UNet trains (only its LoRA adapter, with model.lora.rank > 0, and the text encoder's
+with model.lora.text_encoder: that encoder is then part of the network, and the data gives it
+token ids). The run's config must
 describe the folder's scheduler (model.schedule, model.num_steps, model.zero_terminal_snr,
 model.parameterization): a mismatch is refused, naming the key, so the run trains the model
 the folder holds.
@@ -21,12 +23,13 @@ from difflab.config.schema import Config, LatentConfig
 from difflab.core.errors import ConfigError
 from difflab.data.captioned import CaptionedImages, CaptionOptions, read_entries
 from difflab.integrations.stable_diffusion.data import CaptionedLatents
+from difflab.integrations.stable_diffusion.folder import check_text_width
 from difflab.integrations.stable_diffusion.scheduler import (
     PREDICTION_TYPES,
     SchedulerSettings,
     read_scheduler,
 )
-from difflab.integrations.stable_diffusion.text import TextEncoder
+from difflab.integrations.stable_diffusion.text import caption_text
 from difflab.latents import Codec
 from difflab.parallel.distributed import rank, world_size
 from difflab.runs.latents import latent_shape_of
@@ -52,8 +55,13 @@ def check_scheduler(config: Config, settings: SchedulerSettings, folder: str) ->
     ]:
         if ours != theirs and not (key == "model.parameterization" and m.override_prediction_type):
             raise ConfigError(
-                f"config key '{key}' is {ours!r} but {folder}/scheduler says {theirs!r}"
+                f"config key '{key}' is {ours!r} but {folder}/scheduler says {theirs!r} "
+                f"(set {key}={_yaml(theirs)})"
             )
+
+
+def _yaml(value) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def sd_latent(config: Config) -> LatentConfig:
@@ -74,6 +82,7 @@ def open_sd_session(config: Config, *, trust_checkpoint: bool = False) -> Traini
     config = with_absolute_pretrained(config)
     folder = str(config.model.pretrained)
     check_scheduler(config, read_scheduler(folder), folder)
+    check_text_width(folder)
     return open_run(config, SDSource(config), trust_checkpoint=trust_checkpoint)
 
 
@@ -90,7 +99,7 @@ class SDSource:
         self.stream: StreamingData | None = None
 
     def null_text(self, device: torch.device) -> Tensor:
-        self.text = TextEncoder.from_folder(str(self.config.model.pretrained)).to(device)
+        self.text = caption_text(self.config.model).to(device)
         return self.text.null_text
 
     def denoiser(self, device: torch.device, codec: Codec, checkpoint):
