@@ -8,11 +8,19 @@ from pathlib import Path
 
 from torch import nn
 
+from difflab.config.plugins import network_plugin
 from difflab.config.schema import Config, ControlNetConfig
 from difflab.core.errors import ConfigError
 from difflab.data import BatchTransform, ImageDataset, make_hint
 from difflab.data.hint_maps import ReadyHint, with_hint_maps
 from difflab.networks import ControlledUNet, UNet
+
+
+def is_controlnet_run(config: Config) -> bool:
+    """A run that samples under hints: a ControlNet on a base run (model.controlnet.base_run)
+    or a plug-in network that is one (its CONTROLNET, e.g. sd-controlnet)."""
+    plugin = network_plugin(config.model.network)
+    return config.model.controlnet.base_run is not None or getattr(plugin, "CONTROLNET", False)
 
 
 def hint_transform(cn: ControlNetConfig) -> BatchTransform | None:

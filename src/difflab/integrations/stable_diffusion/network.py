@@ -28,20 +28,31 @@ class SDUNet(nn.Module):
         self.unet = unet
 
     def forward(self, x: Tensor, t_net: Tensor, cond: Condition | None) -> Tensor:
+        text = self.text_of(cond)
+        return self.unet(x, t_net, encoder_hidden_states=text, return_dict=False)[0]
+
+    @staticmethod
+    def text_of(cond: Condition | None) -> Tensor:
+        """cond.text, or a ConfigError: a Stable Diffusion UNet needs text."""
         if cond is None or cond.text is None:
             raise ConfigError("the Stable Diffusion UNet needs a text condition (cond.text)")
-        return self.unet(x, t_net, encoder_hidden_states=cond.text, return_dict=False)[0]
+        return cond.text
+
+    @classmethod
+    def checked(cls, unet: nn.Module, folder: str | Path, in_channels: int) -> SDUNet:
+        """SDUNet(unet), after checking that unet (of folder) takes in_channels channels."""
+        if unet.config.in_channels != in_channels:
+            raise ConfigError(
+                f"the UNet of {folder} takes {unet.config.in_channels} channels, but the latents "
+                f"have {in_channels} (model.pretrained)"
+            )
+        return cls(unet)
 
 
 def sd_network(folder: str | Path, in_channels: int, lora: LoraConfig | None = None) -> SDUNet:
     """The UNet of a pipeline folder as a network for data of in_channels channels (the VAE's
     latent channels); frozen, with a trainable LoRA adapter, when lora.rank > 0."""
-    unet = load_unet(folder)
-    if unet.config.in_channels != in_channels:
-        raise ConfigError(
-            f"the UNet of {folder} takes {unet.config.in_channels} channels, but the latents "
-            f"have {in_channels} (model.pretrained)"
-        )
+    network = SDUNet.checked(load_unet(folder), folder, in_channels)
     if lora is not None and lora.rank > 0:
-        add_lora(unet, lora)
-    return SDUNet(unet)
+        add_lora(network.unet, lora)
+    return network

@@ -3,7 +3,9 @@ pretrained folder's UNet as the network, its VAE as the codec, its frozen text e
 the condition (and the null text for caption dropout), and captioned images streamed by
 DataLoader workers (data/captioned.py: COCO, OTX, image folder or WebDataset layouts).
 
-Only the UNet trains (only its LoRA adapter, with model.lora.rank > 0). The run's config must
+Only the UNet trains (only its LoRA adapter, with model.lora.rank > 0; only the ControlNet,
+with model.network sd-controlnet, whose batches carry the hint of model.controlnet.hint and
+whose caption dropout keeps the hint, as the paper's). The run's config must
 describe the folder's scheduler (model.schedule, model.num_steps, model.zero_terminal_snr,
 model.parameterization): a mismatch is refused, naming the key, so the run trains the model
 the folder holds.
@@ -20,6 +22,8 @@ from torch import Tensor
 from difflab.config.schema import Config, LatentConfig
 from difflab.core.errors import ConfigError
 from difflab.data.captioned import CaptionedImages, CaptionOptions, read_entries
+from difflab.data.hints import make_hint
+from difflab.integrations.stable_diffusion.controlnet import SD_CONTROLNET
 from difflab.integrations.stable_diffusion.data import CaptionedLatents
 from difflab.integrations.stable_diffusion.scheduler import (
     PREDICTION_TYPES,
@@ -74,7 +78,9 @@ def open_sd_session(config: Config, *, trust_checkpoint: bool = False) -> Traini
     config = with_absolute_pretrained(config)
     folder = str(config.model.pretrained)
     check_scheduler(config, read_scheduler(folder), folder)
-    return open_run(config, SDSource(config), trust_checkpoint=trust_checkpoint)
+    run = open_run(config, SDSource(config), trust_checkpoint=trust_checkpoint)
+    run.state.keep_hint = config.model.network == SD_CONTROLNET  # hints are never dropped
+    return run
 
 
 class SDSource:
@@ -107,8 +113,14 @@ class SDSource:
 
     def data(self, device: torch.device, codec: Codec) -> tuple[CaptionedLatents, None]:
         self.stream = _stream(self.config, self.dataset)
-        flip = self.config.data.flip
-        return CaptionedLatents(self.stream, codec, self.text, flip=flip, device=device), None
+        flip, cn = self.config.data.flip, self.config.model.controlnet
+        hint = (
+            make_hint(cn.hint, **cn.hint_options)
+            if self.config.model.network == SD_CONTROLNET
+            else None
+        )
+        data = CaptionedLatents(self.stream, codec, self.text, flip=flip, device=device, hint=hint)
+        return data, None
 
     def skipped(self) -> dict:
         return {"streamed_skipped": self.stream.skipped if self.stream is not None else {}}
