@@ -369,16 +369,9 @@ def check_controlnet(cn: ControlNetConfig) -> None:
 
 
 def check_latent(m: ModelConfig) -> None:
-    """Factors that can scale latents, and no ControlNet (its hints are pixels) on latents."""
-    lc = m.latent
-    scale = lc.scaling_factor
+    """Factors that can scale latents."""
+    scale = m.latent.scaling_factor
     _require(scale is None or scale > 0, "model.latent.scaling_factor", "> 0 or null", scale)
-    _require(
-        lc.vae is None or m.controlnet.base_run is None,
-        "model.latent.vae",
-        "null with model.controlnet.base_run (ControlNet trains on pixel runs only)",
-        lc.vae,
-    )
 
 
 def check_sample(s: SampleConfig) -> None:
