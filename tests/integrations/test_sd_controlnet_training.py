@@ -162,3 +162,17 @@ def test_sample_command_takes_hint_maps(run_dir, tmp_path, capsys):
     Image.fromarray(edges[:8]).save(tmp_path / "short.png")
     assert main([*args, "--hint-map", str(tmp_path / "short.png"), "--out", str(out)]) == 2
     assert "short.png" in capsys.readouterr().err
+
+
+def test_finetune_sd_trains_with_hinted_grids_then_exports(sd_folder, coco, tmp_path, capsys):
+    from difflab.cli.main import main
+
+    items = [f"model.pretrained={sd_folder}", f"data.root={coco}", f"run.root={tmp_path}"]
+    items += [f"data.image_size={IMAGE_SIZE}", "data.num_workers=0", "train.steps=1"]
+    items += ["train.batch_size=2", "train.device=cpu", "train.progress=false"]
+    items += ["model.controlnet.hint=blur", "sample.steps=2", "sample.num=2"]
+    assert main(["finetune-sd", "sd-controlnet-coco", *items]) == 0
+    run = tmp_path / "sd-controlnet-coco"
+    assert (run / "samples" / "step-000001-ema.png").is_file()
+    assert f"diffusers ControlNet: {run / 'controlnet'}" in capsys.readouterr().out
+    assert (run / "controlnet" / "config.json").is_file()
