@@ -16,7 +16,10 @@ import torch
 from difflab.config.recipes import load_config
 from difflab.data import HINTS
 from difflab.runs.checkpoint import latest_checkpoint, load_checkpoint
+from difflab.runs.load import load_run
 from difflab.runs.metrics import read_metrics
+from difflab.sampling.generation import generate
+from difflab.sampling.hints import hint_shape
 from difflab.training.loop import train
 
 pytestmark = pytest.mark.filterwarnings("ignore:model.network=dit-tiny replaces")
@@ -99,6 +102,10 @@ def test_controlnet_trains_and_resumes_exactly(hint, net, space, base_runs, tmp_
     assert all(torch.equal(got.model[k], v) for k, v in expected.model.items())
     moved = [v for k, v in expected.model.items() if "after_proj" in k or "zero_conv" in k]
     assert moved and any(v.abs().sum() > 0 for v in moved)  # the zero outputs trained
+    run = load_run(straight)  # samples under image-sized hints, decoded in a latent run
+    hints = torch.rand(1, *hint_shape(run.config, run.image_shape)) * 2 - 1
+    images, _ = generate(run, num=2, hints=hints)
+    assert images.shape == (2, 3, 16, 16) and images.dtype == torch.uint8
 
 
 def test_a_latent_runs_hints_turn_with_its_latents(base_runs, vae, tmp_path):

@@ -49,7 +49,9 @@ class DataConfig:
 
 @dataclass
 class ControlNetConfig:
-    """Train a ControlNet on a trained run: its EMA weights are the frozen base."""
+    """Train a ControlNet on a trained run (a UNet or DiT): its EMA weights are the frozen
+    base. model.network sd-controlnet reads hint, hint_options and scale, its base the UNet
+    of model.pretrained (base_run stays null)."""
 
     base_run: str | None = None  # the base run's folder; None: no ControlNet
     hint: str = "blur"  # a hint transform from difflab.data.HINTS, made from each image
