@@ -54,6 +54,7 @@ def test_recipes_lists_every_recipe(capsys):
         "cifar10",
         "digits",
         "mnist",
+        "sd-controlnet-coco",
         "sd-v1-4-coco",
         "shapes",
     ]

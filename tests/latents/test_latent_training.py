@@ -106,7 +106,6 @@ def test_resume_gives_the_losses_of_one_run(tmp_path, vae_folder):
     ("override", "key"),
     [
         ("model.latent.scaling_factor=0", "model.latent.scaling_factor"),
-        ("model.controlnet.base_run=runs/x", "model.latent.vae"),
         ("model.latent.sample_posterior=2", "model.latent.sample_posterior"),
     ],
 )

@@ -79,8 +79,10 @@ def test_bad_override_syntax():
 
 
 def test_recipes_load_and_name_the_run(tmp_path):
-    assert recipe_names() == ["cifar10", "digits", "mnist", "sd-v1-4-coco", "shapes"]
-    required = {"sd-v1-4-coco": ["model.pretrained=/weights/sd", "data.root=/data/coco"]}
+    names = ["cifar10", "digits", "mnist", "sd-controlnet-coco", "sd-v1-4-coco", "shapes"]
+    assert recipe_names() == names
+    sd = ["model.pretrained=/weights/sd", "data.root=/data/coco"]
+    required = {"sd-v1-4-coco": sd, "sd-controlnet-coco": sd}
     for name in recipe_names():
         assert load_config(name, required.get(name, [])).run.name == name
     assert load_config(None).data.dataset == "digits"

@@ -170,6 +170,7 @@ def _prompt_images(args: argparse.Namespace, loaded, labels: list[int] | None, d
     prompts = prompts_of(args, loaded.config.sample.prompts)  # default: the run's grid prompts
     size = image_size(args, loaded.image_shape[1:])
     images = from_text(loaded, prompts, num=args.num, sample=sample, seed=args.seed,
-                       batch_size=args.batch_size, device=device, size=size)  # fmt: skip
+                       batch_size=args.batch_size, device=device, size=size,
+                       hints=hints_from_args(args, loaded))  # fmt: skip
     null = torch.full((args.num,), NULL_LABEL, dtype=torch.long)
     return images, null

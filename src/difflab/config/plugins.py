@@ -5,9 +5,10 @@ A plug-in is a module under difflab/integrations/ with, for its network name:
 `build_network(model: ModelConfig, in_channels) -> nn.Module`,
 `open_training_run(config, *, trust_checkpoint) -> TrainingRun` (data, codec, condition),
 `grid_draw(run: TrainingRun, rows) -> GridDraw` (the sample grids),
-`prompt_images(run: LoadedRun, prompts, *, num, sample, seed, batch_size, device)` (uint8
-images from text; `difflab sample --prompt`), `report_rows(config: dict) -> [(name, value)]`
-and `conditioning(guidance) -> str` (report.html's kind of run). Imported on first use, so no
+`prompt_images(run: LoadedRun, prompts, *, num, sample, seed, batch_size, device, size,
+hints)` (uint8 images from text; `difflab sample --prompt`), `report_rows(config: dict) ->
+[(name, value)]` and `conditioning(guidance) -> str` (report.html's kind of run); a network
+that samples under control hints sets `CONTROLNET = True`. Imported on first use, so no
 module below difflab.integrations imports it.
 """
 
@@ -21,6 +22,7 @@ from difflab.core.registry import Registry
 # model.network -> the module of its plug-in
 NETWORK_PLUGINS: Registry[str] = Registry("network plug-in")
 NETWORK_PLUGINS.register("sd-unet")("difflab.integrations.stable_diffusion.plugin")
+NETWORK_PLUGINS.register("sd-controlnet")("difflab.integrations.stable_diffusion.controlnet_plugin")
 
 
 def network_plugin(network: str) -> ModuleType | None:

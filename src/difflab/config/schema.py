@@ -49,7 +49,9 @@ class DataConfig:
 
 @dataclass
 class ControlNetConfig:
-    """Train a ControlNet on a trained run: its EMA weights are the frozen base."""
+    """Train a ControlNet on a trained run (a UNet or DiT): its EMA weights are the frozen
+    base. model.network sd-controlnet reads hint, hint_options and scale, its base the UNet
+    of model.pretrained (base_run stays null)."""
 
     base_run: str | None = None  # the base run's folder; None: no ControlNet
     hint: str = "blur"  # a hint transform from difflab.data.HINTS, made from each image
@@ -385,16 +387,9 @@ def check_controlnet(cn: ControlNetConfig) -> None:
 
 
 def check_latent(m: ModelConfig) -> None:
-    """Factors that can scale latents, and no ControlNet (its hints are pixels) on latents."""
-    lc = m.latent
-    scale = lc.scaling_factor
+    """Factors that can scale latents."""
+    scale = m.latent.scaling_factor
     _require(scale is None or scale > 0, "model.latent.scaling_factor", "> 0 or null", scale)
-    _require(
-        lc.vae is None or m.controlnet.base_run is None,
-        "model.latent.vae",
-        "null with model.controlnet.base_run (ControlNet trains on pixel runs only)",
-        lc.vae,
-    )
 
 
 def check_sample(s: SampleConfig) -> None:

@@ -45,10 +45,13 @@ class Condition:
         items = self._items().items()
         return replace(self, **{k: v.to(dtype) for k, v in items if v.is_floating_point()})
 
-    def null(self, null_text: Tensor | None = None) -> Condition:
-        """The null condition of the same kinds and batch size."""
+    def null(self, null_text: Tensor | None = None, *, keep_hint: bool = False) -> Condition:
+        """The null condition of the same kinds and batch size; with keep_hint the hint stays
+        (Stable Diffusion's ControlNet drops only the prompt, Zhang et al. 2023, Section 3.3)."""
         out: dict[str, Tensor] = {}
         for k, v in self._items().items():
+            if k == "hint" and keep_hint:
+                continue
             if k == "labels":
                 out[k] = torch.full_like(v, NULL_LABEL)
             elif k == "text" and null_text is not None:
@@ -78,7 +81,11 @@ class Condition:
         return replace(self, **{k: v[idx] for k, v in self._items().items()})
 
 
-def drop_condition(cond: Condition, drop: Tensor, null_text: Tensor | None = None) -> Condition:
+def drop_condition(
+    cond: Condition, drop: Tensor, null_text: Tensor | None = None, *, keep_hint: bool = False
+) -> Condition:
     """Condition dropout for classifier-free guidance: the null condition where drop[i]
-    (Ho & Salimans 2022, Algorithm 1)."""
-    return cond.null(null_text).where(drop, cond) if not cond.is_empty() else cond
+    (Ho & Salimans 2022, Algorithm 1); with keep_hint the hint is never dropped."""
+    if cond.is_empty():
+        return cond
+    return cond.null(null_text, keep_hint=keep_hint).where(drop, cond)

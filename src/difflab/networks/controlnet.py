@@ -10,12 +10,13 @@ gradients reach the copy's encoder and the hint encoder (Section 3.1, "zero conv
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from torch import Tensor, nn
 
 from difflab.conditioning import Condition
 from difflab.core.errors import DifflabError
+from difflab.core.registry import Registry
 from difflab.networks.layers import zero_init
 from difflab.networks.unet import UNet, UNetConfig, down_path, embed_time_and_label, mid_path
 
@@ -23,18 +24,42 @@ from difflab.networks.unet import UNet, UNetConfig, down_path, embed_time_and_la
 COPIED = ("time_embed", "label_embed", "conv_in", "down", "mid")
 
 
+# A network class name -> (base, hint_channels, scale, hint_factor) -> the controlled network
+# with a ControlNet copied from base (networks/dit_controlnet.py registers the DiT's).
+CONTROLNETS: Registry[Callable[..., nn.Module]] = Registry("ControlNet of a network")
+
+
+def check_hint(cond: Condition | None, n: int, channels: int, size: tuple[int, int]) -> Tensor:
+    """cond.hint, checked to be [n, channels, *size]; a DifflabError naming both shapes."""
+    hint = cond.hint if cond is not None else None
+    expected = (n, channels, *size)
+    if hint is None or tuple(hint.shape) != expected:
+        got = "no hint" if hint is None else f"hint of shape {tuple(hint.shape)}"
+        raise DifflabError(f"ControlNet expects cond.hint of shape {expected}, got {got}")
+    return hint
+
+
 class HintEncoder(nn.Module):
-    """Control image [N, hint_channels, H, W] -> features [N, out_channels, H, W]: 3x3
-    convolutions with SiLU between them, the last one zero-initialised (the paper's small
-    encoder E(c_i), Section 3.2, here at image resolution since difflab's UNets are pixel-space).
+    """Control image [N, hint_channels, H, W] -> features [N, out_channels, H / f, W / f]: 3x3
+    convolutions with SiLU between them, log2(f) of them of stride 2 after the first, the last
+    one zero-initialised (the paper's small encoder E(c_i), Section 3.2; f = `factor` is 1 for
+    pixel runs, the codec's downsampling for latent runs).
     """
 
-    def __init__(self, hint_channels: int, out_channels: int, widths: Sequence[int]) -> None:
+    def __init__(
+        self, hint_channels: int, out_channels: int, widths: Sequence[int], factor: int = 1
+    ) -> None:
         super().__init__()
+        steps = factor.bit_length() - 1
+        if factor < 1 or 2**steps != factor:
+            raise DifflabError(f"hint encoder factor {factor}: expected a power of 2")
         channels = [hint_channels, *widths]
         layers: list[nn.Module] = []
-        for c_in, c_out in zip(channels[:-1], channels[1:], strict=True):
+        for i, (c_in, c_out) in enumerate(zip(channels[:-1], channels[1:], strict=True)):
             layers += [nn.Conv2d(c_in, c_out, 3, padding=1), nn.SiLU()]
+            if i == 0:
+                for _ in range(steps):
+                    layers += [nn.Conv2d(c_out, c_out, 3, stride=2, padding=1), nn.SiLU()]
         layers.append(zero_init(nn.Conv2d(channels[-1], out_channels, 3, padding=1)))
         self.layers = nn.Sequential(*layers)
 
@@ -55,11 +80,15 @@ class ControlNet(nn.Module):
     """
 
     def __init__(
-        self, config: UNetConfig, hint_channels: int = 3, hint_widths: Sequence[int] = (16, 32)
+        self,
+        config: UNetConfig,
+        hint_channels: int = 3,
+        hint_widths: Sequence[int] = (16, 32),
+        hint_factor: int = 1,
     ) -> None:
         super().__init__()
         self.config = config
-        self.hint_channels = hint_channels
+        self.hint_channels, self.hint_factor = hint_channels, hint_factor
         c = config.base_channels
         # Trainable copy of the base's input conv, embeddings, encoder and middle block.
         self.time_embed, self.label_embed = UNet._build_embed(config)
@@ -67,19 +96,24 @@ class ControlNet(nn.Module):
         self.down, skip_channels = UNet._build_down(config)
         self.mid = UNet._build_mid(config)
         # New: the hint encoder and the zero convolutions.
-        self.hint_encoder = HintEncoder(hint_channels, c, hint_widths)
+        self.hint_encoder = HintEncoder(hint_channels, c, hint_widths, hint_factor)
         self.zero_convs = nn.ModuleList(zero_init(nn.Conv2d(ch, ch, 1)) for ch in skip_channels)
         width = c * config.channel_mults[-1]
         self.mid_zero_conv = zero_init(nn.Conv2d(width, width, 1))
 
     @classmethod
     def from_unet(
-        cls, unet: UNet, hint_channels: int = 3, hint_widths: Sequence[int] = (16, 32)
+        cls,
+        unet: UNet,
+        hint_channels: int = 3,
+        hint_widths: Sequence[int] = (16, 32),
+        hint_factor: int = 1,
     ) -> ControlNet:
         """A ControlNet whose copied modules start from `unet`'s weights (copies, not shared),
         on the unet's device and dtype."""
         p = next(unet.parameters())
-        net = cls(unet.config, hint_channels, hint_widths).to(device=p.device, dtype=p.dtype)
+        net = cls(unet.config, hint_channels, hint_widths, hint_factor)
+        net = net.to(device=p.device, dtype=p.dtype)
         return net.copy_encoder(unet)
 
     def copy_encoder(self, unet: UNet) -> ControlNet:
@@ -100,12 +134,8 @@ class ControlNet(nn.Module):
         return skip_residuals, self.mid_zero_conv(h)
 
     def _check_hint(self, x: Tensor, cond: Condition | None) -> Tensor:
-        hint = cond.hint if cond is not None else None
-        expected = (x.shape[0], self.hint_channels, *x.shape[2:])
-        if hint is None or tuple(hint.shape) != expected:
-            got = "no hint" if hint is None else f"hint of shape {tuple(hint.shape)}"
-            raise DifflabError(f"ControlNet expects cond.hint of shape {expected}, got {got}")
-        return hint
+        f = self.hint_factor
+        return check_hint(cond, x.shape[0], self.hint_channels, (x.shape[2] * f, x.shape[3] * f))
 
 
 class ControlledUNet(nn.Module):
@@ -128,9 +158,12 @@ class ControlledUNet(nn.Module):
         self.config = base.config
 
     @classmethod
-    def from_unet(cls, base: UNet, hint_channels: int = 3, scale: float = 1.0) -> ControlledUNet:
+    def from_unet(
+        cls, base: UNet, hint_channels: int = 3, scale: float = 1.0, hint_factor: int = 1
+    ) -> ControlledUNet:
         """The base with a ControlNet copied from it (ControlNet.from_unet)."""
-        return cls(base, ControlNet.from_unet(base, hint_channels), scale)
+        controlnet = ControlNet.from_unet(base, hint_channels, hint_factor=hint_factor)
+        return cls(base, controlnet, scale)
 
     def forward(self, x: Tensor, t: Tensor, cond: Condition | None = None) -> Tensor:
         if cond is None or cond.hint is None:
@@ -152,3 +185,6 @@ class ControlledUNet(nn.Module):
     def trainable_parameters(self) -> list[nn.Parameter]:
         """The parameters that still require gradients: the ControlNet's after freeze_base()."""
         return [p for p in self.parameters() if p.requires_grad]
+
+
+CONTROLNETS.register("UNet")(ControlledUNet.from_unet)

@@ -3,6 +3,7 @@ patchify, fixed 2-D sin-cos positions, adaLN-Zero blocks, a linear decoder back 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -164,15 +165,26 @@ class DiT(nn.Module):
         nn.init.zeros_(self.final.linear.weight)
         nn.init.zeros_(self.final.linear.bias)
 
-    def forward(self, x: Tensor, t: Tensor, cond: Condition | None = None) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        t: Tensor,
+        cond: Condition | None = None,
+        *,
+        block_residuals: Sequence[Tensor] = (),
+    ) -> Tensor:
+        """block_residuals [N, T, D] (a ControlNet's) are added to the outputs of the first
+        len(block_residuals) blocks."""
         n = x.shape[0]
         tokens = self.patch_embed(x).flatten(2).transpose(1, 2)  # [N, T, D]
         tokens = tokens + self.pos_embed.to(tokens.dtype)
         c = self.time_embed(t.expand(n))  # [N, D]
         if self.label_embed is not None:
             c = c + self.label_embed(cond, n, x.device)
-        for block in self.blocks:
+        for i, block in enumerate(self.blocks):
             tokens = block(tokens, c)
+            if i < len(block_residuals):
+                tokens = tokens + block_residuals[i]
         return self.unpatchify(self.final(tokens, c))
 
     def unpatchify(self, patches: Tensor) -> Tensor:

@@ -8,11 +8,19 @@ from pathlib import Path
 
 from torch import nn
 
+from difflab.config.plugins import network_plugin
 from difflab.config.schema import Config, ControlNetConfig
 from difflab.core.errors import ConfigError
 from difflab.data import BatchTransform, ImageDataset, make_hint
 from difflab.data.hint_maps import ReadyHint, with_hint_maps
-from difflab.networks import ControlledUNet, UNet
+from difflab.networks import CONTROLNETS
+
+
+def is_controlnet_run(config: Config) -> bool:
+    """A run that samples under hints: a ControlNet on a base run (model.controlnet.base_run)
+    or a plug-in network that is one (its CONTROLNET, e.g. sd-controlnet)."""
+    plugin = network_plugin(config.model.network)
+    return config.model.controlnet.base_run is not None or getattr(plugin, "CONTROLNET", False)
 
 
 def hint_transform(cn: ControlNetConfig) -> BatchTransform | None:
@@ -38,14 +46,19 @@ def with_paired_hints(config: Config, dataset: ImageDataset) -> ImageDataset:
     return with_hint_maps(dataset, Path(config.data.hints).expanduser(), channels)
 
 
-def controlled_network(network: nn.Module, cn: ControlNetConfig) -> ControlledUNet:
-    """network (a UNet) with a ControlNet copied from it, the base frozen: only the ControlNet
-    trains. Weights come from the base run (`start_from_base`) or a checkpoint."""
-    if not isinstance(network, UNet):
+def controlled_network(
+    network: nn.Module, cn: ControlNetConfig, image_channels: int, hint_factor: int = 1
+) -> nn.Module:
+    """network (a UNet or DiT: networks.CONTROLNETS) with a ControlNet copied from it, the base
+    frozen: only the ControlNet trains. Its hints are made from images of image_channels
+    channels, hint_factor times the network's input size (a latent codec's downsampling).
+    Weights come from the base run (`start_from_base`) or a checkpoint."""
+    kind = type(network).__name__
+    if kind not in CONTROLNETS:
         raise ConfigError(
-            f"config key 'model.controlnet.base_run' needs a UNet network, got "
-            f"{type(network).__name__}"
+            f"config key 'model.controlnet.base_run' needs one of {CONTROLNETS.names()} "
+            f"networks, got {kind}"
         )
-    hint = make_hint(cn.hint, **cn.hint_options)
-    channels = hint.channels(network.config.in_channels)
-    return ControlledUNet.from_unet(network, channels, cn.scale).freeze_base()
+    channels = make_hint(cn.hint, **cn.hint_options).channels(image_channels)
+    build = CONTROLNETS.get(kind)
+    return build(network, channels, cn.scale, hint_factor=hint_factor).freeze_base()

@@ -97,7 +97,7 @@ def encode_split(
 @dataclass(frozen=True)
 class RandomOrientation:
     """The flip of encoded data: batch["image"] [N, 2, c, h, w] -> [N, c, h, w], each sample
-    taking its mirrored image's latents with probability p."""
+    taking its mirrored image's latents with probability p (and its batch["hint"] mirrored)."""
 
     p: float = 0.5
 
@@ -106,4 +106,7 @@ class RandomOrientation:
         device = generator.device if generator is not None else both.device
         flip = torch.rand(both.shape[0], generator=generator, device=device) < self.p
         flip = flip.to(both.device).view(-1, 1, 1, 1)  # [N, 1, 1, 1]
-        return {**batch, "image": torch.where(flip, both[:, 1], both[:, 0])}
+        out = {**batch, "image": torch.where(flip, both[:, 1], both[:, 0])}
+        if "hint" in batch:
+            out["hint"] = torch.where(flip, batch["hint"].flip(-1), batch["hint"])
+        return out

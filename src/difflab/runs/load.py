@@ -11,13 +11,14 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
+from torch import nn
 
 from difflab.config.plugins import network_plugin
 from difflab.config.recipes import read_run_yaml
 from difflab.config.schema import Config, build_config
 from difflab.core.errors import CheckpointError, ConfigError
 from difflab.latents import Codec, IdentityCodec
-from difflab.networks import ControlledUNet, build_network
+from difflab.networks import build_network
 from difflab.parameterization import Denoiser
 from difflab.runs.checkpoint import check_shapes, load_latest_checkpoint
 from difflab.runs.controlnet import controlled_network
@@ -46,10 +47,17 @@ class LoadedRun:
 
 
 def build_denoiser(
-    config: Config, *, in_channels: int, image_size: int, num_classes: int
+    config: Config,
+    *,
+    in_channels: int,
+    image_size: int,
+    num_classes: int,
+    image_shape: tuple[int, int, int] | None = None,
 ) -> Denoiser:
-    """The network of config.model (a preset, or a plug-in's: config/plugins.py) behind its
-    schedule and parameterization; a ControlNet run's wrapped with its ControlNet."""
+    """The network of config.model (a preset, or a plug-in's: config/plugins.py) for data of
+    in_channels x image_size^2 (latents with a codec, of images of image_shape; None: the
+    data are the images) behind its schedule and parameterization; a ControlNet run's wrapped
+    with its ControlNet, whose hints are made from the images."""
     m = config.model
     plugin = network_plugin(m.network)
     if plugin is not None:
@@ -63,7 +71,8 @@ def build_denoiser(
             options=dict(m.options),
         )
     if m.controlnet.base_run is not None:
-        network = controlled_network(network, m.controlnet)
+        c, size, _ = image_shape or (in_channels, image_size, image_size)
+        network = controlled_network(network, m.controlnet, c, size // image_size)
     schedule = make_schedule(
         m.schedule, num_steps=m.num_steps, zero_terminal_snr=m.zero_terminal_snr
     )
@@ -92,7 +101,11 @@ def load_run(
     image_shape = (info["in_channels"], info["image_size"], info["image_size"])
     c, size, _ = codec.latent_shape(image_shape)
     denoiser = build_denoiser(
-        config, in_channels=c, image_size=size, num_classes=info["num_classes"]
+        config,
+        in_channels=c,
+        image_size=size,
+        num_classes=info["num_classes"],
+        image_shape=image_shape,
     )
     if weights in ("ema", "raw"):
         tensors = ckpt.ema if weights == "ema" else ckpt.model
@@ -128,7 +141,7 @@ SHARED_MODEL_KEYS = (
 )
 
 
-def start_from_base(network: ControlledUNet, base: LoadedRun, config: Config, info: dict) -> None:
+def start_from_base(network: nn.Module, base: LoadedRun, config: Config, info: dict) -> None:
     """Set the frozen base and the ControlNet's copy to the base run's (EMA) weights, after
     checking that this run's model settings and data shape are the base run's."""
     where = f"the base run {config.model.controlnet.base_run}"
@@ -139,11 +152,11 @@ def start_from_base(network: ControlledUNet, base: LoadedRun, config: Config, in
         if mine != theirs:
             raise ConfigError(f"config key 'model.{key}' is {mine!r}, {where} has {theirs!r}")
     c, size = info["in_channels"], info["image_size"]
-    theirs = (*base.image_shape, base.num_classes)
+    theirs = (*base.latent_shape, base.num_classes)  # the images' shape in a pixel run
     if (c, size, size, info["num_classes"]) != theirs:
         raise ConfigError(
-            f"this run's data gives images {(c, size, size)} and {info['num_classes']} classes, "
-            f"{where} was trained on {base.image_shape} and {base.num_classes}"
+            f"this run's data gives {(c, size, size)} and {info['num_classes']} classes, "
+            f"{where} was trained on {base.latent_shape} and {base.num_classes}"
         )
     network.base.load_state_dict(base.denoiser.network.state_dict())
     network.controlnet.copy_encoder(network.base)

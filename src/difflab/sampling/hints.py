@@ -19,14 +19,14 @@ from difflab.data import ToSymmetric, make_hint
 from difflab.data.hint_maps import read_hint_map
 from difflab.data.hints import grey
 from difflab.data.image_folder import EXTENSIONS, decode_images
-from difflab.runs.controlnet import hint_transform
+from difflab.runs.controlnet import is_controlnet_run
 from difflab.runs.load import LoadedRun
 
 
 def hint_shape(config: Config, image_shape: tuple[int, int, int]) -> tuple[int, int, int] | None:
     """(C_hint, H, W) of the hints of a ControlNet run's images, None for other runs."""
     cn = config.model.controlnet
-    if cn.base_run is None:
+    if not is_controlnet_run(config):
         return None
     c, h, w = image_shape
     return make_hint(cn.hint, **cn.hint_options).channels(c), h, w
@@ -89,9 +89,8 @@ def hints_from_files(path: str | Path, config: Config, image_shape: tuple[int, i
         raise DataError(f"--hint-image {bad}: {reason}")
     x = ToSymmetric()({"image": torch.from_numpy(decoded.images)})["image"]  # [M, C', H, W]
     x = _with_channels(x, c, path)
-    hint = hint_transform(config.model.controlnet)
-    assert hint is not None  # a ControlNet run, checked above
-    return hint({"image": x})["hint"]
+    cn = config.model.controlnet
+    return make_hint(cn.hint, **cn.hint_options)({"image": x})["hint"]
 
 
 def hint_maps_from_files(

@@ -6,7 +6,9 @@ generator seeded by (seed, epoch). The data position is thus a function of the s
 With several processes, train.batch_size is the global batch and rank r takes the r-th equal
 part of each slice. Every rank transforms the whole micro-batch (cheap GPU work) before
 taking its part, so augmentation, like the batch order, does not depend on the world size.
-With a latent codec the split is held as its latents, encoded once (training/latent_data.py).
+With a latent codec the split is held as its latents, encoded once (training/latent_data.py);
+a latent ControlNet run holds the uint8 images too, and makes each batch's hints from them
+(before the flip, which turns the hint with the latents' orientation).
 """
 
 from __future__ import annotations
@@ -97,9 +99,13 @@ class DeviceData:
         # [N, C, H, W] uint8, or the latents with a codec
         self.images, self.transform = _held(dataset, data, device, train, seed, hint, codec)
         self.labels = dataset.labels.to(device)  # [N] long
-        # the paired per-pixel maps that hints read ("depth", ...); pixel-space runs only
+        # the paired per-pixel maps that hints read ("depth", ...): pixel or ControlNet runs
         pixels = codec is None or isinstance(codec, IdentityCodec)
-        self.maps = {k: m.to(device) for k, m in dataset.maps.items()} if pixels else {}
+        keep_maps = pixels or hint is not None
+        self.maps = {k: m.to(device) for k, m in dataset.maps.items()} if keep_maps else {}
+        # a latent ControlNet run's images and their hint pipeline (no flip: it comes after)
+        self.pixels = dataset.images.to(device) if not pixels and hint is not None else None
+        self.hint_transform = make_transform(data, train=False, hint=hint)
         self.batch_size = batch_size
         self.rank, self.world = rank(), world_size()
         if train and batch_size % self.world:
@@ -132,10 +138,20 @@ class DeviceData:
     def take(self, index: Tensor, generator: torch.Generator | None) -> MicroBatch:
         """The images at `index`, transformed with randomness from generator."""
         maps = {key: m[index] for key, m in self.maps.items()}
-        out = self.transform({"image": self.images[index], **maps}, generator=generator)
+        batch = {"image": self.images[index], **maps}
+        if self.pixels is not None:
+            hints = self.hint_transform({"image": self.pixels[index], **maps}, generator=generator)
+            batch["hint"] = hints["hint"]
+        out = self.transform(batch, generator=generator)
         labels = self.labels[index] if self.class_conditional else None
         cond = Condition(labels=labels, hint=out.get("hint"))
         return MicroBatch(x0=out["image"], cond=None if cond.is_empty() else cond)
+
+    @property
+    def image_data(self) -> Tensor:
+        """The split's uint8 images (what hints are made from): the latents' images in a latent
+        ControlNet run."""
+        return self.pixels if self.pixels is not None else self.images
 
     def micro_batch(self, micro_index: int, generator: torch.Generator) -> MicroBatch:
         """This rank's part of micro-batch micro_index."""

@@ -108,7 +108,7 @@ def grid_hints(s: TrainingRun, num: int) -> torch.Tensor | None:
     """A ControlNet run's fixed grid hints: those of the first num images of the validation
     split the session holds, else of the training split (cycled when fewer); None otherwise."""
     source = s.val if s.val is not None else s.data
-    return dataset_hints(s.config, source.images, num, source.maps)
+    return dataset_hints(s.config, source.image_data, num, source.maps)
 
 
 def _ncol(s: TrainingRun) -> int | None:

@@ -221,7 +221,7 @@ def _build_denoiser(
     is not the images'."""
     try:
         check_network_fits(config, info, device)
-        return build_denoiser(config, **info).to(device)
+        return build_denoiser(config, **info, image_shape=image_shape).to(device)
     except ConfigError as err:
         if config.model.latent.vae is None:
             raise

@@ -31,6 +31,7 @@ class TrainState:
     cond_dropout: float
     null_text: Tensor | None = None  # [1, L, D] the empty prompt's embedding (text conditions)
     noise_offset: float = 0.0  # scale of the per-sample, per-channel offset added to eps
+    keep_hint: bool = False  # condition dropout keeps cond.hint (Stable Diffusion's ControlNet)
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ def micro_batch_loss(
     t, eps = t[rows], eps[rows]
     if cond is not None and cond_dropout > 0:
         drop = torch.rand(total, generator=generator, device=device)[rows] < cond_dropout
-        cond = drop_condition(cond, drop, null_text)
+        cond = drop_condition(cond, drop, null_text, keep_hint=state.keep_hint)
     with state.precision.autocast():
         return state.loss_fn(state.forward, x0, t, eps, cond)
 

@@ -5,14 +5,20 @@ Flips are drawn for the whole micro-batch from the step's generator and cut to t
 rows, so augmentation does not depend on the world size (as in training/batches.py). The
 latents are encoded after the flip: the latents of a mirrored image are not mirrored latents.
 A posterior sample (model.latent.sample_posterior) is drawn the same way, from the step's
-generator.
+generator. A ControlNet run's hint (cond.hint, [n, C_hint, H, W] in [-1, 1] at the images' size)
+is made from each image before the flip and flipped with it, row i's randomness from a
+generator seeded from the step's generator for the whole micro-batch, so it too does not depend
+on the world size and resume repeats it.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch import Tensor
 
+from difflab.data.hints import Hint
 from difflab.data.transforms import ToSymmetric
 from difflab.integrations.stable_diffusion.text import CaptionText
 from difflab.latents import VAECodec
@@ -32,9 +38,10 @@ class CaptionedLatents:
         *,
         flip: bool,
         device: torch.device,
+        hint: Hint | None = None,
     ) -> None:
         self.stream, self.codec, self.text = stream, codec, text
-        self.flip, self.device = flip, device
+        self.flip, self.device, self.hint = flip, device, hint
         self.batch_size = stream.batch_size
         self.batches_per_epoch = stream.batches_per_epoch
 
@@ -59,13 +66,39 @@ class CaptionedLatents:
         self, batch: StreamBatch, generator: torch.Generator | None, rows: slice, total: int
     ) -> MicroBatch:
         x = ToSymmetric()({"image": batch.images.to(self.device)})["image"]  # [n, 3, S, S]
+        flip = None
         if self.flip:
             device = generator.device if generator is not None else x.device
             flip = torch.rand(total, generator=generator, device=device)[rows] < 0.5
-            x = torch.where(flip.to(x.device).view(-1, 1, 1, 1), x.flip(-1), x)
+            flip = flip.to(x.device).view(-1, 1, 1, 1)
+            x_flipped = torch.where(flip, x.flip(-1), x)
+        hint = self._hints(x, generator, rows, total) if self.hint is not None else None
+        if flip is not None:
+            x = x_flipped
+            hint = torch.where(flip, hint.flip(-1), hint) if hint is not None else None
         x0 = self.codec.encode(x, generator=self._posterior_generators(generator, rows, total))
-        cond = self.text.condition(batch.captions)
+        cond = replace(self.text.condition(batch.captions), hint=hint)
         return MicroBatch(x0, cond, offset=rows.start, total=total if total != len(x0) else None)
+
+    def _hints(
+        self, x: Tensor, generator: torch.Generator | None, rows: slice, total: int
+    ) -> Tensor:
+        """The hints [n, C_hint, H, W] of images x (rows of a micro-batch of total): row by row
+        from generators seeded from `generator`, or at once from the hint's own seed."""
+        assert self.hint is not None
+        if generator is None:
+            return self.hint({"image": x})["hint"]
+        seeds = torch.randint(2**62, (total,), generator=generator, device=generator.device)
+        return torch.cat([
+            self.hint({"image": x[i : i + 1]}, generator=_seeded(generator.device, s))["hint"]
+            for i, s in enumerate(seeds[rows].tolist())
+        ])  # fmt: skip
+
+    def hints(self, index: Tensor) -> Tensor:
+        """The hints of the items at `index` (unflipped, the hint's own seed): grid controls."""
+        batch = collate([self.stream.dataset[(0, int(i))] for i in index])
+        x = ToSymmetric()({"image": batch.images.to(self.device)})["image"]
+        return self._hints(x, None, slice(0, len(index)), len(index))
 
     def _posterior_generators(
         self, generator: torch.Generator | None, rows: slice, total: int
@@ -76,4 +109,8 @@ class CaptionedLatents:
         if generator is None or not self.codec.sample_posterior:
             return None
         seeds = torch.randint(2**62, (total,), generator=generator, device=generator.device)
-        return [torch.Generator(generator.device).manual_seed(s) for s in seeds[rows].tolist()]
+        return [_seeded(generator.device, s) for s in seeds[rows].tolist()]
+
+
+def _seeded(device: torch.device, seed: int) -> torch.Generator:
+    return torch.Generator(device).manual_seed(seed)

@@ -12,7 +12,6 @@ renamed into place, so a reader never sees a half-written export.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -21,10 +20,16 @@ from torch import Tensor
 from difflab.config.schema import LoraConfig, build_config
 from difflab.core.errors import CheckpointError
 from difflab.core.file_modes import respect_umask
+from difflab.integrations.stable_diffusion.controlnet import (
+    CONTROLNET_FOLDER,
+    SD_CONTROLNET,
+    export_controlnet,
+)
 from difflab.integrations.stable_diffusion.folder import (
     UNET_FILES,
     component_folder,
     import_diffusers,
+    move_into_place,
     pipeline_folder,
 )
 from difflab.integrations.stable_diffusion.lora import LORA_FOLDER, save_lora
@@ -61,19 +66,14 @@ def export_pipeline(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)  # no half-written copy left beside out
         raise
-    old = out.with_name(f".{out.name}.old")
-    if out.exists():
-        shutil.rmtree(old, ignore_errors=True)  # an interrupted export's, out is newer
-        os.replace(out, old)
-    os.replace(tmp, out)
-    shutil.rmtree(old, ignore_errors=True)
-    return out
+    return move_into_place(tmp, out)
 
 
 def export_run(run_dir: str | Path) -> Path:
     """Export a fine-tune's newest checkpoint's EMA UNet with its pretrained folder's frozen
-    parts to run_dir/diffusers/, or a LoRA run's EMA adapter to run_dir/lora/ (its
-    pytorch_lora_weights.safetensors); returns that folder."""
+    parts to run_dir/diffusers/, a LoRA run's EMA adapter to run_dir/lora/ (its
+    pytorch_lora_weights.safetensors), or a ControlNet run's EMA ControlNet to
+    run_dir/controlnet/ (a ControlNetModel folder); returns that folder."""
     from difflab.config.recipes import read_run_yaml
 
     run_dir = Path(run_dir)
@@ -84,6 +84,8 @@ def export_run(run_dir: str | Path) -> Path:
         raise CheckpointError(f"{run_dir} is not a Stable Diffusion fine-tune (model.pretrained)")
     ema = load_latest_checkpoint(run_dir, with_state=False).ema
     m = config.model
+    if m.network == SD_CONTROLNET:
+        return export_controlnet(m.pretrained, m.controlnet, ema, run_dir / CONTROLNET_FOLDER)
     if m.lora.rank > 0:
         return export_lora(m.pretrained, m.lora, ema, run_dir / LORA_FOLDER)
     weights = {k.removeprefix("unet."): v for k, v in ema.items()}  # SDUNet holds `unet`

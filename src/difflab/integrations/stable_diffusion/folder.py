@@ -9,6 +9,8 @@ file is a one-line DataError naming it, an unreadable one a CheckpointError.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 from types import ModuleType
 
@@ -116,3 +118,15 @@ def load_clip(path: str | Path):
     except LOAD_ERRORS as err:
         raise CheckpointError(f"cannot load the text encoder in {encoder_folder}: {err}") from err
     return tokenizer, encoder.float()
+
+
+def move_into_place(tmp: Path, out: Path) -> Path:
+    """Replace folder `out` by the finished folder `tmp` (written beside it) with renames, so a
+    reader sees the old folder or the new one, never half of one. Returns out."""
+    old = out.with_name(f".{out.name}.old")
+    if out.exists():
+        shutil.rmtree(old, ignore_errors=True)  # an interrupted export's, out is newer
+        os.replace(out, old)
+    os.replace(tmp, out)
+    shutil.rmtree(old, ignore_errors=True)
+    return out

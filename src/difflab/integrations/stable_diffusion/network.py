@@ -31,10 +31,15 @@ class SDUNet(nn.Module):
         self.text_encoder = text_encoder
 
     def forward(self, x: Tensor, t_net: Tensor, cond: Condition | None) -> Tensor:
+        context = self.context(self.text_of(cond))
+        return self.unet(x, t_net, encoder_hidden_states=context, return_dict=False)[0]
+
+    @staticmethod
+    def text_of(cond: Condition | None) -> Tensor:
+        """cond.text, or a ConfigError: a Stable Diffusion UNet needs text."""
         if cond is None or cond.text is None:
             raise ConfigError("the Stable Diffusion UNet needs a text condition (cond.text)")
-        context = self.context(cond.text)
-        return self.unet(x, t_net, encoder_hidden_states=context, return_dict=False)[0]
+        return cond.text
 
     def context(self, text: Tensor) -> Tensor:
         """The UNet's context [N, L, D]: text itself, or its token ids [N, L] encoded."""
@@ -44,18 +49,28 @@ class SDUNet(nn.Module):
             raise ConfigError(f"this Stable Diffusion network takes cond.text as {expected}")
         return self.text_encoder(text)[0] if ids else text
 
+    @classmethod
+    def checked(cls, unet: nn.Module, folder: str | Path, in_channels: int) -> SDUNet:
+        """SDUNet(unet), after checking that unet (of folder) takes in_channels channels."""
+        check_channels(unet, folder, in_channels)
+        return cls(unet)
+
 
 def sd_network(folder: str | Path, in_channels: int, lora: LoraConfig | None = None) -> SDUNet:
     """The UNet of a pipeline folder as a network for data of in_channels channels (the VAE's
     latent channels); frozen, with trainable LoRA adapters, when lora.rank > 0."""
     network = adapted_network(folder, lora)
-    channels = network.unet.config.in_channels
-    if channels != in_channels:
+    check_channels(network.unet, folder, in_channels)
+    return network
+
+
+def check_channels(unet: nn.Module, folder: str | Path, in_channels: int) -> None:
+    """A ConfigError unless unet (of folder) takes in_channels channels."""
+    if unet.config.in_channels != in_channels:
         raise ConfigError(
-            f"the UNet of {folder} takes {channels} channels, but the latents "
+            f"the UNet of {folder} takes {unet.config.in_channels} channels, but the latents "
             f"have {in_channels} (model.pretrained)"
         )
-    return network
 
 
 def adapted_network(folder: str | Path, lora: LoraConfig | None) -> SDUNet:

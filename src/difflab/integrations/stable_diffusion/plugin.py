@@ -7,6 +7,8 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
+from torch import Tensor
+
 from difflab.config.schema import ModelConfig
 from difflab.integrations.stable_diffusion.checks import check_config
 from difflab.integrations.stable_diffusion.network import SDUNet, sd_network
@@ -33,9 +35,10 @@ def build_network(model: ModelConfig, in_channels: int) -> SDUNet:
     return sd_network(str(model.pretrained), in_channels, model.lora)
 
 
-def grid_draw(s: TrainingRun, rows: range) -> GridDraw:
-    """The images of rows of a Stable Diffusion run: sample.prompts cycled, guided against the
-    empty prompt, decoded by the run's VAE (stable_diffusion.sampling.text_images)."""
+def grid_draw(s: TrainingRun, rows: range, hints: Tensor | None = None) -> GridDraw:
+    """The images of rows of a Stable Diffusion run: sample.prompts (and a ControlNet's hints)
+    cycled, guided against the empty prompt, decoded by the run's VAE
+    (stable_diffusion.sampling.text_images)."""
     sample = s.config.sample
     return partial(
         text_images,
@@ -48,6 +51,7 @@ def grid_draw(s: TrainingRun, rows: range) -> GridDraw:
         sample=sample,
         device=s.device,
         batch_size=PROMPT_BATCH,
+        hints=hints,
     )
 
 

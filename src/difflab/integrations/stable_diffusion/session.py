@@ -5,7 +5,9 @@ DataLoader workers (data/captioned.py: COCO, OTX, image folder or WebDataset lay
 
 Only the UNet trains (only its LoRA adapter, with model.lora.rank > 0, and the text encoder's
 with model.lora.text_encoder: that encoder is then part of the network, and the data gives it
-token ids). The run's config must
+token ids; only the ControlNet, with model.network sd-controlnet, whose batches carry the hint
+of model.controlnet.hint and whose caption dropout keeps the hint, as the paper's). The run's
+config must
 describe the folder's scheduler (model.schedule, model.num_steps, model.zero_terminal_snr,
 model.parameterization): a mismatch is refused, naming the key, so the run trains the model
 the folder holds.
@@ -22,6 +24,8 @@ from torch import Tensor
 from difflab.config.schema import Config, LatentConfig
 from difflab.core.errors import ConfigError
 from difflab.data.captioned import CaptionedImages, CaptionOptions, read_entries
+from difflab.data.hints import make_hint
+from difflab.integrations.stable_diffusion.controlnet import SD_CONTROLNET
 from difflab.integrations.stable_diffusion.data import CaptionedLatents
 from difflab.integrations.stable_diffusion.folder import check_text_width
 from difflab.integrations.stable_diffusion.scheduler import (
@@ -83,7 +87,9 @@ def open_sd_session(config: Config, *, trust_checkpoint: bool = False) -> Traini
     folder = str(config.model.pretrained)
     check_scheduler(config, read_scheduler(folder), folder)
     check_text_width(folder)
-    return open_run(config, SDSource(config), trust_checkpoint=trust_checkpoint)
+    run = open_run(config, SDSource(config), trust_checkpoint=trust_checkpoint)
+    run.state.keep_hint = config.model.network == SD_CONTROLNET  # hints are never dropped
+    return run
 
 
 class SDSource:
@@ -116,8 +122,14 @@ class SDSource:
 
     def data(self, device: torch.device, codec: Codec) -> tuple[CaptionedLatents, None]:
         self.stream = _stream(self.config, self.dataset)
-        flip = self.config.data.flip
-        return CaptionedLatents(self.stream, codec, self.text, flip=flip, device=device), None
+        flip, cn = self.config.data.flip, self.config.model.controlnet
+        hint = (
+            make_hint(cn.hint, **cn.hint_options)
+            if self.config.model.network == SD_CONTROLNET
+            else None
+        )
+        data = CaptionedLatents(self.stream, codec, self.text, flip=flip, device=device, hint=hint)
+        return data, None
 
     def skipped(self) -> dict:
         return {"streamed_skipped": self.stream.skipped if self.stream is not None else {}}
