@@ -62,3 +62,26 @@ def test_train_clip_saves_an_encoder_that_reloads_to_the_same_embeddings(
     images = torch.rand(4, 1, 8, 8) * 2 - 1
     torch.testing.assert_close(encoder.encode(images), again.encode(images), atol=1e-6, rtol=0)
     assert encoder.text_encoder == "minilm" and encoder.dim == 384
+
+
+def test_a_decoder_with_image_encoder_lit_trains_it_once_into_the_cache(
+    text_encoder, tmp_path, monkeypatch
+):
+    from functools import partial
+
+    from difflab.config.recipes import load_config
+    from difflab.encoders.lit_encoder import WEIGHTS_FILE
+    from difflab.runs import image_embedding
+
+    monkeypatch.setenv("DIFFLAB_CACHE", str(tmp_path))
+    monkeypatch.setattr(
+        image_embedding, "LiTSettings", partial(LiTSettings, steps=3, batch_size=8, width=8)
+    )
+    config = load_config("unclip-decoder-digits")
+    folder = image_embedding.encoder_folder(config)
+    assert folder.parent == tmp_path / "lit"
+    written = (folder / WEIGHTS_FILE).stat().st_mtime_ns
+    assert image_embedding.encoder_folder(config) == folder  # found, not trained again
+    assert (folder / WEIGHTS_FILE).stat().st_mtime_ns == written
+    encoder = load_image_encoder(folder)
+    assert encoder.dim == 384 and encoder.text_encoder == "minilm"
