@@ -16,6 +16,7 @@ from difflab.config.recipes import load_config
 from difflab.core.errors import ConfigError, DataError
 from difflab.data import load_dataset
 from difflab.encoders import load_image_encoder
+from difflab.evaluation.classifier import Classifier, ClassifierConfig, save_classifier
 from difflab.runs.checkpoint import latest_checkpoint, load_checkpoint
 from difflab.runs.load import load_run
 from difflab.runs.metrics import read_metrics
@@ -132,3 +133,13 @@ def test_missing_or_mismatched_encoders_are_one_line_errors_naming_them(decoder,
     plain = _run(root, "plain", 1)
     argv[1] = str(plain)
     assert f"run {plain} is not an unCLIP decoder" in _cli_error(argv, capsys)
+
+
+def test_in_training_evaluation_scores_variations_of_the_validation_images(decoder, tmp_path):
+    root, clip, _ = decoder
+    save_classifier(Classifier(ClassifierConfig("digits", 1, 8, 10)), tmp_path / "classifier")
+    evaluation = ["train.eval_every=1", "train.eval_samples=3", "train.val_every=1"]
+    evaluation += [f"train.eval_classifier={tmp_path / 'classifier'}", "train.val_images=4"]
+    run_dir = _run(root, "evaluated", 1, *_decoder(clip), *evaluation)
+    (record,) = [r for r in read_metrics(run_dir) if "eval_fid" in r]
+    assert 0 <= record["eval_variation_accuracy"] <= 1 and "eval_accuracy" not in record
