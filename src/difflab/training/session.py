@@ -17,7 +17,7 @@ from difflab.config.plugins import network_plugin
 from difflab.config.schema import Config, LatentConfig, ModelConfig
 from difflab.core.errors import ConfigError, RunFileError
 from difflab.data import ImageDataset, load_dataset
-from difflab.encoders import load_image_encoder
+from difflab.encoders import ImageEncoder, load_image_encoder
 from difflab.latents import Codec
 from difflab.losses import DenoisingLoss
 from difflab.parallel.distributed import (
@@ -322,12 +322,19 @@ class ImageSource:
         self.latent = config.model.latent
         self.class_names = self.dataset.class_names
         self.encoder_folder, self.encoder = None, None
-        if config.model.embedding.image_encoder is not None:
-            self.encoder_folder = encoder_folder(config)
-            self.encoder = load_image_encoder(self.encoder_folder)
-            if config.train.resume:
-                recorded = read_model_info(config.train.resume).get("embedding_dim", 0)
-                check_dim(self.encoder, recorded, f"the resumed run {config.train.resume}")
+
+    def open_encoder(self) -> ImageEncoder:
+        """An unCLIP decoder's image encoder, checked against a resumed run's embedding_dim;
+        rank 0 resolves it first ('lit' may train it into the cache the other ranks read)."""
+        config = self.config
+        folder = encoder_folder(config) if is_main() else None
+        barrier()
+        self.encoder_folder = folder or encoder_folder(config)
+        self.encoder = load_image_encoder(self.encoder_folder)
+        if config.train.resume:
+            recorded = read_model_info(config.train.resume).get("embedding_dim", 0)
+            check_dim(self.encoder, recorded, f"the resumed run {config.train.resume}")
+        return self.encoder
 
     def embeddings(self, dataset: ImageDataset, device: torch.device) -> Tensor | None:
         """[N, E] of dataset's images for an unCLIP decoder, None otherwise."""
@@ -342,8 +349,9 @@ class ImageSource:
     def denoiser(self, device: torch.device, codec: Codec, checkpoint: Checkpoint | None):
         config = self.config
         image_shape, info = _model_info(config, self.dataset, codec)
-        if self.encoder is not None:
-            info.update(embedding_dim=self.encoder.dim, image_encoder=str(self.encoder_folder))
+        if config.model.embedding.image_encoder is not None:
+            encoder = self.open_encoder()
+            info.update(embedding_dim=encoder.dim, image_encoder=str(self.encoder_folder))
         torch.manual_seed(config.train.seed)
         denoiser = _build_denoiser(config, info, image_shape, device)
         base_run = config.model.controlnet.base_run
