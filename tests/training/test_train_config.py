@@ -79,8 +79,16 @@ def test_bad_override_syntax():
 
 
 def test_recipes_load_and_name_the_run(tmp_path):
-    names = ["cifar10", "digits", "mnist", "sd-controlnet-coco", "sd-v1-4-coco", "shapes"]
-    assert recipe_names() == names
+    assert recipe_names() == [
+        "cifar10",
+        "digits",
+        "mnist",
+        "sd-controlnet-coco",
+        "sd-v1-4-coco",
+        "shapes",
+        "unclip-decoder-digits",
+        "unclip-decoder-mnist",
+    ]
     sd = ["model.pretrained=/weights/sd", "data.root=/data/coco"]
     required = {"sd-v1-4-coco": sd, "sd-controlnet-coco": sd}
     for name in recipe_names():

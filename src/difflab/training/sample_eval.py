@@ -7,6 +7,9 @@ reference is the validation split (data.val_split, else data.split), whose stati
 computed once. Samples use fixed seeds 0..N-1 and labels cycled over the classes, so the
 numbers of two steps differ only by the weights. A ControlNet run's sample i is drawn under the
 hint of reference image i (cycled), so its FID scores images made from the reference's hints.
+An unCLIP decoder's sample i decodes the embedding of validation image i (cycled; training
+images without validation), and eval_variation_accuracy is the share of samples the classifier
+puts in that image's class.
 """
 
 from __future__ import annotations
@@ -81,9 +84,16 @@ class SampleEvaluator:
     def __call__(self, s: TrainingRun, done: int) -> dict[str, Any]:
         run = LoadedRun(s.config, s.ema_denoiser, s.num_classes, s.image_shape, done, s.codec)
         num = s.config.train.eval_samples
+        source = s.val if s.val is not None else s.data
+        embeddings = getattr(source, "embeddings", None)  # an unCLIP decoder's
         try:
             images, labels = generate(
-                run, num=num, batch_size=EVAL_BATCH, device=s.device, hints=self.hints
+                run,
+                num=num,
+                batch_size=EVAL_BATCH,
+                device=s.device,
+                hints=self.hints,
+                embeddings=embeddings,
             )
         except TrainingError as err:  # a diverged model should not end the run here
             warnings.warn(f"no sample metrics at step {done}: {err}", stacklevel=2)
@@ -100,5 +110,10 @@ class SampleEvaluator:
         if s.num_classes > 0:
             record["eval_accuracy"] = classifier_accuracy(
                 self.classifier, images, labels, device=s.device
+            )
+        elif embeddings is not None:  # sample i decodes the embedding of image i % M
+            own = source.labels[torch.arange(num, device=source.labels.device) % len(embeddings)]
+            record["eval_variation_accuracy"] = classifier_accuracy(
+                self.classifier, images, own, device=s.device
             )
         return record
