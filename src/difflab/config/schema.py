@@ -171,6 +171,8 @@ class SampleConfig:
     # a Stable Diffusion run's periodic grid prompts, cycled over its sample.num images
     prompts: list[str] = field(default_factory=list)
     negative_prompt: str = ""  # what guidance steers a Stable Diffusion run away from
+    # unCLIP's prior: embeddings drawn per caption, the one closest to the text kept (paper: 2)
+    prior_candidates: int = 1
 
 
 @dataclass
@@ -391,6 +393,7 @@ def check_sample(s: SampleConfig) -> None:
     pct = s.threshold_percentile
     _require(0 < pct <= 1, "sample.threshold_percentile", "in (0, 1]", pct)
     _require(s.classifier_scale >= 0, "sample.classifier_scale", ">= 0", s.classifier_scale)
+    _require(s.prior_candidates >= 1, "sample.prior_candidates", ">= 1", s.prior_candidates)
     _require(s.sampler in SAMPLERS, "sample.sampler", f"one of {SAMPLERS.names()}", s.sampler)
     _require(s.grid in GRIDS, "sample.grid", f"one of {GRIDS.names()}", s.grid)
     sampler_kwargs(s)
