@@ -21,6 +21,7 @@ from difflab.core.registry import Registry
 # model.network -> the module of its plug-in
 NETWORK_PLUGINS: Registry[str] = Registry("network plug-in")
 NETWORK_PLUGINS.register("sd-unet")("difflab.integrations.stable_diffusion.plugin")
+NETWORK_PLUGINS.register("unclip-prior")("difflab.integrations.unclip.prior_plugin")
 
 
 def network_plugin(network: str) -> ModuleType | None:

@@ -81,6 +81,20 @@ class LoraConfig:
 
 
 @dataclass
+class UnclipConfig:
+    """unCLIP's stages (Ramesh et al. 2022): the frozen encoders a prior's (caption, image
+    embedding) pairs are made with, and an upsampler's low-resolution input and its
+    noise-conditioning augmentation (Ho et al. 2022, cascaded diffusion)."""
+
+    text_encoder: str = "minilm"  # a difflab.encoders TEXT_ENCODERS name
+    text_encoder_path: str | None = None  # its local folder (None: the packaged one)
+    image_encoder: str | None = None  # a LiT or CLIP folder (difflab.encoders.load_image_encoder)
+    low_size: int = 16  # the upsampler's input side (the decoder's images)
+    aug_max: float = 0.5  # training: the low-res input noised to s ~ U[0, aug_max] (s in [0, 1])
+    aug_sample: float = 0.1  # sampling: the fixed augmentation level s
+
+
+@dataclass
 class ModelConfig:
     network: str = "unet-tiny"
     options: dict[str, Any] = field(default_factory=dict)  # passed to build_network
@@ -98,6 +112,7 @@ class ModelConfig:
     # --prediction_type); the exported scheduler then says the run's
     override_prediction_type: bool = False
     lora: LoraConfig = field(default_factory=LoraConfig)  # with model.pretrained
+    unclip: UnclipConfig = field(default_factory=UnclipConfig)  # networks unclip-*
 
 
 @dataclass
