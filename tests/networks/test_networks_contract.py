@@ -1,5 +1,5 @@
 """One contract run over every registered image network preset, shrunk by options to a tiny
-size (the vector network, unCLIP's prior, has its own: test_networks_prior.py)."""
+size (unCLIP's prior and upsampler have their own: tests/unclip)."""
 
 import pytest
 import torch
@@ -47,7 +47,7 @@ def labels(*values: int) -> Condition:
     return Condition(labels=torch.tensor(values, dtype=torch.long))
 
 
-PRESETS = [n for n in NETWORKS.names() if n != "prior"]
+PRESETS = [n for n in NETWORKS.names() if n not in ("prior", "upsampler")]
 CLASSES = [None, NUM_CLASSES]
 
 

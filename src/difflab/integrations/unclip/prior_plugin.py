@@ -39,8 +39,9 @@ def check_config(c: Config) -> None:
         require(value == expected, key, f"{expected!r} with model.network {PRIOR_NETWORK!r}", value)
 
 
-def build_network(model: ModelConfig, in_channels: int) -> nn.Module:
-    """The `prior` preset over embeddings of in_channels values, with model.options."""
+def build_network(model: ModelConfig, in_channels: int, image_size: int) -> nn.Module:
+    """The `prior` preset over embeddings of in_channels values (image_size 1), with
+    model.options."""
     options = dict(model.options)
     return presets.build_network("prior", in_channels=in_channels, image_size=1,
                                  num_classes=None, options=options)  # fmt: skip
