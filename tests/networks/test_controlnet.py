@@ -15,10 +15,15 @@ from difflab.schedules import make_schedule
 N, C, SIZE, HINT_C = 2, 2, 8, 1
 
 
-def base_unet(num_classes: int | None = 3) -> UNet:
+def base_unet(num_classes: int | None = 3, embedding_dim: int = 0) -> UNet:
     options = {"base_channels": 8, "norm_groups": 4}
     return build_network(
-        "unet-tiny", in_channels=C, image_size=SIZE, num_classes=num_classes, options=options
+        "unet-tiny",
+        in_channels=C,
+        image_size=SIZE,
+        num_classes=num_classes,
+        options=options,
+        embedding_dim=embedding_dim,
     )
 
 
@@ -30,10 +35,10 @@ def perturb(net: torch.nn.Module) -> torch.nn.Module:
     return net
 
 
-def controlled(num_classes: int | None = 3) -> ControlledUNet:
+def controlled(num_classes: int | None = 3, embedding_dim: int = 0) -> ControlledUNet:
     """A trained-looking base (its zero-initialised output layer would hide everything) with a
     fresh ControlNet copied from it."""
-    base = perturb(base_unet(num_classes))
+    base = perturb(base_unet(num_classes, embedding_dim))
     return ControlledUNet.from_unet(base, hint_channels=HINT_C)
 
 
@@ -65,7 +70,7 @@ def test_initially_equals_the_base_exactly_for_any_hint(num_classes):
 
 
 def test_copied_modules_start_as_the_base_weights_and_are_not_shared():
-    model = controlled()
+    model = controlled(embedding_dim=4)
     for name in COPIED:
         base_state = getattr(model.base, name).state_dict()
         copy_state = getattr(model.controlnet, name).state_dict()

@@ -18,7 +18,7 @@ TINY = {
 }
 
 
-def tiny(name: str, num_classes: int | None) -> torch.nn.Module:
+def tiny(name: str, num_classes: int | None, embedding_dim: int = 0) -> torch.nn.Module:
     family = type(NETWORKS.get(name)(IN_CHANNELS, IMAGE_SIZE, num_classes))
     return build_network(
         name,
@@ -26,6 +26,7 @@ def tiny(name: str, num_classes: int | None) -> torch.nn.Module:
         image_size=IMAGE_SIZE,
         num_classes=num_classes,
         options=TINY[family],
+        embedding_dim=embedding_dim,
     )
 
 
@@ -69,9 +70,13 @@ def test_gradient_reaches_every_parameter(name, num_classes):
     x, t = inputs()
     out = net(x, t, labels(0, 1, 2, -1) if num_classes else None)
     assert torch.isfinite(out).all()
+    assert dead_parameters(net, out) == []
+
+
+def dead_parameters(net: torch.nn.Module, out: torch.Tensor) -> list[str]:
+    """The parameters a random projection of out sends no gradient to."""
     (out * torch.randn_like(out)).sum().backward()
-    dead = [n for n, p in net.named_parameters() if p.grad is None or not p.grad.any()]
-    assert dead == []
+    return [n for n, p in net.named_parameters() if p.grad is None or not p.grad.any()]
 
 
 @pytest.mark.parametrize("name", PRESETS)

@@ -1,8 +1,9 @@
-"""Condition: what a batch is conditioned on (class labels, text, control hint).
+"""Condition: what a batch is conditioned on (class labels, text, control hint, embedding).
 
 Each kind has a null value so that condition dropout and classifier-free guidance work for
 every kind: the null label is NULL_LABEL (-1), the null text is the empty prompt's embedding
-(zeros unless the text encoder gives one), the null hint is a zero image.
+(zeros unless the text encoder gives one), the null hint is a zero image, the null embedding
+is a zero vector.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ class Condition:
     text: Tensor | None = None  # [N, L, D] token embeddings
     text_mask: Tensor | None = None  # [N, L] bool, True for real tokens
     hint: Tensor | None = None  # [N, C, H, W] control image in [-1, 1]
+    embedding: Tensor | None = None  # [N, E] an L2-normalised image or text embedding (unCLIP)
 
     def _items(self) -> dict[str, Tensor]:
         return {
@@ -39,7 +41,7 @@ class Condition:
         return replace(self, **{k: v.to(device) for k, v in self._items().items()})
 
     def cast(self, dtype: torch.dtype) -> Condition:
-        """The floating-point parts (text embeddings, hint) in dtype; labels and masks as
+        """The floating-point parts (text embeddings, hint, embedding) in dtype; labels and masks as
         they are."""
         items = self._items().items()
         return replace(self, **{k: v.to(dtype) for k, v in items if v.is_floating_point()})

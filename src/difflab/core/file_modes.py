@@ -7,6 +7,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from safetensors.torch import save_file
+from torch import nn
+
 
 def current_umask() -> int:
     """The process umask, read by setting one and putting it back (0o077 meanwhile, so a file
@@ -23,3 +26,13 @@ def respect_umask(*paths: Path) -> None:
         files = [p for p in Path(path).rglob("*") if p.is_file()] if path.is_dir() else [path]
         for file in files:
             os.chmod(file, mode)
+
+
+def save_weights(module: nn.Module, path: Path) -> None:
+    """A module's state dict as safetensors at path, written beside it and renamed into place,
+    with the umask's mode."""
+    weights = {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(weights, str(tmp))
+    respect_umask(tmp)
+    os.replace(tmp, path)

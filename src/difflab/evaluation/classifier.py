@@ -27,11 +27,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from difflab.core.errors import CheckpointError, ConfigError, DataError
-from difflab.core.file_modes import respect_umask
+from difflab.core.file_modes import save_weights
 
 WEIGHTS_FILE = "classifier.safetensors"
 CONFIG_FILE = "classifier.json"
@@ -159,11 +159,7 @@ def save_classifier(classifier: Classifier, folder: str | Path) -> None:
     """Write folder/classifier.safetensors, then folder/classifier.json (each atomically)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    weights = {k: v.detach().to("cpu").contiguous() for k, v in classifier.state_dict().items()}
-    tmp = folder / (WEIGHTS_FILE + ".tmp")
-    save_file(weights, str(tmp))
-    respect_umask(tmp)
-    os.replace(tmp, folder / WEIGHTS_FILE)
+    save_weights(classifier, folder / WEIGHTS_FILE)
     meta = {"format": FORMAT, "version": 1, "config": dataclasses.asdict(classifier.config)}
     tmp = folder / (CONFIG_FILE + ".tmp")
     tmp.write_text(json.dumps(meta, indent=2) + "\n")

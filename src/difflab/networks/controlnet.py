@@ -20,7 +20,7 @@ from difflab.networks.layers import zero_init
 from difflab.networks.unet import UNet, UNetConfig, down_path, embed_time_and_label, mid_path
 
 # The modules ControlNet copies from the base UNet, by attribute name (same names in both).
-COPIED = ("time_embed", "label_embed", "conv_in", "down", "mid")
+COPIED = ("time_embed", "label_embed", "vector_embed", "conv_in", "down", "mid")
 
 
 class HintEncoder(nn.Module):
@@ -63,6 +63,7 @@ class ControlNet(nn.Module):
         c = config.base_channels
         # Trainable copy of the base's input conv, embeddings, encoder and middle block.
         self.time_embed, self.label_embed = UNet._build_embed(config)
+        self.vector_embed = UNet._build_vector_embed(config)
         self.conv_in = nn.Conv2d(config.in_channels, c, 3, padding=1)
         self.down, skip_channels = UNet._build_down(config)
         self.mid = UNet._build_mid(config)
@@ -92,7 +93,9 @@ class ControlNet(nn.Module):
 
     def forward(self, x: Tensor, t: Tensor, cond: Condition | None) -> tuple[list[Tensor], Tensor]:
         hint = self._check_hint(x, cond)
-        emb = embed_time_and_label(self.time_embed, self.label_embed, t, cond, x.shape[0])
+        emb = embed_time_and_label(
+            self.time_embed, self.label_embed, t, cond, x.shape[0], self.vector_embed
+        )
         h = self.conv_in(x) + self.hint_encoder(hint.to(x.dtype))
         h, skips = down_path(self.down, h, emb)
         h = mid_path(self.mid, h, emb)

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from difflab.conditioning import Condition
 from difflab.networks.config_check import check_types, require
-from difflab.networks.layers import LabelEmbedding, TimestepEmbedding
+from difflab.networks.layers import LabelEmbedding, TimestepEmbedding, VectorEmbedding
 
 
 @dataclass(frozen=True)
@@ -26,9 +26,13 @@ class DiTConfig:
     mlp_ratio: float = 4.0
     num_classes: int | None = None  # None: unconditional
     freq_dim: int = 256  # sinusoidal features of t before the time MLP
+    embedding_dim: int = 0  # E of cond.embedding [N, E]; 0: none
+    embedding_tokens: int = 4  # extra tokens cond.embedding is projected to (unCLIP: 4)
 
     def __post_init__(self) -> None:
         check_types(self)
+        require(self.embedding_dim >= 0, self, "embedding_dim", "expected >= 0 (0: none)")
+        require(self.embedding_tokens >= 0, self, "embedding_tokens", "expected >= 0")
         for key in ("in_channels", "out_channels", "patch_size", "depth", "num_heads"):
             require(getattr(self, key) >= 1, self, key, "expected a positive integer")
         require(self.mlp_ratio > 0, self, "mlp_ratio", "expected > 0")
@@ -140,6 +144,7 @@ class DiT(nn.Module):
         self.time_embed = TimestepEmbedding(config.freq_dim, dim)
         has_labels = config.num_classes is not None
         self.label_embed = LabelEmbedding(config.num_classes, dim) if has_labels else None
+        self.vector_embed, self.vector_tokens = self._build_vector_embed(config)
         self.blocks = nn.ModuleList(
             DiTBlock(dim, config.num_heads, config.mlp_ratio) for _ in range(config.depth)
         )
@@ -163,6 +168,22 @@ class DiT(nn.Module):
             nn.init.zeros_(block.modulation[1].bias)
         nn.init.zeros_(self.final.linear.weight)
         nn.init.zeros_(self.final.linear.bias)
+        if self.vector_embed is not None:
+            self.vector_embed.reset(std=0.02)  # the labels' scale
+        if self.vector_tokens is not None:
+            self.vector_tokens.reset(std=1.0)  # the scale of the position embeddings
+
+    @staticmethod
+    def _build_vector_embed(
+        config: DiTConfig,
+    ) -> tuple[VectorEmbedding | None, VectorEmbedding | None]:
+        """cond.embedding projected into the conditioning vector c and to embedding_tokens extra
+        tokens (unCLIP's decoder, Ramesh et al. 2022, Section 2.1); None, None when off."""
+        e, dim, k = config.embedding_dim, config.hidden_size, config.embedding_tokens
+        if e == 0:
+            return None, None
+        tokens = VectorEmbedding(e, k * dim, std=1.0) if k > 0 else None
+        return VectorEmbedding(e, dim, std=0.02), tokens
 
     def forward(self, x: Tensor, t: Tensor, cond: Condition | None = None) -> Tensor:
         n = x.shape[0]
@@ -171,9 +192,16 @@ class DiT(nn.Module):
         c = self.time_embed(t.expand(n))  # [N, D]
         if self.label_embed is not None:
             c = c + self.label_embed(cond, n, x.device)
+        if self.vector_embed is not None:
+            c = c + self.vector_embed(cond, n, x.device)
+        extra = 0
+        if self.vector_tokens is not None:
+            extra = self.config.embedding_tokens
+            vector = self.vector_tokens(cond, n, x.device).view(n, extra, -1)  # [N, K, D]
+            tokens = torch.cat([vector.to(tokens.dtype), tokens], dim=1)  # [N, K + T, D]
         for block in self.blocks:
             tokens = block(tokens, c)
-        return self.unpatchify(self.final(tokens, c))
+        return self.unpatchify(self.final(tokens[:, extra:], c))
 
     def unpatchify(self, patches: Tensor) -> Tensor:
         """[N, T, p*p*C] -> [N, C, H, W], T = (H/p) * (W/p) in row-major order."""

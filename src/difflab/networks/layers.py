@@ -66,6 +66,33 @@ class LabelEmbedding(nn.Module):
         return self.table(labels - NULL_LABEL)  # NULL_LABEL -> row 0
 
 
+class VectorEmbedding(nn.Module):
+    """A condition vector cond.embedding [N, E] (L2-normalised; unCLIP's image embedding) ->
+    [N, dim] by one linear map; no condition is the null vector, zeros. Weights start
+    N(0, std^2), so a unit-norm input gives outputs of std `std`, set like LabelEmbedding's."""
+
+    def __init__(self, in_dim: int, dim: int, std: float) -> None:
+        super().__init__()
+        self.in_dim = in_dim
+        self.proj = nn.Linear(in_dim, dim)
+        self.reset(std)
+
+    def reset(self, std: float) -> None:
+        nn.init.normal_(self.proj.weight, std=std)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, cond: Condition | None, batch: int, device: torch.device) -> Tensor:
+        vector = cond.embedding if cond is not None else None
+        if vector is None:
+            vector = torch.zeros(batch, self.in_dim, device=device)
+        if tuple(vector.shape) != (batch, self.in_dim):
+            raise ValueError(
+                f"cond.embedding has shape {tuple(vector.shape)}; this network was built for "
+                f"embedding_dim={self.in_dim} (expected ({batch}, {self.in_dim}))"
+            )
+        return self.proj(vector.to(self.proj.weight.dtype))
+
+
 class ResBlock(nn.Module):
     """DDPM residual block: GN-SiLU-conv, + projected time embedding, GN-SiLU-dropout-conv,
     plus a 1x1 shortcut when channels change. The last conv starts at zero."""

@@ -26,7 +26,7 @@ Preset = Callable[[int, int, "int | None"], NetworkConfig]
 NETWORKS: Registry[Preset] = Registry("network")
 
 # Fields the builder sets from the data; options may not override them.
-DATA_FIELDS = ("in_channels", "image_size", "num_classes")
+DATA_FIELDS = ("in_channels", "image_size", "num_classes", "embedding_dim")
 
 
 def _unet(in_channels: int, image_size: int, num_classes: int | None, **fields: Any) -> UNetConfig:
@@ -178,8 +178,10 @@ def build_network(
     image_size: int,
     num_classes: int | None,
     options: dict[str, Any] | None = None,
+    embedding_dim: int = 0,
 ) -> nn.Module:
-    """Build the preset `name` for data of this shape, with `options` overriding its fields.
+    """Build the preset `name` for data of this shape (and condition vectors of size
+    `embedding_dim`, 0 for none), with `options` overriding its fields.
 
     >>> net = build_network("unet-tiny", in_channels=1, image_size=8, num_classes=10)
     >>> net.config.base_channels
@@ -191,5 +193,5 @@ def build_network(
             raise ConfigError(f"network {key}={value!r}: expected a positive integer")
     check_network_options(name, dict(options or {}))
     config = preset(in_channels, image_size, num_classes)
-    config = _apply_options(config, dict(options or {}))
+    config = _apply_options(config, {**(options or {}), "embedding_dim": embedding_dim})
     return MODELS[type(config)](config)

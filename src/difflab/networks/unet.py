@@ -19,6 +19,7 @@ from difflab.networks.layers import (
     ResBlock,
     TimestepEmbedding,
     Upsample,
+    VectorEmbedding,
     zero_init,
 )
 
@@ -36,9 +37,11 @@ class UNetConfig:
     num_heads: int = 1
     norm_groups: int = 32
     num_classes: int | None = None  # None: unconditional
+    embedding_dim: int = 0  # E of cond.embedding [N, E] added to the time embedding; 0: none
 
     def __post_init__(self) -> None:
         check_types(self)
+        require(self.embedding_dim >= 0, self, "embedding_dim", "expected >= 0 (0: none)")
         for key in ("in_channels", "out_channels", "base_channels", "num_heads", "norm_groups"):
             require(getattr(self, key) >= 1, self, key, "expected a positive integer")
         require(self.blocks_per_level >= 1, self, "blocks_per_level", "expected >= 1")
@@ -121,6 +124,7 @@ class UNet(nn.Module):
         self.config = config
         c = config.base_channels
         self.time_embed, self.label_embed = self._build_embed(config)
+        self.vector_embed = self._build_vector_embed(config)
         self.conv_in = nn.Conv2d(config.in_channels, c, 3, padding=1)
         self.down, skip_channels = self._build_down(config)
         self.skip_channels = tuple(skip_channels)
@@ -139,6 +143,14 @@ class UNet(nn.Module):
         if config.num_classes is None:
             return time_embed, None
         return time_embed, LabelEmbedding(config.num_classes, dim, std=1.0)
+
+    @staticmethod
+    def _build_vector_embed(config: UNetConfig) -> VectorEmbedding | None:
+        """The projection of cond.embedding into the time embedding (unCLIP's decoder, Ramesh
+        et al. 2022, Section 2.1), at the labels' N(0, 1) scale; None when embedding_dim is 0."""
+        if config.embedding_dim == 0:
+            return None
+        return VectorEmbedding(config.embedding_dim, 4 * config.base_channels, std=1.0)
 
     @staticmethod
     def _build_down(config: UNetConfig) -> tuple[nn.ModuleList, list[int]]:
@@ -184,8 +196,10 @@ class UNet(nn.Module):
         return nn.ModuleList(levels)
 
     def embed(self, t: Tensor, cond: Condition | None, batch: int) -> Tensor:
-        """Time embedding, plus the label embedding for class-conditional networks."""
-        return embed_time_and_label(self.time_embed, self.label_embed, t, cond, batch)
+        """Time embedding, plus the label and vector embeddings the network was built for."""
+        return embed_time_and_label(
+            self.time_embed, self.label_embed, t, cond, batch, self.vector_embed
+        )
 
     def forward(
         self,
@@ -227,11 +241,15 @@ def embed_time_and_label(
     t: Tensor,
     cond: Condition | None,
     batch: int,
+    vector_embed: VectorEmbedding | None = None,
 ) -> Tensor:
-    """The embedding every block sees: time, plus the label for class-conditional networks."""
+    """The embedding every block sees: time, plus the label for class-conditional networks,
+    plus the projected cond.embedding for networks with embedding_dim > 0."""
     emb = time_embed(t.expand(batch))
     if label_embed is not None:
         emb = emb + label_embed(cond, batch, emb.device)
+    if vector_embed is not None:
+        emb = emb + vector_embed(cond, batch, emb.device)
     return emb
 
 
