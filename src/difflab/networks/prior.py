@@ -27,9 +27,14 @@ class PriorConfig:
     max_text_tokens: int = 77  # text token positions learned
     causal: bool = True  # the paper's causal attention mask; False: full attention
     freq_dim: int = 256  # sinusoidal features of t before the time MLP
+    # E of cond.embedding, the pooled text embedding: the image embedding's (one joint space,
+    # which the candidates' cosine to the text needs); 0 says the same
+    embedding_dim: int = 0
 
     def __post_init__(self) -> None:
         check_types(self)
+        joint = f"0 or in_channels={self.in_channels} (text and image share one space)"
+        require(self.embedding_dim in (0, self.in_channels), self, "embedding_dim", joint)
         for key in ("in_channels", "text_dim", "depth", "num_heads", "max_text_tokens"):
             require(getattr(self, key) >= 1, self, key, "expected a positive integer")
         require(self.mlp_ratio > 0, self, "mlp_ratio", "expected > 0")
