@@ -30,11 +30,16 @@ TINY = [
 ]
 
 
-def random_pairs(n: int, seed: int) -> PriorPairs:
+def random_pairs(n: int, seed: int, k: int = 5) -> PriorPairs:
+    """n images, k captions; image i may take captions i % k and (i + 1) % k, or only the
+    first for even i."""
     g = torch.Generator().manual_seed(seed)
-    unit = lambda: torch.nn.functional.normalize(torch.randn(n, E, generator=g), dim=1)  # noqa: E731
-    mask = torch.arange(L)[None] < torch.randint(1, L + 1, (n, 1), generator=g)
-    return PriorPairs(torch.randn(n, L, D, generator=g), mask, unit(), unit())
+    unit = lambda m: torch.nn.functional.normalize(torch.randn(m, E, generator=g), dim=1)  # noqa: E731
+    mask = torch.arange(L)[None] < torch.randint(1, L + 1, (k, 1), generator=g)
+    i = torch.arange(n)
+    choices = torch.stack([i % k, (i + 1) % k], dim=1)
+    counts = 1 + i % 2
+    return PriorPairs(torch.randn(k, L, D, generator=g), mask, unit(k), unit(n), choices, counts)
 
 
 @pytest.fixture(autouse=True)
@@ -75,9 +80,16 @@ def test_micro_batches_are_scaled_embeddings_with_their_text(tmp_path, pairs):
     loaded = load_run(run_dir)
     assert loaded.image_shape == (E, 1, 1)
     assert loaded.denoiser.parameterization == "x0"
-    data = PairData(pairs["train"], batch_size=4, seed=0, device=torch.device("cpu"))
-    batch = data.take(torch.tensor([3, 1]), None)
-    torch.testing.assert_close(batch.x0, pairs["train"].image[[3, 1]] * embedding_scale(E))
-    assert torch.equal(batch.cond.text, pairs["train"].tokens[[3, 1]])
-    assert torch.equal(batch.cond.text_mask, pairs["train"].mask[[3, 1]])
-    assert torch.equal(batch.cond.embedding, pairs["train"].pooled[[3, 1]])
+    p = pairs["train"]
+    data = PairData(p, batch_size=4, seed=0, device=torch.device("cpu"))
+    index = torch.tensor([2, 3, 4, 3])
+    batch = data.take(index, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(batch.x0, p.image[index] * embedding_scale(E))
+    rows = [int((p.pooled == e).all(dim=1).nonzero()) for e in batch.cond.embedding]
+    assert rows[0] == 2 and rows[2] == 4  # even images: their one caption
+    assert rows[1] in (3, 4) and rows[3] in (3, 4)
+    assert torch.equal(batch.cond.text, p.tokens[rows])
+    assert torch.equal(batch.cond.text_mask, p.mask[rows])
+    draws = [data.take(index, torch.Generator().manual_seed(s)).cond.embedding for s in range(20)]
+    assert {d[1, 0].item() for d in draws} == {p.pooled[3, 0].item(), p.pooled[4, 0].item()}
+    assert {d[0, 0].item() for d in draws} == {p.pooled[2, 0].item()}  # never past counts

@@ -1,8 +1,11 @@
-"""A split's (caption, image) pairs encoded once by the frozen encoders into PriorPairs."""
+"""A labelled split's (caption, image) pairs, encoded once by the frozen encoders: every
+distinct caption of every class (data/captions.py: templates x synonyms) by the text encoder,
+every image by the image encoder (PriorPairs)."""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from difflab.config.schema import Config
@@ -10,24 +13,59 @@ from difflab.core.errors import ConfigError
 from difflab.integrations.unclip.prior_data import PriorPairs, pad_tokens
 from difflab.networks.prior import PriorConfig
 
-ENCODE_BATCH = 256  # pairs per encoder call
+ENCODE_BATCH = 256  # captions or images per encoder call
 
 
 @torch.no_grad()
-def encode_pairs(
-    captions: list[str], images: Tensor, text_encoder, image_encoder, device: torch.device
-) -> PriorPairs:
-    """Captions and their uint8 images [N, C, H, W] -> PriorPairs (on the CPU), in batches of
-    ENCODE_BATCH; images reach the image encoder in [-1, 1]."""
-    parts, pooled, embedded = [], [], []
+def encode_captions(captions: list[str], text_encoder) -> tuple[Tensor, Tensor, Tensor]:
+    """(tokens [K, L, D], mask [K, L], pooled [K, E]) of K captions, on the CPU."""
+    parts, pooled = [], []
     for start in range(0, len(captions), ENCODE_BATCH):
         text = text_encoder.encode(captions[start : start + ENCODE_BATCH])
-        parts.append((text.tokens.cpu(), text.mask.cpu()))
-        pooled.append(text.pooled.cpu())
-        x = images[start : start + ENCODE_BATCH].to(device).float() / 127.5 - 1.0
-        embedded.append(image_encoder.encode(x).float().cpu())
+        parts.append((text.tokens.float().cpu(), text.mask.cpu()))
+        pooled.append(text.pooled.float().cpu())
     tokens, mask = pad_tokens(parts)
-    return PriorPairs(tokens=tokens, mask=mask, pooled=torch.cat(pooled), image=torch.cat(embedded))
+    return tokens, mask, torch.cat(pooled)
+
+
+@torch.no_grad()
+def encode_images(images: Tensor, image_encoder, device: torch.device) -> Tensor:
+    """Unit-norm embeddings [N, E] (CPU) of uint8 images [N, C, H, W], seen in [-1, 1]."""
+    out = []
+    for start in range(0, images.shape[0], ENCODE_BATCH):
+        x = images[start : start + ENCODE_BATCH].to(device).float() / 127.5 - 1.0
+        out.append(F.normalize(image_encoder.encode(x).float(), dim=-1).cpu())
+    return torch.cat(out)
+
+
+def class_choices(labels: Tensor, per_class: list[list[int]]) -> tuple[Tensor, Tensor]:
+    """(choices [N, M], counts [N]): image i may take the caption rows of its class, padded
+    to M = the most captions of a class by repeating the class's first."""
+    most = max(len(rows) for rows in per_class)
+    table = torch.tensor([rows + rows[:1] * (most - len(rows)) for rows in per_class])
+    counts = torch.tensor([len(rows) for rows in per_class])
+    return table[labels], counts[labels]
+
+
+def labelled_pairs(
+    images: Tensor,
+    labels: Tensor,
+    class_captions: list[list[str]],
+    text_encoder,
+    image_encoder,
+    device: torch.device,
+) -> PriorPairs:
+    """The pairs of uint8 images [N, C, H, W] with labels [N], class c captioned by any of
+    class_captions[c]."""
+    captions = [caption for group in class_captions for caption in group]
+    if not all(class_captions):
+        raise ConfigError("unCLIP pairs: a class has no captions")
+    tokens, mask, pooled = encode_captions(captions, text_encoder)
+    first = torch.tensor([0, *(len(g) for g in class_captions)]).cumsum(0).tolist()
+    per_class = [list(range(first[c], first[c + 1])) for c in range(len(class_captions))]
+    choices, counts = class_choices(labels.cpu(), per_class)
+    image = encode_images(images, image_encoder, device)
+    return PriorPairs(tokens, mask, pooled, image, choices, counts)
 
 
 def check_tokens(config: Config, pairs: PriorPairs) -> None:

@@ -5,7 +5,7 @@ images (a permutation per epoch, so resume is exact)."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
@@ -20,17 +20,19 @@ from difflab.training.step import MicroBatch
 
 @dataclass(frozen=True)
 class PriorPairs:
-    """N captions' encodings and their images' embeddings, one row per pair."""
+    """N images' embeddings and, per image, the captions it may be paired with: rows of a
+    table of K distinct captions' encodings (a class's templates and synonyms, encoded once).
+    A micro-batch draws one of each image's captions from the step's generator."""
 
-    tokens: Tensor  # [N, L, D] text token states (padded)
-    mask: Tensor  # [N, L] bool, True for real tokens
-    pooled: Tensor  # [N, E] unit-norm text embeddings
+    tokens: Tensor  # [K, L, D] text token states (padded)
+    mask: Tensor  # [K, L] bool, True for real tokens
+    pooled: Tensor  # [K, E] unit-norm text embeddings
     image: Tensor  # [N, E] unit-norm image embeddings
+    choices: Tensor  # [N, M] long: caption rows of image i, the first counts[i] real
+    counts: Tensor  # [N] long, >= 1
 
     def __post_init__(self) -> None:
-        n = self.image.shape[0]
-        shapes = (self.tokens.shape[0], self.mask.shape[0], self.pooled.shape[0])
-        if shapes != (n, n, n) or self.pooled.shape[1] != self.image.shape[1]:
+        if self.pooled.shape[1] != self.image.shape[1]:
             raise ConfigError(
                 f"the text encoder gives pooled embeddings of {self.pooled.shape[1]} values, the "
                 f"image encoder {self.image.shape[1]}: unCLIP needs one joint space (a CLIP "
@@ -39,6 +41,17 @@ class PriorPairs:
 
     def __len__(self) -> int:
         return self.image.shape[0]
+
+    def caption_rows(self, index: Tensor, generator: torch.Generator | None) -> Tensor:
+        """[B] caption rows for the images at index, each uniform over the image's captions
+        (one draw of B numbers)."""
+        counts = self.counts[index]
+        u = torch.rand(len(index), generator=generator, device=counts.device)
+        pick = (u * counts).long().clamp(max=counts - 1)  # [B]
+        return self.choices[index, pick]
+
+    def to(self, device: torch.device) -> PriorPairs:
+        return PriorPairs(*(getattr(self, f.name).to(device) for f in fields(self)))
 
 
 def embedding_scale(dim: int) -> float:
@@ -63,7 +76,7 @@ def pad_tokens(parts: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
 
 class PairData(DeviceData):
     """A split's pairs on the device: micro-batch m is x0 = sqrt(E) * image embedding [B, E]
-    with Condition(text, text_mask, embedding = pooled text)."""
+    with Condition(text, text_mask, embedding = pooled text) of a caption drawn per image."""
 
     def __init__(
         self,
@@ -85,16 +98,15 @@ class PairData(DeviceData):
                 f"({self.world})"
             )
         dim = pairs.image.shape[1]
-        self.images = (pairs.image * embedding_scale(dim)).to(device)  # x0 [N, E]
-        self.tokens, self.mask = pairs.tokens.to(device), pairs.mask.to(device)
-        self.pooled = pairs.pooled.to(device)
+        self.pairs = pairs.to(device)
+        self.images = self.pairs.image * embedding_scale(dim)  # x0 [N, E]
         self.maps: dict[str, Tensor] = {}
         self.batch_size, self.seed = batch_size, seed
         self.batches_per_epoch = len(pairs) // batch_size
         self._epoch, self._perm = -1, torch.empty(0)
 
     def take(self, index: Tensor, generator: torch.Generator | None) -> MicroBatch:
-        """The pairs at `index` (no augmentation: generator is not drawn from)."""
-        text, mask, pooled = self.tokens[index], self.mask[index], self.pooled[index]
-        cond = Condition(text=text, text_mask=mask, embedding=pooled)
+        """The images at `index`, each with one of its captions drawn from generator."""
+        rows, p = self.pairs.caption_rows(index, generator), self.pairs
+        cond = Condition(text=p.tokens[rows], text_mask=p.mask[rows], embedding=p.pooled[rows])
         return MicroBatch(x0=self.images[index], cond=cond)
