@@ -62,8 +62,9 @@ def test_text_and_image_embeddings_of_other_sizes_are_refused():
 
 def test_options_that_do_not_fit_the_encodings_are_config_errors():
     images = torch.zeros(2, 1, 2, 2, dtype=torch.uint8)
-    pairs = labelled_pairs(images, torch.tensor([0, 0]), [["a b c"]], WordEncoder(),
-                           PixelEncoder(), "cpu")  # fmt: skip
+    pairs = labelled_pairs(
+        images, torch.tensor([0, 0]), [["a b c"]], WordEncoder(), PixelEncoder(), "cpu"
+    )
     config = load_config("unclip-prior-digits", ["model.options={text_dim: 3}"])
     check_tokens(config, pairs)
     with pytest.raises(ConfigError, match="model.options.text_dim' is 384"):

@@ -7,14 +7,14 @@ import torch
 
 from difflab.config.recipes import load_config
 from difflab.integrations.unclip import pairs as pair_source
-from difflab.integrations.unclip.prior_data import PairData, PriorPairs, embedding_scale
+from difflab.integrations.unclip.prior_data import PairData, embedding_scale
 from difflab.runs.checkpoint import latest_checkpoint, load_checkpoint
 from difflab.runs.load import load_run
 from difflab.runs.metrics import read_metrics
 from difflab.training.loop import train
 from difflab.training.session import open_training_run
 
-from .prior_fixtures import D, E, L
+from .prior_fixtures import E, random_pairs
 
 TINY = [
     "model.options={text_dim: 6, width: 16, depth: 2, num_heads: 2, freq_dim: 16}",
@@ -28,18 +28,6 @@ TINY = [
     "train.progress=false",
     "train.lr_schedule=cosine",
 ]
-
-
-def random_pairs(n: int, seed: int, k: int = 5) -> PriorPairs:
-    """n images, k captions; image i may take captions i % k and (i + 1) % k, or only the
-    first for even i."""
-    g = torch.Generator().manual_seed(seed)
-    unit = lambda m: torch.nn.functional.normalize(torch.randn(m, E, generator=g), dim=1)  # noqa: E731
-    mask = torch.arange(L)[None] < torch.randint(1, L + 1, (k, 1), generator=g)
-    i = torch.arange(n)
-    choices = torch.stack([i % k, (i + 1) % k], dim=1)
-    counts = 1 + i % 2
-    return PriorPairs(torch.randn(k, L, D, generator=g), mask, unit(k), unit(n), choices, counts)
 
 
 @pytest.fixture(autouse=True)

@@ -26,8 +26,12 @@ def check_config(c: Config) -> None:
     """ConfigError naming the first key of c a prior run cannot take."""
     m, t = c.model, c.train
     presets.check_network_options("prior", m.options)
-    require(m.unclip.image_encoder is not None, "model.unclip.image_encoder",
-            "a LiT or CLIP folder for a prior run", None)  # fmt: skip
+    require(
+        m.unclip.image_encoder is not None,
+        "model.unclip.image_encoder",
+        "a LiT or CLIP folder for a prior run",
+        None,
+    )
     for key, value, expected in [
         ("model.class_conditional", m.class_conditional, False),
         ("model.latent.vae", m.latent.vae, None),
@@ -43,8 +47,9 @@ def build_network(model: ModelConfig, in_channels: int, image_size: int) -> nn.M
     """The `prior` preset over embeddings of in_channels values (image_size 1), with
     model.options."""
     options = dict(model.options)
-    return presets.build_network("prior", in_channels=in_channels, image_size=1,
-                                 num_classes=None, options=options)  # fmt: skip
+    return presets.build_network(
+        "prior", in_channels=in_channels, image_size=1, num_classes=None, options=options
+    )
 
 
 class PriorSource:

@@ -41,14 +41,20 @@ def check_config(c: Config) -> None:
         ("model.pretrained", m.pretrained, None),
         ("train.eval_every", t.eval_every, 0),
     ]:
-        require(value == expected, key, f"{expected!r} with model.network {UPSAMPLER_NETWORK!r}",
-                value)  # fmt: skip
+        require(
+            value == expected, key, f"{expected!r} with model.network {UPSAMPLER_NETWORK!r}", value
+        )
 
 
 def build_network(model: ModelConfig, in_channels: int, image_size: int) -> nn.Module:
     """The `upsampler` preset for images of in_channels x image_size^2, with model.options."""
-    return presets.build_network("upsampler", in_channels=in_channels, image_size=image_size,
-                                 num_classes=None, options=dict(model.options))  # fmt: skip
+    return presets.build_network(
+        "upsampler",
+        in_channels=in_channels,
+        image_size=image_size,
+        num_classes=None,
+        options=dict(model.options),
+    )
 
 
 class LowResData:
@@ -120,8 +126,12 @@ def report_rows(config: dict[str, Any]) -> list[tuple[str, str]]:
     model = config.get("model") if isinstance(config.get("model"), dict) else {}
     unclip = model.get("unclip") if isinstance(model.get("unclip"), dict) else {}
     size, aug_max, aug_sample = (unclip.get(k) for k in ("low_size", "aug_max", "aug_sample"))
-    return [("unCLIP upsampler", f"from {size}x{size}, augmentation up to {aug_max}, at "
-             f"{aug_sample} when sampled")]  # fmt: skip
+    return [
+        (
+            "unCLIP upsampler",
+            f"from {size}x{size}, augmentation up to {aug_max}, at {aug_sample} when sampled",
+        )
+    ]
 
 
 def conditioning(guidance: Any) -> str:
