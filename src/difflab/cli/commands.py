@@ -16,6 +16,7 @@ from difflab.cli import (
     sample,
     train,
     train_classifier,
+    train_clip,
 )
 from difflab.cli import eval as eval_command
 from difflab.core.errors import ConfigError
@@ -27,6 +28,7 @@ SUBCOMMANDS: list[ModuleType] = [
     distill,
     ema,
     train_classifier,
+    train_clip,
     finetune_sd,
     export,
     report,

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from difflab.core.errors import ConfigError
-from difflab.data import load_dataset
+from difflab.data import ImageDataset, load_dataset
 from difflab.evaluation import classifier_accuracy, noisy_accuracy, save_classifier
 from difflab.evaluation.classifier_cache import cache_root, classifier_dir
 from difflab.evaluation.classifier_training import train_classifier
@@ -30,9 +30,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "its test accuracy, e.g. `difflab train-classifier mnist --root /data/mnist`. "
         "option=value items are the dataset's own options (e.g. image_size=32).",
     )
-    p.add_argument("dataset", metavar="DATASET", help="digits, mnist, image-folder, ...")
-    p.add_argument("options", nargs="*", metavar="option=value", help="dataset options")
-    p.add_argument("--root", help="data folder (mnist, image-folder)")
+    add_dataset_args(p)
     p.add_argument("--steps", type=int, help="training steps (default: train_classifier's)")
     p.add_argument("--batch-size", type=int, help="default: train_classifier's")
     p.add_argument("--width", type=int, help="channels of the first stage (default: 16)")
@@ -40,10 +38,22 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--noisy", action="store_true", help="time-conditioned, for guidance")
     p.add_argument("--schedule", default="cosine", help="noise schedule of --noisy")
     p.add_argument("--num-steps", type=int, default=1000, help="0: continuous time")
-    p.add_argument("--out", help="folder to save it in (default: the classifier cache)")
+    add_output_args(p, "the classifier cache")
+    return p
+
+
+def add_dataset_args(p: argparse.ArgumentParser) -> None:
+    """DATASET, its option=value items and --root."""
+    p.add_argument("dataset", metavar="DATASET", help="digits, mnist, image-folder, ...")
+    p.add_argument("options", nargs="*", metavar="option=value", help="dataset options")
+    p.add_argument("--root", help="data folder (mnist, image-folder)")
+
+
+def add_output_args(p: argparse.ArgumentParser, cache: str) -> None:
+    """--out (default: the cache), --cache-dir and --device."""
+    p.add_argument("--out", help=f"folder to save it in (default: {cache})")
     p.add_argument("--cache-dir", help="default: $DIFFLAB_CACHE or ~/.cache/difflab")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    return p
 
 
 def parse_options(items: list[str]) -> dict[str, Any]:
@@ -66,11 +76,16 @@ def training_settings(args: argparse.Namespace) -> dict[str, Any]:
     return settings
 
 
-def run(args: argparse.Namespace) -> int:
-    device = resolve_device(args.device)
+def load_splits(args: argparse.Namespace) -> tuple[ImageDataset, ImageDataset]:
+    """The train and test splits of the command's DATASET, options and --root."""
     options = parse_options(args.options)
     train = load_dataset(args.dataset, root=args.root, split="train", **options)
-    test = load_dataset(args.dataset, root=args.root, split="test", **options)
+    return train, load_dataset(args.dataset, root=args.root, split="test", **options)
+
+
+def run(args: argparse.Namespace) -> int:
+    device = resolve_device(args.device)
+    train, test = load_splits(args)
     settings = training_settings(args)
     fit = {k: v for k, v in settings.items() if k not in ("schedule", "num_steps")}
     schedule = None
