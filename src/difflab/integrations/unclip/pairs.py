@@ -4,13 +4,20 @@ every image by the image encoder (PriorPairs)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from difflab.config.schema import Config
 from difflab.core.errors import ConfigError
+from difflab.data import load_dataset
+from difflab.data.captions import captions_for
+from difflab.encoders import load_image_encoder, load_text_encoder
+from difflab.evaluation.classifier_cache import cache_root
 from difflab.integrations.unclip.prior_data import PriorPairs, pad_tokens
+from difflab.lit import LiTSettings, cached_lit
 from difflab.networks.prior import PriorConfig
 
 ENCODE_BATCH = 256  # captions or images per encoder call
@@ -87,6 +94,25 @@ def check_tokens(config: Config, pairs: PriorPairs) -> None:
 
 
 def load_pairs(config: Config, split: str, device: torch.device) -> PriorPairs:
-    """The pairs of the captioned dataset data.dataset's split, encoded by model.unclip's
-    encoders on device."""
-    raise ConfigError("unCLIP prior data need the captioned datasets and encoders (branch clip)")
+    """The pairs of data.dataset's split, captioned by its class templates (data.split: the
+    training templates; any other split: the held-out ones), encoded by model.unclip's text
+    encoder and image encoder (None: the dataset's cached LiT encoder, trained if missing)."""
+    d, u = config.data, config.model.unclip
+    dataset = load_dataset(
+        d.dataset,
+        root=Path(d.root) if d.root else None,
+        split=split,
+        download=d.download,
+        max_bad_fraction=d.max_bad_fraction,
+        channels=d.channels,
+        **d.options,
+    )
+    text = load_text_encoder(u.text_encoder, u.text_encoder_path).to(device)
+    folder = u.image_encoder
+    if folder is None:
+        folder = cached_lit(d.dataset, d.root, text, LiTSettings(), cache_root())
+    image = load_image_encoder(folder).to(device)
+    captions = captions_for(dataset.class_names)
+    part = "train" if split == d.split else "eval"
+    groups = [captions.class_captions(c, part) for c in range(captions.num_classes)]
+    return labelled_pairs(dataset.images, dataset.labels, groups, text, image, device)

@@ -11,6 +11,7 @@ from torch import nn
 
 from difflab.config.schema import Config, ModelConfig, require
 from difflab.core.errors import ConfigError
+from difflab.data.dataset import check_dataset_options
 from difflab.integrations.unclip import pairs as pair_source
 from difflab.integrations.unclip.prior_data import PairData
 from difflab.latents import Codec
@@ -26,12 +27,7 @@ def check_config(c: Config) -> None:
     """ConfigError naming the first key of c a prior run cannot take."""
     m, t = c.model, c.train
     presets.check_network_options("prior", m.options)
-    require(
-        m.unclip.image_encoder is not None,
-        "model.unclip.image_encoder",
-        "a LiT or CLIP folder for a prior run",
-        None,
-    )
+    check_dataset_options(c.data.dataset, c.data.options)
     for key, value, expected in [
         ("model.class_conditional", m.class_conditional, False),
         ("model.latent.vae", m.latent.vae, None),
