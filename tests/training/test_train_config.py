@@ -79,7 +79,15 @@ def test_bad_override_syntax():
 
 
 def test_recipes_load_and_name_the_run(tmp_path):
-    assert recipe_names() == ["cifar10", "digits", "mnist", "sd-v1-4-coco", "shapes"]
+    assert recipe_names() == [
+        "cifar10",
+        "digits",
+        "mnist",
+        "sd-v1-4-coco",
+        "shapes",
+        "unclip-prior-digits",
+        "upsampler-digits",
+    ]
     required = {"sd-v1-4-coco": ["model.pretrained=/weights/sd", "data.root=/data/coco"]}
     for name in recipe_names():
         assert load_config(name, required.get(name, [])).run.name == name
