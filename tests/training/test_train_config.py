@@ -85,6 +85,8 @@ def test_recipes_load_and_name_the_run(tmp_path):
         "mnist",
         "sd-v1-4-coco",
         "shapes",
+        "unclip-decoder-digits",
+        "unclip-decoder-mnist",
         "unclip-prior-digits",
         "upsampler-digits",
     ]

@@ -1,8 +1,8 @@
 """unCLIP's cascade on tiny runs: prompt -> prior -> decoder -> upsampler shapes, seeds per
 image, the cascade folder's file and the stages' fit checked with one-line errors.
 
-The decoder here is an embedding-conditioned unet-tiny built in memory: branch clip's decoder
-runs (`unclip-decoder-*`) were not merged when this was written."""
+The decoder here is an embedding-conditioned unet-tiny built in memory (the cascade through
+`difflab sample --cascade` with a trained decoder run: test_prior_clip_folder.py)."""
 
 import dataclasses
 from pathlib import Path
@@ -28,7 +28,7 @@ from .prior_fixtures import D, E, random_pairs
 PRIOR = [
     "model.options={text_dim: 6, max_text_tokens: 8, width: 16, depth: 1, num_heads: 2, "
     "freq_dim: 16}",
-    "model.unclip.image_encoder=unused",
+    "model.embedding.image_encoder=unused",
     "train.batch_size=4",
     "train.steps=1",
     "train.val_every=0",
@@ -69,7 +69,9 @@ def runs(tmp_path_factory):
     """A tiny prior and upsampler run (one step each) and a digits run (no embedding)."""
     root = tmp_path_factory.mktemp("runs")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(pair_source, "load_pairs", lambda config, split, device: random_pairs(8, 0))
+        mp.setattr(
+            pair_source, "load_pairs", lambda config, split, device, encoder: random_pairs(8, 0)
+        )
         prior = train(
             load_config("unclip-prior-digits", [*PRIOR, f"run.root={root}"]), tensorboard=False
         )
@@ -89,7 +91,7 @@ def words(monkeypatch):
     monkeypatch.setattr(cascade_module, "load_text_encoder", lambda name, path: WordEncoder())
 
 
-def decoder(size: int = 8, embedding_dim: int = E) -> LoadedRun:
+def decoder(encoder: str, size: int = 8, embedding_dim: int = E) -> LoadedRun:
     """An embedding-conditioned unet-tiny of size x size grey images, perturbed off zero."""
     net = build_network(
         "unet-tiny",
@@ -104,12 +106,14 @@ def decoder(size: int = 8, embedding_dim: int = E) -> LoadedRun:
             p.add_(0.05 * torch.randn_like(p))
     config = load_config("digits", ["sample.steps=2", "sample.guidance=2.0"])
     denoiser = Denoiser(net, make_schedule("cosine"), "v").eval()
-    return LoadedRun(config, denoiser, 0, (1, size, size), 0)
+    return LoadedRun(
+        config, denoiser, 0, (1, size, size), 0, embedding_dim=embedding_dim, image_encoder=encoder
+    )
 
 
 def test_cascade_shapes_end_to_end(runs):
     prior, up = load_run(runs["prior"]), load_run(runs["upsampler"])
-    full = Cascade(prior, decoder(), up)
+    full = Cascade(prior, decoder(prior.image_encoder), up)
     prompts = ["a one", "the digit two", "a handwritten seven"]
     images = cascade_images(full, prompts, num=4, seed=3, batch_size=3, device="cpu")
     assert images.shape == (4, 1, 16, 16) and images.dtype == torch.uint8
@@ -126,13 +130,16 @@ def test_cascade_shapes_end_to_end(runs):
 
 def test_stages_that_do_not_fit_are_refused(runs):
     prior, up = load_run(runs["prior"]), load_run(runs["upsampler"])
-    check_cascade(Cascade(prior, decoder(), up), "f")
+    encoder = prior.image_encoder
+    check_cascade(Cascade(prior, decoder(encoder), up), "f")
     with pytest.raises(ConfigError, match="embeddings of 8 values, the decoder takes "):
-        check_cascade(Cascade(prior, decoder(embedding_dim=4), up), "f")
+        check_cascade(Cascade(prior, decoder(encoder, embedding_dim=4), up), "f")
     with pytest.raises(ConfigError, match=r"makes images \(1, 16, 16\), the upsampler takes"):
-        check_cascade(Cascade(prior, decoder(size=16), up), "f")
+        check_cascade(Cascade(prior, decoder(encoder, size=16), up), "f")
     with pytest.raises(ConfigError, match="must have model.network unclip-prior"):
-        check_cascade(Cascade(up, decoder(), up), "f")
+        check_cascade(Cascade(up, decoder(encoder), up), "f")
+    with pytest.raises(ConfigError, match="image encoder .*unused, the decoder on those of /x"):
+        check_cascade(Cascade(prior, decoder("/x"), up), "f")
 
 
 def test_cascade_file_names_the_runs_relative_to_its_folder(tmp_path):
@@ -198,11 +205,12 @@ def test_stages_get_unit_embeddings_and_clamped_images(runs, monkeypatch):
 
     monkeypatch.setattr(cascade_module, "decode_embeddings", decode_spy)
     monkeypatch.setattr(cascade_module, "upsample", upsample_spy)
-    loud = decoder()
+    prior = load_run(runs["prior"])
+    loud = decoder(prior.image_encoder)
     loud = dataclasses.replace(
         loud, config=load_config("digits", ["sample.steps=1", "sample.guidance=50"])
     )
-    full = Cascade(load_run(runs["prior"]), loud, load_run(runs["upsampler"]))
+    full = Cascade(prior, loud, load_run(runs["upsampler"]))
     cascade_images(full, ["a one"], num=2, seed=0, batch_size=2, device="cpu")
     assert seen["low"].abs().max() <= 1.0
     torch.testing.assert_close(seen["embedding"].norm(dim=1), torch.ones(2))

@@ -20,9 +20,9 @@ def clip_config(tmp_path_factory):
     folder = save_tiny_clip(tmp_path_factory.mktemp("clip"))
     root = tmp_path_factory.mktemp("runs")
     return folder, [
-        "model.unclip.text_encoder=clip",
-        f"model.unclip.text_encoder_path={folder}",
-        f"model.unclip.image_encoder={folder}",
+        "model.embedding.text_encoder=clip",
+        f"model.embedding.text_encoder_path={folder}",
+        f"model.embedding.image_encoder={folder}",
         "model.options={text_dim: 16, max_text_tokens: 16, width: 16, depth: 1, num_heads: 2}",
         f"run.root={root}",
     ]
@@ -32,7 +32,7 @@ def clip_config(tmp_path_factory):
 def test_pairs_caption_each_image_by_its_class(clip_config, split):
     folder, overrides = clip_config
     config = load_config("unclip-prior-digits", overrides)
-    pairs = load_pairs(config, split, torch.device("cpu"))
+    pairs = load_pairs(config, split, torch.device("cpu"), folder)
     dataset = load_dataset("digits", split=split)
     per_class = PER_CLASS[split]
     assert pairs.pooled.shape == (10 * per_class, 8) and pairs.image.shape == (len(dataset), 8)

@@ -4,11 +4,14 @@ import pytest
 import torch
 
 from difflab.config.recipes import load_config
+from difflab.config.schema import DataConfig
 from difflab.core.errors import ConfigError
 from difflab.encoders import TextEncoding
 from difflab.integrations.unclip.pairs import check_tokens, labelled_pairs
+from difflab.training.batches import make_transform
 
 E = 4
+TO_SYMMETRIC = make_transform(DataConfig(), train=False)  # uint8 -> [-1, 1]
 
 
 class WordEncoder:
@@ -31,9 +34,12 @@ class WordEncoder:
 
 
 class PixelEncoder:
+    def to(self, device):
+        return self
+
     def encode(self, images):
         assert images.min() >= -1 and images.max() <= 1
-        return 5 * images.flatten(1)[:, :E]
+        return torch.nn.functional.normalize(images.flatten(1)[:, :E], dim=1)
 
 
 def test_captions_encoded_once_and_images_paired_with_their_class():
@@ -41,7 +47,7 @@ def test_captions_encoded_once_and_images_paired_with_their_class():
     labels = torch.tensor([1, 0, 1])
     captions = [["a zero"], ["a one", "the digit one here"]]
     text = WordEncoder()
-    pairs = labelled_pairs(images, labels, captions, text, PixelEncoder(), torch.device("cpu"))
+    pairs = labelled_pairs(images, labels, captions, text, PixelEncoder(), TO_SYMMETRIC, "cpu")
     assert text.calls == 1 and pairs.tokens.shape == (3, 4, 3)  # 3 captions, padded to 4
     assert pairs.mask.tolist()[0] == [True, True, False, False]
     assert torch.equal(pairs.counts, torch.tensor([2, 1, 2]))
@@ -57,13 +63,21 @@ def test_text_and_image_embeddings_of_other_sizes_are_refused():
 
     images = torch.zeros(2, 1, 2, 2, dtype=torch.uint8)
     with pytest.raises(ConfigError, match="one joint space"):
-        labelled_pairs(images, torch.tensor([0, 0]), [["x"]], WordEncoder(), Wide(), "cpu")
+        labelled_pairs(
+            images, torch.tensor([0, 0]), [["x"]], WordEncoder(), Wide(), TO_SYMMETRIC, "cpu"
+        )
 
 
 def test_options_that_do_not_fit_the_encodings_are_config_errors():
     images = torch.zeros(2, 1, 2, 2, dtype=torch.uint8)
     pairs = labelled_pairs(
-        images, torch.tensor([0, 0]), [["a b c"]], WordEncoder(), PixelEncoder(), "cpu"
+        images,
+        torch.tensor([0, 0]),
+        [["a b c"]],
+        WordEncoder(),
+        PixelEncoder(),
+        TO_SYMMETRIC,
+        "cpu",
     )
     config = load_config("unclip-prior-digits", ["model.options={text_dim: 3}"])
     check_tokens(config, pairs)

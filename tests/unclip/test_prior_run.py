@@ -18,7 +18,7 @@ from .prior_fixtures import E, random_pairs
 
 TINY = [
     "model.options={text_dim: 6, width: 16, depth: 2, num_heads: 2, freq_dim: 16}",
-    "model.unclip.image_encoder=unused",
+    "model.embedding.image_encoder=unused",
     "train.batch_size=4",
     "train.log_every=1",
     "train.val_every=2",
@@ -34,7 +34,9 @@ TINY = [
 def pairs(monkeypatch):
     """Encoded pairs stand in for a captioned dataset and its encoders."""
     made = {"train": random_pairs(12, 0), "test": random_pairs(6, 1)}
-    monkeypatch.setattr(pair_source, "load_pairs", lambda config, split, device: made[split])
+    monkeypatch.setattr(
+        pair_source, "load_pairs", lambda config, split, device, encoder: made[split]
+    )
     return made
 
 

@@ -2,7 +2,8 @@
 with sampler, grid, thresholding and classifier-guidance flags (`--sampler dpmpp-2m --steps 20
 --grid karras --threshold static --classifier PATH --classifier-scale 2`), and for a ControlNet
 run `--hint-image PATH` (an image or a folder of images: image i gets hint i % M) or
-`--hint-map PATH` (ready-made hint maps), and for a
+`--hint-map PATH` (ready-made hint maps), for an unCLIP decoder run `--variations PATH` (an
+image or a folder: image i decodes the embedding of image i % M), and for a
 Stable Diffusion run `--prompt TEXT` (repeatable: image i gets prompt i % M; default: the run's
 sample.prompts), `--prompt-file`, `--negative-prompt`, `--height`, `--width` (prompt_args.py).
 `difflab sample --prompt TEXT --cascade FOLDER --out PATH` runs unCLIP's prior, decoder and
@@ -32,6 +33,7 @@ from difflab.parallel.distributed import is_main, setup_device, shutdown
 from difflab.runs.load import load_run
 from difflab.sampling.images import write_png_folder, write_png_grid
 from difflab.sampling.sharded import generate_sharded
+from difflab.sampling.variations import variation_embeddings
 
 FORMATS = ("png", "folder", "npz")
 
@@ -54,6 +56,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     # -n as well: under torchrun, --num is taken for an abbreviation of its --numa-binding.
     p.add_argument("-n", "--num", type=int, default=64, help="number of images")
     p.add_argument("--labels", help="class labels, cycled: 3, 0-9 or 1,4,7 (default: all)")
+    p.add_argument(
+        "--variations",
+        metavar="IMAGE",
+        help="an unCLIP decoder run: variations of this image (or folder of images), decoded "
+        "from its embedding by the run's image encoder",
+    )
     add_prompt_arguments(p)
     add_sampling_arguments(p, classifier_flags=("--classifier", "--guidance-classifier"))
     p.add_argument("--seed", type=int, default=0, help="image i uses seed + i")
@@ -146,12 +154,20 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             device=device,
             hints=hints_from_args(args, loaded),
+            embeddings=_variations(args, loaded, device),
         )
     shutdown(finished=True)
     if result is None:  # not rank 0: rank 0 writes
         return 0
     images, y = result
     return write_images(images, y, out, fmt, by_class=loaded.num_classes if labels is None else 0)
+
+
+def _variations(args: argparse.Namespace, loaded, device) -> torch.Tensor | None:
+    """The image embeddings of --variations for an unCLIP decoder run, None without it."""
+    if args.variations is None:
+        return None
+    return variation_embeddings(args.variations, loaded, args.run, device)
 
 
 def write_images(images, y, out: Path, fmt: str, *, by_class: int) -> int:

@@ -70,6 +70,16 @@ class LatentConfig:
 
 
 @dataclass
+class EmbeddingConfig:
+    """unCLIP's decoder (Ramesh et al. 2022): the network is conditioned on the image
+    embedding of each training image (cond.embedding, computed once by a frozen encoder)."""
+
+    image_encoder: str | None = None  # a LiT or CLIP folder, or 'lit' (cached); None: off
+    text_encoder: str = "minilm"  # the locked text tower of image_encoder 'lit'
+    text_encoder_path: str | None = None  # its local folder (text_encoder 'clip')
+
+
+@dataclass
 class LoraConfig:
     """LoRA (Hu et al. 2021) of a Stable Diffusion UNet: W x + (alpha / rank) B A x on the
     target projections; only A and B train. rank 0 trains the whole UNet."""
@@ -82,13 +92,10 @@ class LoraConfig:
 
 @dataclass
 class UnclipConfig:
-    """unCLIP's stages (Ramesh et al. 2022): the frozen encoders a prior's (caption, image
-    embedding) pairs are made with, and an upsampler's low-resolution input and its
-    noise-conditioning augmentation (Ho et al. 2022, cascaded diffusion)."""
+    """unCLIP's upsampler (Ramesh et al. 2022): its low-resolution input and that input's
+    noise-conditioning augmentation (Ho et al. 2022, cascaded diffusion). (A prior's encoders
+    are model.embedding's, the decoder's.)"""
 
-    text_encoder: str = "minilm"  # a difflab.encoders TEXT_ENCODERS name
-    text_encoder_path: str | None = None  # its local folder (None: the packaged one)
-    image_encoder: str | None = None  # a LiT or CLIP folder (difflab.encoders.load_image_encoder)
     low_size: int = 16  # the upsampler's input side (the decoder's images)
     aug_max: float = 0.5  # training: the low-res input noised to s ~ U[0, aug_max] (s in [0, 1])
     aug_sample: float = 0.1  # sampling: the fixed augmentation level s
@@ -112,6 +119,7 @@ class ModelConfig:
     # --prediction_type); the exported scheduler then says the run's
     override_prediction_type: bool = False
     lora: LoraConfig = field(default_factory=LoraConfig)  # with model.pretrained
+    embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)  # unCLIP's decoder
     unclip: UnclipConfig = field(default_factory=UnclipConfig)  # networks unclip-*
 
 
@@ -357,6 +365,9 @@ def check_network(c: Config) -> None:
         return
     check_network_options(m.network, m.options)
     check_dataset_options(d.dataset, d.options)
+    alone = "null with model.controlnet.base_run (a ControlNet keeps its base's condition)"
+    encoder, key = m.embedding.image_encoder, "model.embedding.image_encoder"
+    _require(encoder is None or m.controlnet.base_run is None, key, alone, encoder)
     plugins = f"one of {NETWORK_PLUGINS.names()} with model.pretrained"
     _require(m.pretrained is None, "model.network", plugins, m.network)
     no_text = "empty without model.pretrained (a preset network samples from labels, not text)"

@@ -26,7 +26,8 @@ from difflab.runs.latents import build_codec, recorded_latent
 from difflab.schedules import make_schedule
 
 # in_channels, image_size (the images'), num_classes, class_names of a run; a latent run's
-# codec settings and latent_shape (training/latent_data.latent_record)
+# codec settings and latent_shape (training/latent_data.latent_record); an unCLIP decoder's
+# embedding_dim and image_encoder (runs/image_embedding.py)
 MODEL_INFO = "model.json"
 
 
@@ -38,6 +39,8 @@ class LoadedRun:
     image_shape: tuple[int, int, int]  # (C, H, W) of the images
     step: int
     codec: Codec = field(default_factory=IdentityCodec)  # a latent run's VAE
+    embedding_dim: int = 0  # E of cond.embedding (an unCLIP decoder's); 0: none
+    image_encoder: str | None = None  # the folder of the encoder that made its embeddings
 
     @property
     def latent_shape(self) -> tuple[int, int, int]:
@@ -46,7 +49,7 @@ class LoadedRun:
 
 
 def build_denoiser(
-    config: Config, *, in_channels: int, image_size: int, num_classes: int
+    config: Config, *, in_channels: int, image_size: int, num_classes: int, embedding_dim: int = 0
 ) -> Denoiser:
     """The network of config.model (a preset, or a plug-in's: config/plugins.py) behind its
     schedule and parameterization; a ControlNet run's wrapped with its ControlNet."""
@@ -61,6 +64,7 @@ def build_denoiser(
             image_size=image_size,
             num_classes=num_classes or None,
             options=dict(m.options),
+            embedding_dim=embedding_dim,
         )
     if m.controlnet.base_run is not None:
         network = controlled_network(network, m.controlnet)
@@ -91,8 +95,13 @@ def load_run(
     codec = build_codec(recorded_latent(info), device)
     image_shape = (info["in_channels"], info["image_size"], info["image_size"])
     c, size, _ = codec.latent_shape(image_shape)
+    embedding_dim = int(info.get("embedding_dim", 0))
     denoiser = build_denoiser(
-        config, in_channels=c, image_size=size, num_classes=info["num_classes"]
+        config,
+        in_channels=c,
+        image_size=size,
+        num_classes=info["num_classes"],
+        embedding_dim=embedding_dim,
     )
     if weights in ("ema", "raw"):
         tensors = ckpt.ema if weights == "ema" else ckpt.model
@@ -109,6 +118,8 @@ def load_run(
         image_shape=image_shape,
         step=ckpt.step,
         codec=codec,
+        embedding_dim=embedding_dim,
+        image_encoder=info.get("image_encoder"),
     )
 
 

@@ -44,19 +44,28 @@ def sample_images(
     hints: Tensor | None = None,
     codec: Codec | None = None,
     callback: StepCallback | None = None,
+    embeddings: Tensor | None = None,
 ) -> Tensor:
     """Samples in [-1, 1], [N, C, H, W] float32, one seed per image; labels [N] (the model's
     condition) or None; hints [N, C_hint, H, W] (a ControlNet's control images) or None, which
     a ControlledUNet takes for its base network. With a noisy classifier, guided toward
     classifier_labels [N]. With a codec (latent diffusion) the sampler draws latents of
-    codec.latent_shape(image_shape) and the codec decodes them. callback: the sampler's."""
+    codec.latent_shape(image_shape) and the codec decodes them. callback: the sampler's.
+    embeddings [N, E]: an unCLIP decoder's image embeddings (guided like labels)."""
     codec = codec or IdentityCodec()
     schedule = denoiser.schedule
     generator = StackedGenerator(seeds, device)
     x = generator.randn((len(seeds), *codec.latent_shape(image_shape)), device=device)
     grid = SamplingGrid.build(schedule, grid_times(schedule, sample))
     denoise = guided_denoise(
-        denoiser, labels, sample, device, classifier, classifier_labels, hints=hints
+        denoiser,
+        labels,
+        sample,
+        device,
+        classifier,
+        classifier_labels,
+        hints=hints,
+        embeddings=embeddings,
     )
     sampler = SAMPLERS.get(sample.sampler)
     x0 = sampler(denoise, x, grid, generator=generator, callback=callback, **sampler_kwargs(sample))
@@ -72,15 +81,17 @@ def guided_denoise(
     classifier_labels: Tensor | None = None,
     *,
     hints: Tensor | None = None,
+    embeddings: Tensor | None = None,
 ) -> DenoiseFn:
     """The function a sampler calls: classifier-free guidance at sample.guidance on labels and
     hints (a ControlNet's) when there are labels, against the null condition (the null label
     and the zero hint, as condition dropout trained them; a model without labels is trained
     without dropout, so its hints are never guided), then classifier guidance toward
     classifier_labels at sample.classifier_scale (with a classifier; at scale 0 it changes
-    nothing), then thresholding of x0 (`threshold_kind`)."""
-    cond = Condition(labels=labels, hint=hints).to(device)
-    if labels is None:
+    nothing), then thresholding of x0 (`threshold_kind`). Image embeddings (an unCLIP
+    decoder's) are guided like labels, against the zero embedding."""
+    cond = Condition(labels=labels, hint=hints, embedding=embeddings).to(device)
+    if labels is None and embeddings is None:
         denoise = conditioned(denoiser, None if cond.is_empty() else cond)
     else:
         denoise = classifier_free_guidance(denoiser, cond, cond.null(), sample.guidance)
@@ -163,6 +174,7 @@ def generate(
     device: torch.device | str = "cpu",
     hints: Tensor | None = None,
     rows: range | None = None,
+    embeddings: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """(uint8 images [N, C, H, W], labels [N] with NULL_LABEL when unconditional).
 
@@ -171,7 +183,8 @@ def generate(
     by others: check_hints). With sample.classifier, images are guided toward their labels by
     that noisy classifier (for an unconditional model, labels cycle over its classes).
     rows: draw only these images of the num (a rank's shard, which may run past num - 1 as
-    padding); the labels returned are still all num."""
+    padding); the labels returned are still all num. embeddings [M, E]: an unCLIP decoder's
+    image embeddings, image i getting embedding i % M."""
     sample, classifier, num_classes = generation_setup(run, num, sample, device, hints)
     rows = range(num) if rows is None else rows
     y = resolve_labels(labels, max(num, rows.stop), num_classes)  # cycled on past num: padding
@@ -185,6 +198,7 @@ def generate(
         hints=hints,
         batch_size=batch_size,
         device=device,
+        embeddings=embeddings,
     )
     return images, labels_or_null(y, num)
 
@@ -222,6 +236,7 @@ def draw_images(
     hints: Tensor | None,
     batch_size: int,
     device: torch.device | str,
+    embeddings: Tensor | None = None,
 ) -> Tensor:
     """uint8 images [len(rows), C, H, W] in batches: image i of rows from seed + i, label y[i]
     (the model's condition if it has classes, the classifier's target if there is one; y holds
@@ -242,6 +257,7 @@ def draw_images(
             classifier_labels=y_batch,
             hints=cycled(hints, batch),
             codec=run.codec,
+            embeddings=cycled(embeddings, batch),
         )
         if not torch.isfinite(x0).all():
             raise TrainingError("generated images contain non-finite values")

@@ -81,17 +81,24 @@ def hints_from_files(path: str | Path, config: Config, image_shape: tuple[int, i
     DataError naming a missing, empty or unreadable file or folder."""
     if hint_shape(config, image_shape) is None:
         raise _refuse_hints()
-    files = _hint_files(Path(path))
+    x = images_from_files(path, image_shape, "--hint-image")
+    hint = hint_transform(config.model.controlnet)
+    assert hint is not None  # a ControlNet run, checked above
+    return hint({"image": x})["hint"]
+
+
+def images_from_files(path: str | Path, image_shape: tuple[int, int, int], flag: str) -> Tensor:
+    """Images [M, C, H, W] in [-1, 1] of the run's shape from an image file or a folder of
+    images (sorted by name), decoded as the image-folder dataset decodes (bicubic resize to
+    H x W; luma for a grey run, grey repeated for an RGB one); DataError naming a bad file."""
+    files = _hint_files(Path(path), flag)
     c, h, w = image_shape
     decoded = decode_images(files, [0] * len(files), (h, w), num_workers=1)
     if decoded.skipped:
         bad, reason = decoded.skipped[0]
-        raise DataError(f"--hint-image {bad}: {reason}")
+        raise DataError(f"{flag} {bad}: {reason}")
     x = ToSymmetric()({"image": torch.from_numpy(decoded.images)})["image"]  # [M, C', H, W]
-    x = _with_channels(x, c, path)
-    hint = hint_transform(config.model.controlnet)
-    assert hint is not None  # a ControlNet run, checked above
-    return hint({"image": x})["hint"]
+    return _with_channels(x, c, path, flag)
 
 
 def hint_maps_from_files(
@@ -118,7 +125,7 @@ def _hint_files(path: Path, flag: str = "--hint-image") -> list[Path]:
     return files
 
 
-def _with_channels(x: Tensor, channels: int, path: str | Path) -> Tensor:
+def _with_channels(x: Tensor, channels: int, path: str | Path, flag: str) -> Tensor:
     """[M, 1 or 3, H, W] -> [M, channels, H, W]: luma for grey, grey repeated for RGB."""
     if x.shape[1] == channels:
         return x
@@ -126,6 +133,4 @@ def _with_channels(x: Tensor, channels: int, path: str | Path) -> Tensor:
         return grey(x)
     if x.shape[1] == 1:
         return x.expand(-1, channels, -1, -1)
-    raise DataError(
-        f"--hint-image {path}: {x.shape[1]}-channel images for a {channels}-channel run"
-    )
+    raise DataError(f"{flag} {path}: {x.shape[1]}-channel images for a {channels}-channel run")

@@ -26,11 +26,12 @@ def generate_sharded(
     batch_size: int = 64,
     device: torch.device | str = "cpu",
     hints: Tensor | None = None,
+    embeddings: Tensor | None = None,
 ) -> tuple[Tensor, Tensor] | None:
     """generate(run, num=num, ...) split over the ranks: (uint8 images [num, C, H, W], labels
     [num]) on rank 0, None on the others."""
     images, y = generate(run, num=num, labels=labels, sample=sample, seed=seed,
                          batch_size=batch_size, device=device, hints=hints,
-                         rows=shard_rows(num))  # fmt: skip
+                         rows=shard_rows(num), embeddings=embeddings)  # fmt: skip
     gathered = gather_rows(images, num)
     return None if gathered is None else (gathered, y)

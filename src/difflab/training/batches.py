@@ -88,6 +88,7 @@ class DeviceData:
         train: bool = True,
         hint: BatchTransform | None = None,
         codec: Codec | None = None,
+        embeddings: Tensor | None = None,
     ) -> None:
         if batch_size > len(dataset):
             raise ConfigError(
@@ -97,6 +98,8 @@ class DeviceData:
         # [N, C, H, W] uint8, or the latents with a codec
         self.images, self.transform = _held(dataset, data, device, train, seed, hint, codec)
         self.labels = dataset.labels.to(device)  # [N] long
+        # [N, E] an unCLIP decoder's image embeddings (of the unflipped images), else None
+        self.embeddings = embeddings
         # the paired per-pixel maps that hints read ("depth", ...); pixel-space runs only
         pixels = codec is None or isinstance(codec, IdentityCodec)
         self.maps = {k: m.to(device) for k, m in dataset.maps.items()} if pixels else {}
@@ -134,7 +137,8 @@ class DeviceData:
         maps = {key: m[index] for key, m in self.maps.items()}
         out = self.transform({"image": self.images[index], **maps}, generator=generator)
         labels = self.labels[index] if self.class_conditional else None
-        cond = Condition(labels=labels, hint=out.get("hint"))
+        embedding = self.embeddings[index] if self.embeddings is not None else None
+        cond = Condition(labels=labels, hint=out.get("hint"), embedding=embedding)
         return MicroBatch(x0=out["image"], cond=None if cond.is_empty() else cond)
 
     def micro_batch(self, micro_index: int, generator: torch.Generator) -> MicroBatch:

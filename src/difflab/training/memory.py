@@ -46,6 +46,7 @@ def check_network_fits(config: Config, info: dict, device: torch.device) -> None
             image_size=info["image_size"],
             num_classes=info["num_classes"] or None,
             options=dict(m.options),
+            embedding_dim=info.get("embedding_dim", 0),
         )
     need = TRAINING_COPIES * sum(p.numel() * p.element_size() for p in network.parameters())
     free = available_bytes(device)

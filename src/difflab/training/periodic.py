@@ -101,6 +101,7 @@ def _class_draw(s: TrainingRun, rows: range, callback: Callable[..., None]) -> G
         hints=cycled(hints, rows),
         codec=s.codec,
         callback=callback,
+        embeddings=cycled(grid_embeddings(s), rows),
     )
 
 
@@ -109,6 +110,13 @@ def grid_hints(s: TrainingRun, num: int) -> torch.Tensor | None:
     split the session holds, else of the training split (cycled when fewer); None otherwise."""
     source = s.val if s.val is not None else s.data
     return dataset_hints(s.config, source.images, num, source.maps)
+
+
+def grid_embeddings(s: TrainingRun) -> torch.Tensor | None:
+    """An unCLIP decoder's grid embeddings: those of the validation split's images (else the
+    training split's), cycled; None for other runs."""
+    source = s.val if s.val is not None else s.data
+    return getattr(source, "embeddings", None)
 
 
 def _ncol(s: TrainingRun) -> int | None:

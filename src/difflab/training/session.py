@@ -14,9 +14,10 @@ import torch
 from torch import Tensor, nn
 
 from difflab.config.plugins import network_plugin
-from difflab.config.schema import Config, LatentConfig
+from difflab.config.schema import Config, LatentConfig, ModelConfig
 from difflab.core.errors import ConfigError, RunFileError
 from difflab.data import ImageDataset, load_dataset
+from difflab.encoders import load_image_encoder
 from difflab.latents import Codec
 from difflab.losses import DenoisingLoss
 from difflab.parallel.distributed import (
@@ -30,11 +31,12 @@ from difflab.parallel.sharding import data_parallel, load_full_state, shard
 from difflab.parameterization import Denoiser
 from difflab.runs.checkpoint import Checkpoint, check_shapes, load_latest_checkpoint, require_state
 from difflab.runs.controlnet import training_hint, with_paired_hints
-from difflab.runs.files import write_text_atomic
+from difflab.runs.files import read_model_info, write_text_atomic
+from difflab.runs.image_embedding import check_dim, encoder_folder, image_embeddings
 from difflab.runs.latents import build_codec, latent_record, latent_shape_of
 from difflab.runs.load import MODEL_INFO, build_denoiser, load_run, start_from_base
 from difflab.runs.rng import restore_rng_state
-from difflab.training.batches import DeviceData
+from difflab.training.batches import DeviceData, make_transform
 from difflab.training.data_source import TrainingData
 from difflab.training.ema import EMA
 from difflab.training.memory import check_network_fits
@@ -99,7 +101,13 @@ VAL_BATCH = 256  # validation runs without gradients, so in larger batches
 
 
 def _device_data(
-    config: Config, dataset: ImageDataset, device, codec: Codec, *, train: bool
+    config: Config,
+    dataset: ImageDataset,
+    device,
+    codec: Codec,
+    *,
+    train: bool,
+    embeddings: Tensor | None = None,
 ) -> DeviceData:
     return DeviceData(
         dataset,
@@ -111,6 +119,7 @@ def _device_data(
         train=train,
         hint=training_hint(config),
         codec=codec,
+        embeddings=embeddings,
     )
 
 
@@ -177,10 +186,15 @@ def build_train_state(
         precision=precision,
         loss_fn=loss_fn,
         grad_clip=t.grad_clip,
-        cond_dropout=t.cond_dropout if m.class_conditional or null_text is not None else 0.0,
+        cond_dropout=t.cond_dropout if _conditioned(m, null_text) else 0.0,
         null_text=null_text,
         noise_offset=t.noise_offset,
     )
+
+
+def _conditioned(m: ModelConfig, null_text: Tensor | None) -> bool:
+    """Whether the run has a condition to drop: labels, text or an image embedding."""
+    return m.class_conditional or null_text is not None or m.embedding.image_encoder is not None
 
 
 def _resume(state: TrainState, ckpt: Checkpoint) -> int:
@@ -210,6 +224,7 @@ def _model_info(
         "in_channels": latent_c,
         "image_size": latent_size,
         "num_classes": num_classes,
+        "embedding_dim": 0,
     }
 
 
@@ -219,9 +234,10 @@ def _build_denoiser(
     """build_denoiser for the data's shape on device, once its size is known to fit; a
     network that cannot take a latent run's latents says which latents, since its image_size
     is not the images'."""
+    shape = {k: info[k] for k in ("in_channels", "image_size", "num_classes", "embedding_dim")}
     try:
         check_network_fits(config, info, device)
-        return build_denoiser(config, **info).to(device)
+        return build_denoiser(config, **shape).to(device)
     except ConfigError as err:
         if config.model.latent.vae is None:
             raise
@@ -295,7 +311,8 @@ class RunSource(Protocol):
 
 class ImageSource:
     """The trainer's own run: an ImageDataset in memory (and its validation split), a preset
-    network (a ControlNet starts from its base run), model.latent's codec."""
+    network (a ControlNet starts from its base run), model.latent's codec; an unCLIP decoder's
+    image encoder (model.embedding) and the embeddings of the images (runs/image_embedding)."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -304,6 +321,20 @@ class ImageSource:
         self.val = _load(config, config.data.val_split) if use_val else None
         self.latent = config.model.latent
         self.class_names = self.dataset.class_names
+        self.encoder_folder, self.encoder = None, None
+        if config.model.embedding.image_encoder is not None:
+            self.encoder_folder = encoder_folder(config)
+            self.encoder = load_image_encoder(self.encoder_folder)
+            if config.train.resume:
+                recorded = read_model_info(config.train.resume).get("embedding_dim", 0)
+                check_dim(self.encoder, recorded, f"the resumed run {config.train.resume}")
+
+    def embeddings(self, dataset: ImageDataset, device: torch.device) -> Tensor | None:
+        """[N, E] of dataset's images for an unCLIP decoder, None otherwise."""
+        if self.encoder is None:
+            return None
+        transform = make_transform(self.config.data, train=False)
+        return image_embeddings(self.encoder, dataset.images, transform, device)
 
     def null_text(self, device: torch.device) -> None:
         return None
@@ -311,6 +342,8 @@ class ImageSource:
     def denoiser(self, device: torch.device, codec: Codec, checkpoint: Checkpoint | None):
         config = self.config
         image_shape, info = _model_info(config, self.dataset, codec)
+        if self.encoder is not None:
+            info.update(embedding_dim=self.encoder.dim, image_encoder=str(self.encoder_folder))
         torch.manual_seed(config.train.seed)
         denoiser = _build_denoiser(config, info, image_shape, device)
         base_run = config.model.controlnet.base_run
@@ -319,10 +352,12 @@ class ImageSource:
         return denoiser, image_shape, info
 
     def data(self, device: torch.device, codec: Codec):
-        data = _device_data(self.config, self.dataset, device, codec, train=True)
+        embed = self.embeddings(self.dataset, device)
+        data = _device_data(self.config, self.dataset, device, codec, train=True, embeddings=embed)
         val = self.val
         if val is not None:
-            val = _device_data(self.config, val, device, codec, train=False)
+            embed = self.embeddings(val, device)
+            val = _device_data(self.config, val, device, codec, train=False, embeddings=embed)
         return data, val
 
     def skipped(self) -> dict:
@@ -351,7 +386,8 @@ def open_run(config: Config, source: RunSource, *, trust_checkpoint: bool) -> Tr
     c, size, _ = image_shape
     pixels = {"in_channels": c, "image_size": size, "num_classes": info["num_classes"]}
     record = latent_record(source.latent, codec, image_shape)
-    run_info = {**pixels, "class_names": source.class_names, **record}
+    unclip = {k: info[k] for k in ("embedding_dim", "image_encoder") if info.get(k)}
+    run_info = {**pixels, "class_names": source.class_names, **record, **unclip}
     created = is_main() and write_run_files(run_dir, config, run_info)
     barrier()
     return TrainingRun(

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from difflab.conditioning import Condition, classifier_free_guidance
+from difflab.conditioning import Condition
 from difflab.config.recipes import read_yaml
 from difflab.core.errors import ConfigError
 from difflab.data import to_uint8
@@ -19,8 +19,7 @@ from difflab.encoders import load_text_encoder
 from difflab.integrations.unclip.prior_data import to_unit
 from difflab.integrations.unclip.upsampling import upsample
 from difflab.runs.load import LoadedRun, load_run
-from difflab.samplers import SAMPLERS, SamplingGrid, StackedGenerator
-from difflab.samplers.options import grid_times, sampler_kwargs
+from difflab.sampling.generation import sample_images
 from difflab.sampling.prior import sample_prior
 
 CASCADE_FILE = "cascade.yaml"
@@ -75,12 +74,17 @@ def check_cascade(c: Cascade, where: str) -> None:
             f"--cascade {where}: the prior and upsampler runs must have "
             f"model.network unclip-prior and unclip-upsampler, not {networks}"
         )
-    dim = c.prior.image_shape[0]
-    decoder_dim = getattr(c.decoder.denoiser.network.config, "embedding_dim", 0)
+    dim, decoder_dim = c.prior.image_shape[0], c.decoder.embedding_dim
     if decoder_dim != dim:
         raise ConfigError(
             f"--cascade {where}: the prior draws embeddings of {dim} values, the "
             f"decoder takes embedding_dim={decoder_dim}"
+        )
+    ours, theirs = (_resolved(run.image_encoder) for run in (c.prior, c.decoder))
+    if ours != theirs:
+        raise ConfigError(
+            f"--cascade {where}: the prior was trained on the embeddings of image encoder "
+            f"{ours}, the decoder on those of {theirs}"
         )
     if c.upsampler is not None:
         size = c.upsampler.config.model.unclip.low_size
@@ -92,6 +96,10 @@ def check_cascade(c: Cascade, where: str) -> None:
             )
 
 
+def _resolved(folder: str | None) -> Path | None:
+    return Path(folder).expanduser().resolve() if folder is not None else None
+
+
 def stage_seeds(seeds: list[int], stage: int) -> list[int]:
     """Seed i of stage k (0 prior, 1 decoder, 2 upsampler): 3 * seed + k, distinct per stage."""
     return [3 * seed + stage for seed in seeds]
@@ -100,24 +108,24 @@ def stage_seeds(seeds: list[int], stage: int) -> list[int]:
 def encode_prompts(prior: LoadedRun, prompts: list[str], device) -> Condition:
     """The prompts through the prior run's text encoder (model.unclip), as the prior's
     condition: token states, their mask, the pooled embedding."""
-    u = prior.config.model.unclip
-    text = load_text_encoder(u.text_encoder, u.text_encoder_path).to(device).encode(prompts)
+    e = prior.config.model.embedding
+    text = load_text_encoder(e.text_encoder, e.text_encoder_path).to(device).encode(prompts)
     return Condition(text=text.tokens, text_mask=text.mask, embedding=text.pooled).to(device)
 
 
-@torch.no_grad()
 def decode_embeddings(decoder: LoadedRun, embedding: Tensor, seeds: list[int], device) -> Tensor:
     """Images [N, C, H, W] in [-1, 1] from unit image embeddings [N, E], guided at the decoder
     run's sample.guidance against the null (zero) embedding."""
-    sample, denoiser = decoder.config.sample, decoder.denoiser
-    generator = StackedGenerator(seeds, device)
-    x = generator.randn((len(seeds), *decoder.latent_shape), device=device)
-    cond = Condition(embedding=embedding.to(device))
-    denoise = classifier_free_guidance(denoiser, cond, cond.null(), sample.guidance)
-    grid = SamplingGrid.build(denoiser.schedule, grid_times(denoiser.schedule, sample))
-    sampler = SAMPLERS.get(sample.sampler)
-    x0 = sampler(denoise, x, grid, generator=generator, **sampler_kwargs(sample))
-    return decoder.codec.decode(x0)
+    return sample_images(
+        decoder.denoiser,
+        image_shape=decoder.image_shape,
+        labels=None,
+        seeds=seeds,
+        sample=decoder.config.sample,
+        device=device,
+        codec=decoder.codec,
+        embeddings=embedding,
+    )
 
 
 @torch.no_grad()

@@ -7,18 +7,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from difflab.config.schema import Config
 from difflab.core.errors import ConfigError
-from difflab.data import load_dataset
+from difflab.data import BatchTransform, load_dataset
 from difflab.data.captions import captions_for
 from difflab.encoders import load_image_encoder, load_text_encoder
-from difflab.evaluation.classifier_cache import cache_root
 from difflab.integrations.unclip.prior_data import PriorPairs, pad_tokens
-from difflab.lit import LiTSettings, cached_lit
 from difflab.networks.prior import PriorConfig
+from difflab.runs.image_embedding import image_embeddings
+from difflab.training.batches import make_transform
 
 ENCODE_BATCH = 256  # captions or images per encoder call
 
@@ -33,16 +32,6 @@ def encode_captions(captions: list[str], text_encoder) -> tuple[Tensor, Tensor, 
         pooled.append(text.pooled.float().cpu())
     tokens, mask = pad_tokens(parts)
     return tokens, mask, torch.cat(pooled)
-
-
-@torch.no_grad()
-def encode_images(images: Tensor, image_encoder, device: torch.device) -> Tensor:
-    """Unit-norm embeddings [N, E] (CPU) of uint8 images [N, C, H, W], seen in [-1, 1]."""
-    out = []
-    for start in range(0, images.shape[0], ENCODE_BATCH):
-        x = images[start : start + ENCODE_BATCH].to(device).float() / 127.5 - 1.0
-        out.append(F.normalize(image_encoder.encode(x).float(), dim=-1).cpu())
-    return torch.cat(out)
 
 
 def class_choices(labels: Tensor, per_class: list[list[int]]) -> tuple[Tensor, Tensor]:
@@ -60,10 +49,11 @@ def labelled_pairs(
     class_captions: list[list[str]],
     text_encoder,
     image_encoder,
+    transform: BatchTransform,
     device: torch.device,
 ) -> PriorPairs:
     """The pairs of uint8 images [N, C, H, W] with labels [N], class c captioned by any of
-    class_captions[c]."""
+    class_captions[c]; the image encoder sees transform's images (the run's, in [-1, 1])."""
     captions = [caption for group in class_captions for caption in group]
     if not all(class_captions):
         raise ConfigError("unCLIP pairs: a class has no captions")
@@ -71,7 +61,7 @@ def labelled_pairs(
     first = torch.tensor([0, *(len(g) for g in class_captions)]).cumsum(0).tolist()
     per_class = [list(range(first[c], first[c + 1])) for c in range(len(class_captions))]
     choices, counts = class_choices(labels.cpu(), per_class)
-    image = encode_images(images, image_encoder, device)
+    image = image_embeddings(image_encoder, images, transform, device).cpu()
     return PriorPairs(tokens, mask, pooled, image, choices, counts)
 
 
@@ -83,7 +73,7 @@ def check_tokens(config: Config, pairs: PriorPairs) -> None:
     if text_dim != dim:
         raise ConfigError(
             f"config key 'model.options.text_dim' is {text_dim} but text encoder "
-            f"{config.model.unclip.text_encoder!r} gives token states of {dim}"
+            f"{config.model.embedding.text_encoder!r} gives token states of {dim}"
         )
     most = options.get("max_text_tokens", PriorConfig.max_text_tokens)
     if most < length:
@@ -93,11 +83,12 @@ def check_tokens(config: Config, pairs: PriorPairs) -> None:
         )
 
 
-def load_pairs(config: Config, split: str, device: torch.device) -> PriorPairs:
+def load_pairs(config: Config, split: str, device: torch.device, encoder: Path) -> PriorPairs:
     """The pairs of data.dataset's split, captioned by its class templates (data.split: the
-    training templates; any other split: the held-out ones), encoded by model.unclip's text
-    encoder and image encoder (None: the dataset's cached LiT encoder, trained if missing)."""
-    d, u = config.data, config.model.unclip
+    training templates; any other split: the held-out ones), encoded by model.embedding's
+    text encoder and the image encoder in folder `encoder` (runs/image_embedding
+    .encoder_folder), the images through the run's evaluation pipeline (data.image_size)."""
+    d, e = config.data, config.model.embedding
     dataset = load_dataset(
         d.dataset,
         root=Path(d.root) if d.root else None,
@@ -107,12 +98,10 @@ def load_pairs(config: Config, split: str, device: torch.device) -> PriorPairs:
         channels=d.channels,
         **d.options,
     )
-    text = load_text_encoder(u.text_encoder, u.text_encoder_path).to(device)
-    folder = u.image_encoder
-    if folder is None:
-        folder = cached_lit(d.dataset, d.root, text, LiTSettings(), cache_root())
-    image = load_image_encoder(folder).to(device)
+    text = load_text_encoder(e.text_encoder, e.text_encoder_path).to(device)
+    image = load_image_encoder(encoder).to(device)
+    transform = make_transform(d, train=False)
     captions = captions_for(dataset.class_names)
     part = "train" if split == d.split else "eval"
     groups = [captions.class_captions(c, part) for c in range(captions.num_classes)]
-    return labelled_pairs(dataset.images, dataset.labels, groups, text, image, device)
+    return labelled_pairs(dataset.images, dataset.labels, groups, text, image, transform, device)

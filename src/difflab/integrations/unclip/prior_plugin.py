@@ -17,6 +17,7 @@ from difflab.integrations.unclip.prior_data import PairData
 from difflab.latents import Codec
 from difflab.networks import presets
 from difflab.parallel.distributed import setup_device
+from difflab.runs.image_embedding import encoder_folder
 from difflab.runs.load import build_denoiser
 from difflab.training.session import TrainingRun, open_run
 
@@ -28,6 +29,8 @@ def check_config(c: Config) -> None:
     m, t = c.model, c.train
     presets.check_network_options("prior", m.options)
     check_dataset_options(c.data.dataset, c.data.options)
+    encoder = "a LiT or CLIP folder, or 'lit' (the dataset's cached LiT) for a prior"
+    require(m.embedding.image_encoder is not None, "model.embedding.image_encoder", encoder, None)
     for key, value, expected in [
         ("model.class_conditional", m.class_conditional, False),
         ("model.latent.vae", m.latent.vae, None),
@@ -58,10 +61,12 @@ class PriorSource:
         self.latent = config.model.latent
         self.class_names: list[str] = []
         d, t = config.data, config.train
-        self.pairs = pair_source.load_pairs(config, d.split, device)
+        self.encoder = encoder_folder(config)  # model.embedding's ('lit': the cached LiT)
+        self.pairs = pair_source.load_pairs(config, d.split, device, self.encoder)
         pair_source.check_tokens(config, self.pairs)
         use_val = d.val_split is not None and t.val_every > 0
-        self.val = pair_source.load_pairs(config, d.val_split, device) if use_val else None
+        val = pair_source.load_pairs(config, d.val_split, device, self.encoder) if use_val else None
+        self.val = val
 
     def null_text(self, device: torch.device) -> None:
         return None  # dropped text is no text: Condition.null (zeros, all tokens masked)
@@ -70,7 +75,9 @@ class PriorSource:
         dim = self.pairs.image.shape[1]
         info = {"in_channels": dim, "image_size": 1, "num_classes": 0}
         torch.manual_seed(self.config.train.seed)
-        return build_denoiser(self.config, **info).to(device), (dim, 1, 1), info
+        denoiser = build_denoiser(self.config, **info).to(device)
+        info.update(embedding_dim=dim, image_encoder=str(self.encoder))  # model.json's
+        return denoiser, (dim, 1, 1), info
 
     def data(self, device: torch.device, codec: Codec) -> tuple[PairData, PairData | None]:
         t = self.config.train
@@ -86,12 +93,10 @@ class PriorSource:
 
 
 def open_training_run(config: Config, *, trust_checkpoint: bool = False) -> TrainingRun:
-    """The prior's run; its text is dropped with train.cond_dropout (the session drops only
-    labels and a text with a null_text), null text being no text, as guided_prior samples."""
+    """The prior's run; its text is dropped with train.cond_dropout (a run with
+    model.embedding drops its condition), null text being no text, as guided_prior samples."""
     source = PriorSource(config, setup_device(config.train.device))
-    run = open_run(config, source, trust_checkpoint=trust_checkpoint)
-    run.state.cond_dropout = config.train.cond_dropout
-    return run
+    return open_run(config, source, trust_checkpoint=trust_checkpoint)
 
 
 def grid_draw(run: TrainingRun, rows: range):
@@ -108,8 +113,8 @@ def prompt_images(run, prompts, **_: Any):
 def report_rows(config: dict[str, Any]) -> list[tuple[str, str]]:
     """The rows report.html's "kind of run" table adds for a prior's config.yaml (as parsed)."""
     model = config.get("model") if isinstance(config.get("model"), dict) else {}
-    unclip = model.get("unclip") if isinstance(model.get("unclip"), dict) else {}
-    encoders = f"text {unclip.get('text_encoder')}, image {unclip.get('image_encoder')}"
+    e = model.get("embedding") if isinstance(model.get("embedding"), dict) else {}
+    encoders = f"text {e.get('text_encoder')}, image {e.get('image_encoder')}"
     return [("unCLIP prior", f"image embeddings from captions ({encoders})")]
 
 
