@@ -1,9 +1,11 @@
 """A prior run on the bundled digits with a tiny random transformers CLIP folder as both
 encoders: the real path from captions and images to pairs, and a few training steps."""
 
+import numpy as np
 import pytest
 import torch
 
+from difflab.cli.main import main
 from difflab.config.recipes import load_config
 from difflab.data import load_dataset
 from difflab.encoders import load_text_encoder
@@ -54,3 +56,34 @@ def test_a_prior_run_trains_on_them(clip_config):
     run_dir = train(load_config("unclip-prior-digits", [*overrides, *steps]), tensorboard=False)
     loaded = load_run(run_dir)
     assert loaded.image_shape == (8, 1, 1) and loaded.step == 2
+
+
+def test_cli_cascade_end_to_end(clip_config, tmp_path):
+    """`difflab sample --prompt --cascade`: a prior, a decoder and an upsampler trained for a
+    step each with the same CLIP folder, 8x8 digits upsampled to 16x16."""
+    folder, overrides = clip_config
+    quick = ["train.steps=1", "train.batch_size=8", "train.sample_every=0", "train.val_every=0"]
+    quick += ["train.progress=false", "sample.steps=2", f"run.root={tmp_path}"]
+    encoders = [o for o in overrides if o.startswith("model.embedding.")]
+    small = "model.options={base_channels: 8, norm_groups: 4, attention_resolutions: []}"
+    runs = {
+        "prior": train(load_config("unclip-prior-digits", [*overrides, *quick]), tensorboard=False),
+        "decoder": train(
+            load_config("unclip-decoder-digits", [*encoders, small, *quick]), tensorboard=False
+        ),
+        "upsampler": train(
+            load_config(
+                "upsampler-digits", ["model.options={base_channels: 8, norm_groups: 4}", *quick]
+            ),
+            tensorboard=False,
+        ),
+    }
+    cascade = tmp_path / "cascade"
+    cascade.mkdir()
+    lines = [f"{stage}: ../{path.name}" for stage, path in runs.items()]
+    (cascade / "cascade.yaml").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "sevens.npz"
+    argv = ["sample", "--prompt", "a handwritten seven", "--prompt", "the digit 3", "--num", "3"]
+    assert main([*argv, "--cascade", str(cascade), "--out", str(out), "--device", "cpu"]) == 0
+    images = np.load(out)["arr_0"]
+    assert images.shape == (3, 16, 16, 1) and images.dtype == np.uint8
