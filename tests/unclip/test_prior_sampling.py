@@ -7,8 +7,10 @@ import torch
 
 from difflab.config.schema import SampleConfig, build_config
 from difflab.core.errors import ConfigError
+from difflab.parameterization import Denoiser
 from difflab.samplers import SAMPLERS
 from difflab.sampling.prior import candidate_seeds, closest_to_text, guided_prior, sample_prior
+from difflab.schedules import GRIDS, make_schedule
 
 from .prior_fixtures import E, perturb, text_condition, tiny_prior, x0_denoiser
 
@@ -68,3 +70,18 @@ def test_candidate_seeds_are_distinct():
 def test_prior_candidates_below_one_is_a_config_error():
     with pytest.raises(ConfigError, match="sample.prior_candidates"):
         build_config({"sample": {"prior_candidates": 0}})
+
+
+@pytest.mark.parametrize("kind", ["eps", "x0", "v"])
+@pytest.mark.parametrize(
+    "schedule,num_steps", [("cosine", 1000), ("linear", None), ("sigmoid", 50)]
+)
+def test_vectors_sample_with_every_schedule_and_parameterization(schedule, num_steps, kind):
+    torch.manual_seed(0)
+    denoiser = Denoiser(perturb(tiny_prior()), make_schedule(schedule, num_steps=num_steps), kind)
+    for grid in GRIDS.names():
+        sample = SampleConfig(sampler="dpmpp-2m", steps=3, grid=grid, guidance=2.0)
+        out = sample_prior(
+            denoiser.eval(), text_condition(2), seeds=[0, 1], sample=sample, device="cpu"
+        )
+        assert out.shape == (2, E) and torch.isfinite(out).all(), grid
