@@ -10,6 +10,7 @@ from difflab.core.errors import ConfigError
 from difflab.losses import DenoisingLoss
 from difflab.networks.prior import attention_mask
 from difflab.sampling.prior import sample_prior
+from difflab.training.flops import train_flops_per_image
 
 from .prior_fixtures import E, L, perturb, text_condition, tiny_prior, x0_denoiser
 
@@ -101,3 +102,13 @@ def test_prior_overfits_a_handful_of_pairs():
     assert cosine.diagonal().min() > 0.95
     off = cosine - torch.eye(4) * 10
     assert (cosine.diagonal() > off.max(dim=1).values).all()
+
+
+def test_an_embedding_shaped_as_an_image_gives_the_same_output_and_flops_count():
+    """A run's image_shape is (E, 1, 1): the loop counts training FLOPs (on CUDA) on it."""
+    net = perturb(tiny_prior()).eval()
+    x, t, cond = torch.randn(2, E), torch.tensor([5.0, 50.0]), text_condition(2)
+    image = net(x[:, :, None, None], t, cond)
+    assert image.shape == (2, E, 1, 1)
+    torch.testing.assert_close(image[:, :, 0, 0], net(x, t, cond), rtol=0, atol=1e-6)
+    assert train_flops_per_image(net, (E, 1, 1), text_condition(1)) > 0

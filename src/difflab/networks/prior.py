@@ -62,9 +62,10 @@ def attention_mask(text_mask: Tensor, fixed: int, causal: bool, num_heads: int) 
 
 
 class DiffusionPrior(nn.Module):
-    """F(x, t, cond) -> [N, E] for noised image embeddings x [N, E]; cond.text [N, L, D] with
-    cond.text_mask [N, L] and cond.embedding [N, E] (the pooled text embedding). Missing text is
-    the null condition: no tokens, zero pooled embedding. The output starts at zero."""
+    """F(x, t, cond) -> x's shape for noised image embeddings x [N, E] (or [N, E, 1, 1]);
+    cond.text [N, L, D] with cond.text_mask [N, L] and cond.embedding [N, E] (the pooled text
+    embedding). Missing text is the null condition: no tokens, zero pooled embedding. The
+    output starts at zero."""
 
     def __init__(self, config: PriorConfig) -> None:
         super().__init__()
@@ -91,7 +92,8 @@ class DiffusionPrior(nn.Module):
         self.out_proj = zero_init(nn.Linear(w, config.in_channels))
 
     def forward(self, x: Tensor, t: Tensor, cond: Condition | None = None) -> Tensor:
-        n = x.shape[0]
+        shape, n = x.shape, x.shape[0]
+        x = x.reshape(n, -1)  # [N, E]: also an [N, E, 1, 1] "image" (a run's image_shape)
         text, text_mask, pooled = self._text(cond, x)  # [N, L, W], [N, L], [N, W]
         fixed = torch.stack(
             [
@@ -105,7 +107,7 @@ class DiffusionPrior(nn.Module):
         tokens = torch.cat([text, fixed + self.fixed_pos.to(x.dtype)], dim=1)  # [N, L + 4, W]
         mask = attention_mask(text_mask, FIXED_TOKENS, self.config.causal, self.config.num_heads)
         tokens = self.blocks(tokens, mask=mask)
-        return self.out_proj(self.norm_out(tokens[:, -1]))  # [N, E]
+        return self.out_proj(self.norm_out(tokens[:, -1])).view(shape)  # [N, E]
 
     def _text(self, cond: Condition | None, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(projected token states + positions [N, L, W], their mask [N, L], projected pooled
