@@ -7,12 +7,13 @@ import pytest
 import torch
 
 from difflab.conditioning import Condition, drop_condition
-from difflab.networks import NETWORKS, ControlledUNet, DiTConfig, build_network
+from difflab.networks import ControlledUNet, DiTConfig, build_network
 from difflab.networks.presets import MODELS
 
 from .test_networks_contract import (
     IMAGE_SIZE,
     IN_CHANNELS,
+    PRESETS,
     TINY,
     dead_parameters,
     inputs,
@@ -21,7 +22,6 @@ from .test_networks_contract import (
 from .test_networks_contract import tiny as contract_tiny
 
 E = 6
-PRESETS = NETWORKS.names()
 
 
 def tiny(name: str, embedding_dim: int, num_classes: int | None = None) -> torch.nn.Module:

@@ -88,6 +88,8 @@ def test_recipes_load_and_name_the_run(tmp_path):
         "shapes",
         "unclip-decoder-digits",
         "unclip-decoder-mnist",
+        "unclip-prior-digits",
+        "upsampler-digits",
     ]
     sd = ["model.pretrained=/weights/sd", "data.root=/data/coco"]
     required = {"sd-v1-4-coco": sd, "sd-controlnet-coco": sd}

@@ -5,7 +5,9 @@ run `--hint-image PATH` (an image or a folder of images: image i gets hint i % M
 `--hint-map PATH` (ready-made hint maps), for an unCLIP decoder run `--variations PATH` (an
 image or a folder: image i decodes the embedding of image i % M), and for a
 Stable Diffusion run `--prompt TEXT` (repeatable: image i gets prompt i % M; default: the run's
-sample.prompts), `--prompt-file`, `--negative-prompt`, `--height`, `--width` (prompt_args.py)."""
+sample.prompts), `--prompt-file`, `--negative-prompt`, `--height`, `--width` (prompt_args.py).
+`difflab sample --prompt TEXT --cascade FOLDER --out PATH` runs unCLIP's prior, decoder and
+upsampler named by FOLDER/cascade.yaml instead of a RUN (cascade_sample.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from difflab.cli.cascade_sample import cascade_sample
 from difflab.cli.prompt_args import (
     add_prompt_arguments,
     asks_for_text,
@@ -43,7 +46,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "run's `sample` config section (sampler, steps, grid, eta, sampler_options, spacing, "
         "rho, sigma_max, threshold, classifier, classifier_scale).",
     )
-    p.add_argument("run", metavar="RUN", help="run folder")
+    p.add_argument("run", metavar="RUN", nargs="?", help="run folder (or --cascade)")
+    p.add_argument(
+        "--cascade",
+        metavar="FOLDER",
+        help="unCLIP: sample --prompt through the prior, decoder and upsampler runs that "
+        "FOLDER/cascade.yaml names (keys prior, decoder, upsampler)",
+    )
     # -n as well: under torchrun, --num is taken for an abbreviation of its --numa-binding.
     p.add_argument("-n", "--num", type=int, default=64, help="number of images")
     p.add_argument("--labels", help="class labels, cycled: 3, 0-9 or 1,4,7 (default: all)")
@@ -118,6 +127,11 @@ def run(args: argparse.Namespace) -> int:
     fmt = output_format(out, args.format)
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.cascade is not None:
+        images, y = cascade_sample(args, labels)
+        return write_images(images, y, out, fmt, by_class=0)
+    if args.run is None:
+        raise ConfigError("difflab sample needs a RUN folder (or --cascade FOLDER)")
     if args.backend != "torch":
         from difflab.cli.deploy_sample import deployed_images
 

@@ -2,7 +2,7 @@
 
 A plug-in is a module under difflab/integrations/ with, for its network name:
 `check_config(config)` (ConfigError naming a key the network cannot take),
-`build_network(model: ModelConfig, in_channels) -> nn.Module`,
+`build_network(model: ModelConfig, in_channels, image_size) -> nn.Module`,
 `open_training_run(config, *, trust_checkpoint) -> TrainingRun` (data, codec, condition),
 `grid_draw(run: TrainingRun, rows) -> GridDraw` (the sample grids),
 `prompt_images(run: LoadedRun, prompts, *, num, sample, seed, batch_size, device, size,
@@ -23,6 +23,8 @@ from difflab.core.registry import Registry
 NETWORK_PLUGINS: Registry[str] = Registry("network plug-in")
 NETWORK_PLUGINS.register("sd-unet")("difflab.integrations.stable_diffusion.plugin")
 NETWORK_PLUGINS.register("sd-controlnet")("difflab.integrations.stable_diffusion.controlnet_plugin")
+NETWORK_PLUGINS.register("unclip-prior")("difflab.integrations.unclip.prior_plugin")
+NETWORK_PLUGINS.register("unclip-upsampler")("difflab.integrations.unclip.upsampler_plugin")
 
 
 def network_plugin(network: str) -> ModuleType | None:

@@ -95,6 +95,17 @@ class LoraConfig:
 
 
 @dataclass
+class UnclipConfig:
+    """unCLIP's upsampler (Ramesh et al. 2022): its low-resolution input and that input's
+    noise-conditioning augmentation (Ho et al. 2022, cascaded diffusion). (A prior's encoders
+    are model.embedding's, the decoder's.)"""
+
+    low_size: int = 16  # the upsampler's input side (the decoder's images)
+    aug_max: float = 0.5  # training: the low-res input noised to s ~ U[0, aug_max] (s in [0, 1])
+    aug_sample: float = 0.1  # sampling: the fixed augmentation level s
+
+
+@dataclass
 class ModelConfig:
     network: str = "unet-tiny"
     options: dict[str, Any] = field(default_factory=dict)  # passed to build_network
@@ -113,6 +124,7 @@ class ModelConfig:
     override_prediction_type: bool = False
     lora: LoraConfig = field(default_factory=LoraConfig)  # with model.pretrained
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)  # unCLIP's decoder
+    unclip: UnclipConfig = field(default_factory=UnclipConfig)  # networks unclip-*
 
 
 @dataclass
@@ -186,6 +198,8 @@ class SampleConfig:
     # a Stable Diffusion run's periodic grid prompts, cycled over its sample.num images
     prompts: list[str] = field(default_factory=list)
     negative_prompt: str = ""  # what guidance steers a Stable Diffusion run away from
+    # unCLIP's prior: embeddings drawn per caption, the one closest to the text kept (paper: 2)
+    prior_candidates: int = 1
 
 
 @dataclass
@@ -416,6 +430,7 @@ def check_sample(s: SampleConfig) -> None:
     pct = s.threshold_percentile
     _require(0 < pct <= 1, "sample.threshold_percentile", "in (0, 1]", pct)
     _require(s.classifier_scale >= 0, "sample.classifier_scale", ">= 0", s.classifier_scale)
+    _require(s.prior_candidates >= 1, "sample.prior_candidates", ">= 1", s.prior_candidates)
     _require(s.sampler in SAMPLERS, "sample.sampler", f"one of {SAMPLERS.names()}", s.sampler)
     _require(s.grid in GRIDS, "sample.grid", f"one of {GRIDS.names()}", s.grid)
     sampler_kwargs(s)

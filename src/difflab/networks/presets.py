@@ -16,9 +16,11 @@ from torch import nn
 from difflab.core.errors import ConfigError
 from difflab.core.registry import Registry
 from difflab.networks.dit import DiT, DiTConfig
+from difflab.networks.prior import DiffusionPrior, PriorConfig
 from difflab.networks.unet import UNet, UNetConfig
+from difflab.networks.upsampler import Upsampler, UpsamplerConfig
 
-NetworkConfig = UNetConfig | DiTConfig
+NetworkConfig = UNetConfig | DiTConfig | PriorConfig | UpsamplerConfig
 Preset = Callable[[int, int, "int | None"], NetworkConfig]
 
 NETWORKS: Registry[Preset] = Registry("network")
@@ -113,6 +115,34 @@ def dit_b2(in_channels: int, image_size: int, num_classes: int | None) -> DiTCon
     return _dit(in_channels, image_size, num_classes, hidden_size=768, depth=12, num_heads=12)
 
 
+@NETWORKS.register("prior")
+def prior(in_channels: int, image_size: int, num_classes: int | None) -> PriorConfig:
+    """unCLIP's diffusion prior over embeddings of in_channels values (image_size is 1: a
+    vector); it has no labels. Width 256, 4 blocks, causal attention; CPU-sized."""
+    if num_classes is not None:
+        raise ConfigError("network 'prior' takes no class labels (model.class_conditional)")
+    return PriorConfig(in_channels=in_channels)
+
+
+@NETWORKS.register("upsampler")
+def upsampler(in_channels: int, image_size: int, num_classes: int | None) -> UpsamplerConfig:
+    """unCLIP's diffusion upsampler for CPU-sized images: unet-tiny's layout with the
+    low-resolution image as extra input channels; no labels."""
+    if num_classes is not None:
+        raise ConfigError("network 'upsampler' takes no class labels (model.class_conditional)")
+    return UpsamplerConfig(
+        in_channels=in_channels,
+        out_channels=in_channels,
+        image_size=image_size,
+        base_channels=32,
+        channel_mults=(1, 2),
+        blocks_per_level=1,
+        attention_resolutions=(),
+        dropout=0.0,
+        norm_groups=8,
+    )
+
+
 def check_network_options(name: str, options: dict[str, Any]) -> None:
     """Raise ConfigError naming `model.options.KEY` for a key that is not a field of the
     preset's config (or is one the data sets), before anything is built."""
@@ -133,7 +163,12 @@ def _apply_options(config: NetworkConfig, options: dict[str, Any]) -> NetworkCon
     return dataclasses.replace(config, **values)
 
 
-MODELS: dict[type, Callable[[Any], nn.Module]] = {UNetConfig: UNet, DiTConfig: DiT}
+MODELS: dict[type, Callable[[Any], nn.Module]] = {
+    UNetConfig: UNet,
+    DiTConfig: DiT,
+    PriorConfig: DiffusionPrior,
+    UpsamplerConfig: Upsampler,
+}
 
 
 def build_network(

@@ -74,7 +74,8 @@ def require_run_folder(path: Path | str) -> Path:
 
 
 # model.json's sizes: far above any network difflab builds, far below what cannot be allocated
-MODEL_INFO_BOUNDS = {"in_channels": (1, 64), "image_size": (1, 8192), "num_classes": (0, 10**6)}
+# (in_channels of a vector network, unCLIP's prior, is its embedding's size)
+MODEL_INFO_BOUNDS = {"in_channels": (1, 8192), "image_size": (1, 8192), "num_classes": (0, 10**6)}
 
 
 def read_model_info(run_dir: Path | str) -> dict[str, Any]:

@@ -65,7 +65,7 @@ def build_denoiser(
     m = config.model
     plugin = network_plugin(m.network)
     if plugin is not None:
-        network = plugin.build_network(m, in_channels)
+        network = plugin.build_network(m, in_channels, image_size)
     else:
         network = build_network(
             m.network,

@@ -34,8 +34,8 @@ def check_config(c: Config) -> None:
     require(hints is None, "data.hints", "null (hints are made from captioned images)", hints)
 
 
-def build_network(model: ModelConfig, in_channels: int) -> SDControlledUNet:
-    """model.pretrained's UNet, frozen, with a ControlNet copied from it."""
+def build_network(model: ModelConfig, in_channels: int, image_size: int) -> SDControlledUNet:
+    """model.pretrained's UNet, frozen, with a ControlNet copied from it (any image_size)."""
     return sd_controlnet_network(str(model.pretrained), in_channels, model.controlnet)
 
 

@@ -29,9 +29,9 @@ __all__ = [
 ]
 
 
-def build_network(model: ModelConfig, in_channels: int) -> SDUNet:
-    """model.pretrained's UNet, for latents of in_channels channels, with model.lora's
-    adapter."""
+def build_network(model: ModelConfig, in_channels: int, image_size: int) -> SDUNet:
+    """model.pretrained's UNet, for latents of in_channels channels (of any image_size), with
+    model.lora's adapter."""
     return sd_network(str(model.pretrained), in_channels, model.lora)
 
 
