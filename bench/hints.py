@@ -73,6 +73,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--num", type=int, default=200, help="samples (one per test scene)")
     parser.add_argument("--classifier-steps", type=int, default=500)
     parser.add_argument("--reextractor-steps", type=int, default=1000)
+    parser.add_argument("--no-train", action="store_true",
+                        help="score the newest checkpoints as they are (no training)")  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="a smoke test; numbers mean nothing")
     args = parser.parse_args(argv)
     if args.quick:
@@ -95,6 +97,8 @@ def train_run(folder: Path, name: str, overrides: list[str]) -> Path:
 
 
 def base_run(args: argparse.Namespace) -> Path:
+    if args.no_train:
+        return args.folder / "runs" / "shapes16"
     quick = ["train.sample_every=0", "train.val_every=0"] if args.quick else []
     steps = f"train.steps={args.base_steps}"
     name = "shapes16" if args.base_steps == 1500 else f"shapes16-{args.base_steps}"
@@ -102,6 +106,8 @@ def base_run(args: argparse.Namespace) -> Path:
 
 
 def controlnet_run(args: argparse.Namespace, base: Path, hint: str) -> Path:
+    if args.no_train:
+        return args.folder / "runs" / f"{base.name}-{hint}-{args.steps}"
     overrides = [
         *DATA,
         *MODEL,
@@ -166,7 +172,7 @@ def group(args: argparse.Namespace, hint: str) -> dict:
         rows[name]["seconds"] = time.perf_counter() - start
     real = test.images[: args.num]
     rows["real"] = score(args, hint, real, hints, labels, train_split, classifier)
-    return {"hint": hint, "steps": args.steps, "num": args.num, "rows": rows}
+    return {"hint": hint, "steps": controlnet.step, "num": args.num, "rows": rows}
 
 
 def score(args, hint, images, hints, labels, train_split, classifier) -> dict:
@@ -184,9 +190,9 @@ def gap_closed(rows: dict) -> float:
 def table(folder: Path) -> list[str]:
     """Markdown rows of every finished group in folder/results."""
     lines = [
-        "| hint | metric | ControlNet | base (floor) | real (ceiling) | gap closed "
-        "| accuracy CN / base / real |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| hint | metric | CN steps | samples | ControlNet | base (floor) | real (ceiling) "
+        "| gap closed | accuracy CN / base / real |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for hint in HINTS:
         path = folder / "results" / f"{hint}.json"
@@ -197,7 +203,8 @@ def table(folder: Path) -> list[str]:
         acc = " / ".join(f"{r[k]['accuracy']:.3f}" for k in ("controlnet", "base", "real"))
         values = " | ".join(f"{r[k]['hint_fidelity']:.3f}" for k in ("controlnet", "base", "real"))
         metric = r["real"]["hint_metric"]
-        lines.append(f"| {hint} | {metric} | {values} | {gap_closed(r):.0%} | {acc} |")
+        cells = f"{hint} | {metric} | {g['steps']} | {g['num']} | {values}"
+        lines.append(f"| {cells} | {gap_closed(r):.0%} | {acc} |")
     return lines
 
 
