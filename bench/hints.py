@@ -5,14 +5,15 @@ python bench/hints.py --prepare                 # base run, classifier, re-extra
 python bench/hints.py --hint canny              # one row group (hough, scribble,
                                                 #   segmentation, depth likewise)
 python bench/hints.py --table                   # the markdown table of the finished groups
-    [--folder /tmp/difflab-bench/hints] [--steps 500] [--num 200] [--quick]
+    [--folder /tmp/difflab-bench/hints] [--steps 500] [--num 200] [--no-train] [--quick]
 
 The base run is the shapes recipe at 16x16 (unet-tiny, 1500 steps; every hint type uses the
 same one). For each hint a ControlNet is trained on it (--steps, batch 32). Test scene i
 (of the first --num) gives sample i its hint, its label and seed i; the base run gets the same
 labels and seeds and no hint. Rows: ControlNet samples, base samples (the floor), the test
 scenes themselves (the ceiling), each scored by `evaluation.hint_fidelity` against the hints
-and by the cached evaluation classifier. Each group's result is kept in FOLDER/results/.
+and by the cached evaluation classifier. Each group's result is kept in FOLDER/results/;
+--no-train scores the runs' newest checkpoints as they are (e.g. a run stopped early).
 """
 
 from __future__ import annotations
