@@ -1,4 +1,4 @@
-"""`difflab eval RUN_OR_SAMPLES --metric fid --metric kid --metric accuracy [...]`.
+"""`difflab eval RUN_OR_SAMPLES --metric fid --metric kid --metric accuracy --metric hint [...]`.
 
 RUN_OR_SAMPLES is a run folder (samples are generated from its EMA weights with the recipe's
 `sample` section, overridden by the sampling flags of `difflab sample`, the noisy classifier
@@ -25,8 +25,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from difflab.cli.eval_hints import check_hint_run, conditioning, hint_scores, targets
 from difflab.cli.sampling_args import add_sampling_arguments, hints_from_args, sample_config
-from difflab.config.schema import SampleConfig
+from difflab.config.schema import Config, SampleConfig
 from difflab.core.errors import ConfigError, DataError
 from difflab.data import load_dataset
 from difflab.evaluation import (
@@ -52,14 +53,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="e.g. `difflab eval runs/mnist --metric fid --metric accuracy --num 5000`",
     )
     p.add_argument("source", metavar="RUN_OR_SAMPLES", help="run folder, .npz or image folder")
-    p.add_argument("--metric", action="append", choices=METRICS, dest="metrics",
-                   help="repeatable (default: fid, and accuracy for labelled samples)")  # fmt: skip
+    p.add_argument("--metric", action="append", choices=(*METRICS, "hint"), dest="metrics",
+                   help="repeatable (default: fid, and accuracy for labelled samples); hint: "
+                   "a ControlNet run's hint fidelity")  # fmt: skip
     p.add_argument("--reference", metavar="DATASET", help="default: the run's dataset")
     p.add_argument("--root", help="reference data folder (default: the run's data.root)")
     p.add_argument("--num", type=int, default=1000, help="samples to generate from a run")
     p.add_argument("--classifier", metavar="PATH", help="classifier folder (save_classifier)")
     p.add_argument("--classifier-steps", type=int, help="steps of an on-demand classifier")
     p.add_argument("--inception", metavar="PATH", help="inception-2015-12-05.pt for features")
+    p.add_argument("--reextractor-steps", type=int, help="steps of an on-demand segmentation "
+                   "or depth re-extractor (metric hint)")  # fmt: skip
     add_sampling_arguments(p)
     p.add_argument("--seed", type=int, default=0, help="image i uses seed + i")
     p.add_argument(
@@ -87,19 +91,28 @@ class Samples:
     root: str | None
     options: dict[str, Any] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    hints: Tensor | None = None  # [N, C_hint, H, W]: each image's hint (metric hint)
+    config: Config | None = None  # the run's (metric hint)
 
 
 def samples_from_run(run_dir: Path, args: argparse.Namespace, device: torch.device) -> Samples:
     loaded = load_run(run_dir, weights=args.weights, device=device)
     sample = sample_config(args, loaded.config.sample)
+    hinted = "hint" in (args.metrics or [])
+    if hinted:
+        check_hint_run(loaded, run_dir)
+    hints, requested = (
+        conditioning(args, loaded, args.num) if hinted else (hints_from_args(args, loaded), None)
+    )
     images, labels = generate(
         loaded,
         num=args.num,
+        labels=requested,
         sample=sample,
         seed=args.seed,
         batch_size=args.batch_size,
         device=device,
-        hints=hints_from_args(args, loaded),
+        hints=hints,
     )
     data = loaded.config.data
     info = {"run": str(run_dir), "step": loaded.step, "weights": args.weights, "seed": args.seed}
@@ -114,6 +127,8 @@ def samples_from_run(run_dir: Path, args: argparse.Namespace, device: torch.devi
         root=data.root,
         options={**data.options, "channels": data.channels},
         info=info,
+        hints=targets(hints, args.num) if hinted else None,
+        config=loaded.config,
     )
 
 
@@ -122,6 +137,9 @@ def load_source(source: Path, args: argparse.Namespace, device: torch.device) ->
         raise DataError(f"{source} does not exist (a run folder, samples .npz or image folder)")
     if (source / "config.yaml").is_file():
         return samples_from_run(source, args, device)
+    if "hint" in (args.metrics or []):
+        raise ConfigError(f"metric hint needs a ControlNet run folder (it draws samples under "
+                          f"known hints); {source} holds samples already drawn")  # fmt: skip
     hinted = (args.hint_image, args.hint_map) != (None, None)
     if sample_config(args, SampleConfig()) != SampleConfig() or hinted:
         raise ConfigError(f"sampling flags (--sampler, --steps, --hint-image, ...) apply to a run "
@@ -148,7 +166,11 @@ def run(args: argparse.Namespace) -> int:
     metrics = args.metrics or (["fid", "accuracy"] if samples.labels is not None else ["fid"])
     if "accuracy" in metrics and samples.labels is None:
         raise ConfigError("metric accuracy needs labelled samples (a class-conditional run)")
-    result = score(samples, metrics, args, device, inception)
+    image_metrics = [m for m in metrics if m != "hint"]
+    result = score(samples, image_metrics, args, device, inception) if image_metrics else {}
+    if "hint" in metrics:
+        assert samples.hints is not None and samples.config is not None  # samples_from_run's
+        result.update(hint_scores(samples.images, samples.hints, samples.config, args, device))
     record = {**samples.info, **result, "metrics": metrics, "time": time.strftime("%FT%T%z")}
     out = Path(args.out) if args.out else unused_path(samples.out)
     write_text_atomic(out, json.dumps(record, indent=1) + "\n")
@@ -258,3 +280,5 @@ def print_result(result: dict[str, Any]) -> None:
         print(f"kid: {result['kid_mean']:.6f} ({spread}, subsets of {result['kid_subset_size']})")
     if "accuracy" in result:
         print(f"accuracy: {result['accuracy']:.4f}")
+    if "hint_fidelity" in result:
+        print(f"hint {result['hint_metric']}: {result['hint_fidelity']:.4f} ({result['hint']})")

@@ -1,8 +1,9 @@
 """Evaluation: FID, KID and classifier accuracy of generated images.
 
 `evaluate(images, labels, reference=..., metrics=[...], extractor=..., classifier=...)` is the
-entry point; the pieces (Frechet distance, KID, feature extractors, reference statistics
-cache, the difflab classifier and its training) are public for scripts and the CLI.
+entry point and `hint_fidelity(images, hints, HintSetting(...))` a ControlNet's hint fidelity;
+the pieces (Frechet distance, KID, feature extractors, reference statistics cache, the difflab
+classifier and its training, the map re-extractor) are public for scripts and the CLI.
 """
 
 from difflab.evaluation.classifier import (
@@ -19,6 +20,8 @@ from difflab.evaluation.classifier_training import (
     predict,
     train_classifier,
 )
+from difflab.evaluation.depth_error import scale_invariant_log_rmse
+from difflab.evaluation.edge_f1 import edge_f1
 from difflab.evaluation.features import (
     INCEPTION_FEATURES,
     ClassifierFeatures,
@@ -31,7 +34,11 @@ from difflab.evaluation.frechet import (
     feature_statistics,
     frechet_distance,
 )
+from difflab.evaluation.hint_fidelity import HINT_METRICS, HintSetting, hint_fidelity
 from difflab.evaluation.kid import KIDResult, kernel_inception_distance, mmd2_unbiased
+from difflab.evaluation.map_network import MapNetwork, load_map_network, save_map_network
+from difflab.evaluation.map_network_training import cached_map_network, train_map_network
+from difflab.evaluation.mean_iou import mean_iou
 from difflab.evaluation.metrics import METRICS, EvalOptions, Metric, evaluate
 from difflab.evaluation.reference import (
     ReferenceStatistics,
@@ -42,6 +49,17 @@ from difflab.evaluation.reference import (
 from difflab.evaluation.samples import load_samples_folder, load_samples_npz, save_samples_npz
 
 __all__ = [
+    "HINT_METRICS",
+    "HintSetting",
+    "MapNetwork",
+    "cached_map_network",
+    "edge_f1",
+    "hint_fidelity",
+    "load_map_network",
+    "mean_iou",
+    "save_map_network",
+    "scale_invariant_log_rmse",
+    "train_map_network",
     "INCEPTION_FEATURES",
     "METRICS",
     "Classifier",

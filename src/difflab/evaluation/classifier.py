@@ -20,7 +20,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from difflab.core.errors import CheckpointError, ConfigError, DataError
-from difflab.core.file_modes import save_weights
+from difflab.evaluation.module_folder import save_module_folder
 
 WEIGHTS_FILE = "classifier.safetensors"
 CONFIG_FILE = "classifier.json"
@@ -157,13 +156,8 @@ def weights_fingerprint(module: nn.Module) -> str:
 
 def save_classifier(classifier: Classifier, folder: str | Path) -> None:
     """Write folder/classifier.safetensors, then folder/classifier.json (each atomically)."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    save_weights(classifier, folder / WEIGHTS_FILE)
     meta = {"format": FORMAT, "version": 1, "config": dataclasses.asdict(classifier.config)}
-    tmp = folder / (CONFIG_FILE + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=2) + "\n")
-    os.replace(tmp, folder / CONFIG_FILE)
+    save_module_folder(classifier, meta, folder, WEIGHTS_FILE, CONFIG_FILE)
 
 
 def load_classifier(folder: str | Path, device: torch.device | str = "cpu") -> Classifier:

@@ -38,12 +38,14 @@ def cache_root(given: str | Path | None = None) -> Path:
     return Path(root).expanduser()
 
 
-def classifier_dir(dataset: ImageDataset, settings: dict[str, Any], cache: Path) -> Path:
-    """cache/classifiers/<dataset>-<12 hex chars of sha256(name, split, images, settings)>."""
+def classifier_dir(
+    dataset: ImageDataset, settings: dict[str, Any], cache: Path, kind: str = "classifiers"
+) -> Path:
+    """cache/<kind>/<dataset>-<12 hex chars of sha256(name, split, images, settings)>."""
     parts = [dataset.name, dataset.split, images_sha256(dataset.images), sorted(settings.items())]
     key = hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:12]
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", dataset.name)
-    return cache / "classifiers" / f"{slug}-{key}"
+    return cache / kind / f"{slug}-{key}"
 
 
 def cached_classifier(

@@ -7,10 +7,11 @@ generators seeded by `seed`, so a run is reproducible on one device.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from difflab.core.errors import ConfigError, DataError
 from difflab.core.progress import progress
@@ -37,6 +38,25 @@ def cosine_lr(step: int, steps: int, lr: float, warmup: int) -> float:
         return lr * (step + 1) / warmup
     progress = (step - warmup) / max(1, steps - warmup)
     return 0.5 * lr * (1.0 + math.cos(math.pi * progress))
+
+
+def fit(
+    module: nn.Module, batch_loss: Callable[[], Tensor], *, steps: int, lr: float, what: str
+) -> None:
+    """`steps` AdamW steps (weight decay 1e-4; cosine_lr, warm-up min(100, steps / 10)) on
+    batch_loss(), the module in training mode, with a progress bar named `what`."""
+    optimizer = torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=1e-4)
+    module.train()
+    bar = progress(steps, what, unit="step")
+    for step in range(steps):
+        for group in optimizer.param_groups:
+            group["lr"] = cosine_lr(step, steps, lr, warmup=min(100, steps // 10))
+        loss = batch_loss()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        bar.update(1)
+    bar.close()
 
 
 def train_classifier(
@@ -67,22 +87,15 @@ def train_classifier(
         torch.manual_seed(seed)
         classifier = Classifier(config).to(device)
     generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.AdamW(classifier.parameters(), lr=lr, weight_decay=1e-4)
     max_shift = max(1, round(config.image_size / 14))
-    classifier.train()
-    bar = progress(steps, f"classifier on {dataset.name}", unit="step")
-    for step in range(steps):
-        for group in optimizer.param_groups:
-            group["lr"] = cosine_lr(step, steps, lr, warmup=min(100, steps // 10))
+
+    def batch_loss() -> Tensor:
         idx = torch.randint(0, len(images), (batch_size,), generator=generator).to(device)
         x0 = random_shift(images_to_input(images[idx], config), max_shift, generator)
         x, t_net = (x0, None) if noise_schedule is None else _noised(x0, noise_schedule, generator)
-        loss = F.cross_entropy(classifier(x, t_net), labels[idx])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        bar.update(1)
-    bar.close()
+        return F.cross_entropy(classifier(x, t_net), labels[idx])
+
+    fit(classifier, batch_loss, steps=steps, lr=lr, what=f"classifier on {dataset.name}")
     return classifier.eval()
 
 

@@ -41,7 +41,9 @@ from difflab.training.session import TrainingRun
 EVAL_BATCH = 256  # images per sampler call
 
 
-def _split(config: Config, split: str, size: int) -> ImageDataset:
+def config_split(config: Config, split: str, size: int) -> ImageDataset:
+    """The run's dataset split as the run reads it (options, channels, paired hint maps), at
+    size x size."""
     d = config.data
     dataset = load_dataset(
         d.dataset,
@@ -68,10 +70,10 @@ class SampleEvaluator:
         if path is not None:
             self.classifier = load_classifier(path, s.device)
         else:
-            train = _split(config, config.data.split, size)
+            train = config_split(config, config.data.split, size)
             self.classifier, _, _ = cached_classifier(train, cache=cache_root(), device=s.device)
         self.features = ClassifierFeatures(self.classifier, device=s.device)
-        reference = _split(config, config.data.val_split or config.data.split, size)
+        reference = config_split(config, config.data.val_split or config.data.split, size)
         self.reference_name = f"{reference.name}/{reference.split}"
         self.reference = reference_statistics(
             reference, self.features, cache_dir=cache_root() / "reference"

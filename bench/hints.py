@@ -1,0 +1,228 @@
+"""Hint fidelity per hint type: how much of the gap between a base run's samples (the floor)
+and real images (the ceiling) does a ControlNet close?
+
+python bench/hints.py --prepare                 # base run, classifier, re-extractors (cached)
+python bench/hints.py --hint canny              # one row group (hough, scribble,
+                                                #   segmentation, depth likewise)
+python bench/hints.py --table                   # the markdown table of the finished groups
+    [--folder /tmp/difflab-bench/hints] [--steps 500] [--num 200] [--no-train] [--quick]
+
+The base run is the shapes recipe at 16x16 (unet-tiny, 1500 steps; every hint type uses the
+same one). For each hint a ControlNet is trained on it (--steps, batch 32). Test scene i
+(of the first --num) gives sample i its hint, its label and seed i; the base run gets the same
+labels and seeds and no hint. Rows: ControlNet samples, base samples (the floor), the test
+scenes themselves (the ceiling), each scored by `evaluation.hint_fidelity` against the hints
+and by the cached evaluation classifier. Each group's result is kept in FOLDER/results/;
+--no-train scores the runs' newest checkpoints as they are (e.g. a run stopped early).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from difflab.config.recipes import load_config
+from difflab.data import ImageDataset, load_dataset
+from difflab.evaluation import (
+    HintSetting,
+    cached_classifier,
+    cached_map_network,
+    classifier_accuracy,
+    hint_fidelity,
+)
+from difflab.runs.load import load_run
+from difflab.sampling.generation import generate
+from difflab.training.batches import dataset_hints
+from difflab.training.loop import train
+
+HINTS = {
+    "canny": {},
+    "hough": {},
+    "scribble": {},
+    "segmentation": {"source": "labels"},
+    "depth": {},
+}
+DATA = ["data.options={resolution: 16, max_objects: 2}"]
+MODEL = ["model.network=unet-tiny", "model.options={base_channels: 16, attention_resolutions: []}"]
+BASE = [
+    *DATA,
+    *MODEL,
+    "train.lr=2e-3",
+    "train.warmup_steps=50",
+    "train.ema_decay=0.995",
+    "train.ema_start=100",
+    "train.sample_every=500",
+    "train.val_every=500",
+    "train.checkpoint_every=500",
+    "train.cpu_threads=1",
+    "train.progress=false",
+]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--folder", type=Path, default=Path("/tmp/difflab-bench/hints"))
+    parser.add_argument("--prepare", action="store_true")
+    parser.add_argument("--hint", choices=sorted(HINTS))
+    parser.add_argument("--table", action="store_true")
+    parser.add_argument("--base-steps", type=int, default=1500)
+    parser.add_argument("--steps", type=int, default=500, help="ControlNet training steps")
+    parser.add_argument("--num", type=int, default=200, help="samples (one per test scene)")
+    parser.add_argument("--classifier-steps", type=int, default=500)
+    parser.add_argument("--reextractor-steps", type=int, default=1000)
+    parser.add_argument("--no-train", action="store_true",
+                        help="score the newest checkpoints as they are (no training)")  # fmt: skip
+    parser.add_argument("--quick", action="store_true", help="a smoke test; numbers mean nothing")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.base_steps, args.steps, args.num = 2, 2, 6
+        args.classifier_steps, args.reextractor_steps = 2, 2
+    return args
+
+
+def train_run(folder: Path, name: str, overrides: list[str]) -> Path:
+    """The shapes recipe with overrides trained into folder/runs/name, or resumed there (which
+    finishes an interrupted run and does nothing to a finished one)."""
+    run_dir = folder / "runs" / name
+    where = [f"run.root={run_dir.parent}", f"run.name={name}"]
+    if (run_dir / "model.json").is_file():
+        where.append(f"train.resume={run_dir}")
+    start = time.perf_counter()
+    train(load_config("shapes", [*where, *overrides]), tensorboard=False)
+    print(f"{name}: trained or resumed in {time.perf_counter() - start:.0f} s")
+    return run_dir
+
+
+def base_run(args: argparse.Namespace) -> Path:
+    if args.no_train:
+        return args.folder / "runs" / "shapes16"
+    quick = ["train.sample_every=0", "train.val_every=0"] if args.quick else []
+    steps = f"train.steps={args.base_steps}"
+    name = "shapes16" if args.base_steps == 1500 else f"shapes16-{args.base_steps}"
+    return train_run(args.folder, name, [*BASE, steps, *quick])
+
+
+def controlnet_run(args: argparse.Namespace, base: Path, hint: str) -> Path:
+    if args.no_train:
+        return args.folder / "runs" / f"{base.name}-{hint}-{args.steps}"
+    overrides = [
+        *DATA,
+        *MODEL,
+        f"model.controlnet.base_run={base}",
+        f"model.controlnet.hint={hint}",
+        f"model.controlnet.hint_options={json.dumps(HINTS[hint])}",
+        f"train.steps={args.steps}",
+        "train.batch_size=32",
+        "train.cpu_threads=1",
+        "train.progress=false",
+        "train.sample_every=0",
+        "train.val_every=0",
+        f"train.checkpoint_every={args.steps}",
+    ]
+    return train_run(args.folder, f"{base.name}-{hint}-{args.steps}", overrides)
+
+
+def splits() -> tuple[ImageDataset, ImageDataset]:
+    options = {"resolution": 16, "max_objects": 2}
+    return (
+        load_dataset("shapes", split="train", **options),
+        load_dataset("shapes", split="test", **options),
+    )
+
+
+def setting(args: argparse.Namespace, hint: str, train_split: ImageDataset) -> HintSetting:
+    return HintSetting(
+        hint,
+        HINTS[hint],
+        train_split=lambda: train_split,
+        cache=args.folder / "cache",
+        steps=args.reextractor_steps,
+    )
+
+
+def prepare(args: argparse.Namespace) -> None:
+    """The base run, the evaluation classifier and both re-extractors, trained and cached."""
+    base_run(args)
+    train_split, _ = splits()
+    cache = args.folder / "cache"
+    cached_classifier(train_split, cache=cache, steps=args.classifier_steps)
+    for task in ("segmentation", "depth"):
+        cached_map_network(train_split, task, cache=cache, steps=args.reextractor_steps)
+
+
+def group(args: argparse.Namespace, hint: str) -> dict:
+    """The three rows of one hint type: ControlNet, base run (floor), test scenes (ceiling)."""
+    base = base_run(args)
+    controlnet = load_run(controlnet_run(args, base, hint))
+    train_split, test = splits()
+    classifier, _, _ = cached_classifier(
+        train_split, cache=args.folder / "cache", steps=args.classifier_steps
+    )
+    hints = dataset_hints(controlnet.config, test.images, args.num, test.maps)
+    assert hints is not None  # a ControlNet run
+    labels = test.labels[: args.num]
+    rows = {}
+    for name, run, run_hints in (("controlnet", controlnet, hints), ("base", load_run(base), None)):
+        start = time.perf_counter()
+        images, _ = generate(run, num=args.num, labels=labels.tolist(), hints=run_hints)
+        rows[name] = score(args, hint, images, hints, labels, train_split, classifier)
+        rows[name]["seconds"] = time.perf_counter() - start
+    real = test.images[: args.num]
+    rows["real"] = score(args, hint, real, hints, labels, train_split, classifier)
+    return {"hint": hint, "steps": controlnet.step, "num": args.num, "rows": rows}
+
+
+def score(args, hint, images, hints, labels, train_split, classifier) -> dict:
+    result = hint_fidelity(images, hints, setting(args, hint, train_split))
+    keep = {k: result[k] for k in ("hint_metric", "hint_fidelity")}
+    return {**keep, "accuracy": classifier_accuracy(classifier, images, labels)}
+
+
+def gap_closed(rows: dict) -> float:
+    """(ControlNet - floor) / (ceiling - floor) of the fidelity (either direction of better)."""
+    floor, ceiling = rows["base"]["hint_fidelity"], rows["real"]["hint_fidelity"]
+    return (rows["controlnet"]["hint_fidelity"] - floor) / (ceiling - floor)
+
+
+def table(folder: Path) -> list[str]:
+    """Markdown rows of every finished group in folder/results."""
+    lines = [
+        "| hint | metric | CN steps | samples | ControlNet | base (floor) | real (ceiling) "
+        "| gap closed | accuracy CN / base / real |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for hint in HINTS:
+        path = folder / "results" / f"{hint}.json"
+        if not path.is_file():
+            continue
+        g = json.loads(path.read_text())
+        r = g["rows"]
+        acc = " / ".join(f"{r[k]['accuracy']:.3f}" for k in ("controlnet", "base", "real"))
+        values = " | ".join(f"{r[k]['hint_fidelity']:.3f}" for k in ("controlnet", "base", "real"))
+        metric = r["real"]["hint_metric"]
+        cells = f"{hint} | {metric} | {g['steps']} | {g['num']} | {values}"
+        lines.append(f"| {cells} | {gap_closed(r):.0%} | {acc} |")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    torch.set_num_threads(1)
+    if args.prepare:
+        prepare(args)
+    if args.hint:
+        result = group(args, args.hint)
+        path = args.folder / "results" / f"{args.hint}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=1) + "\n")
+        print(json.dumps(result, indent=1))
+    if args.table or args.hint:
+        print("\n".join(table(args.folder)))
+
+
+if __name__ == "__main__":
+    main()
