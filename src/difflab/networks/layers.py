@@ -3,13 +3,22 @@ attention and resampling blocks (Ho et al. 2020, Appendix B; layout of diffusers
 
 from __future__ import annotations
 
-import math
+import functools
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from difflab.conditioning import NULL_LABEL, Condition
+
+
+@functools.cache
+def frequencies(half: int, max_period: float) -> Tensor:
+    """f_i = max_period^(-i / half) for i < half, in float64 [half]. A constant, not ops: an
+    exported graph then holds this very table (an exporter that folds exp(...) itself may land
+    a last float32 bit apart, which t ~ 1000 turns into a phase change well above float noise).
+    Never mutated: it is shared."""
+    return torch.tensor([max_period ** (-i / half) for i in range(half)], dtype=torch.float64)
 
 
 def sinusoidal_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
@@ -19,10 +28,8 @@ def sinusoidal_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Te
     Computed in float32 whatever the autocast dtype, since t reaches ~1000 (in float64 for a
     float64 t: train.precision fp64).
     """
-    half = dim // 2
     dtype = torch.float64 if t.dtype == torch.float64 else torch.float32
-    i = torch.arange(half, device=t.device, dtype=dtype)
-    freqs = torch.exp(-math.log(max_period) * i / half)  # [dim/2]
+    freqs = frequencies(dim // 2, max_period).to(device=t.device, dtype=dtype)  # [dim/2]
     angles = t.to(dtype)[:, None] * freqs[None]  # [N, dim/2]
     return torch.cat([torch.cos(angles), torch.sin(angles)], dim=1)
 
