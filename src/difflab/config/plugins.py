@@ -7,8 +7,10 @@ A plug-in is a module under difflab/integrations/ with, for its network name:
 `grid_draw(run: TrainingRun, rows) -> GridDraw` (the sample grids),
 `prompt_images(run: LoadedRun, prompts, *, num, sample, seed, batch_size, device)` (uint8
 images from text; `difflab sample --prompt`), `report_rows(config: dict) -> [(name, value)]`
-and `conditioning(guidance) -> str` (report.html's kind of run). Imported on first use, so no
-module below difflab.integrations imports it.
+and `conditioning(guidance) -> str` (report.html's kind of run), and optionally
+`export_graphs(run: LoadedRun, folder, *, fmt, precision, exporter, ...) -> (graphs, exporter
+used, export.json fields)` (`difflab export`; without it the run cannot be exported). Imported
+on first use, so no module below difflab.integrations imports it.
 """
 
 from __future__ import annotations
