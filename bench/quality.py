@@ -60,6 +60,7 @@ class Trained:
     images: int
     seconds: float
     sample: object  # (num, seed) -> (uint8 images [N, C, H, W], labels [N])
+    run: LoadedRun | None = None  # difflab's EMA model (bench/deploy_quality.py exports it)
 
 
 def recipe_config(recipe: str, args: argparse.Namespace, root: str | None) -> Config:
@@ -107,7 +108,7 @@ def train_difflab(config: Config, budget_s: float, clock) -> Trained:
         return generate(run, num=num, seed=seed, batch_size=256, device=s.device)
 
     params = sum(p.numel() for p in s.state.model.parameters())
-    return Trained("difflab", params, step, step * t.batch_size, seconds, sample)
+    return Trained("difflab", params, step, step * t.batch_size, seconds, sample, run)
 
 
 # ----------------------------------------------------------------------------------------
