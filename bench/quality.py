@@ -65,6 +65,7 @@ class Trained:
     images: int
     seconds: float
     sample: object  # (num, seed) -> (uint8 images [N, C, H, W], labels [N])
+    run: LoadedRun | None = None  # difflab's EMA model (bench/deploy_quality.py exports it)
 
 
 def recipe_config(recipe: str, args: argparse.Namespace, root: str | None) -> Config:
@@ -132,7 +133,7 @@ def train_difflab(config: Config, budgets: Budgets) -> Iterator[Trained]:
         return generate(run, num=num, seed=seed, batch_size=256, device=s.device)
 
     for step, seconds in budgets.run(one_step, s.device):
-        yield Trained("difflab", params, step, step * t.batch_size, seconds, sample)
+        yield Trained("difflab", params, step, step * t.batch_size, seconds, sample, run)
 
 
 # ----------------------------------------------------------------------------------------

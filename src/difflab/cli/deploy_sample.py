@@ -52,6 +52,11 @@ def deployed_images(
     """(uint8 images [N, C, H, W], labels [N] or null, the export's number of classes)."""
     run_dir = Path(args.run)
     spec = read_spec(export_folder(args))
+    if "pipeline" in spec.data:  # a Stable Diffusion export: prompts, difflab.deploy.text
+        raise ConfigError(
+            f"--backend {args.backend} does not sample the {spec.data['pipeline']} export "
+            f"{spec.folder}; use difflab.deploy.text.PromptPipeline"
+        )
     check_fresh(run_dir, spec)
     if spec.data["weights"] != args.weights:
         raise ConfigError(

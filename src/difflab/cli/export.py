@@ -50,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
         out=args.out,
         weights=args.weights,
         exporter=args.exporter,
+        keep_ends=args.int8_keep_ends,
     )
     print(f"wrote {out}")
     return 0

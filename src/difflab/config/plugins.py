@@ -8,8 +8,10 @@ A plug-in is a module under difflab/integrations/ with, for its network name:
 `prompt_images(run: LoadedRun, prompts, *, num, sample, seed, batch_size, device, size,
 hints)` (uint8 images from text; `difflab sample --prompt`), `report_rows(config: dict) ->
 [(name, value)]` and `conditioning(guidance) -> str` (report.html's kind of run); a network
-that samples under control hints sets `CONTROLNET = True`. Imported on first use, so no
-module below difflab.integrations imports it.
+that samples under control hints sets `CONTROLNET = True`; optionally `export_graphs(run:
+LoadedRun, folder, *, fmt, precision, exporter, ...) -> (graphs, exporter used, export.json
+fields)` (`difflab export`; without it the run cannot be exported). Imported on first use, so
+no module below difflab.integrations imports it.
 """
 
 from __future__ import annotations

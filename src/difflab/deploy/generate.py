@@ -4,6 +4,8 @@ numpy sampler over the grid, and the VAE decoder of a latent run."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from difflab.core.errors import ConfigError
@@ -38,23 +40,41 @@ def guided(
     hints: np.ndarray | None,
     guidance: float,
 ) -> DenoiseAt:
-    """denoise(x, i) -> (x0, eps): D_w = D_u + w (D_c - D_u) (Ho & Salimans 2022, eq. 6) with
-    both halves in one batch; scale 1 is the conditional denoiser alone, 0 the null one, and a
-    model without labels is not guided."""
+    """denoise(x, i) -> (x0, eps) of a class or ControlNet graph, guided against the null label
+    and the zero hint (cond.null()); a model without labels is not guided."""
     cond = {"labels": labels, "hint": hints}
     null = {"labels": None if labels is None else np.full_like(labels, NULL_LABEL),
             "hint": None if hints is None else np.zeros_like(hints)}  # fmt: skip
-    double = labels is not None and guidance not in (0.0, 1.0)
-    if labels is not None and guidance == 0.0:
+    present = {k: v for k, v in cond.items() if v is not None}
+    absent = {k: v for k, v in null.items() if v is not None}
+    return guided_feeds(network, grid, parameterization, cond=present,
+                        null=absent if labels is not None else None, guidance=guidance)  # fmt: skip
+
+
+def guided_feeds(
+    network: Graph,
+    grid: Grid,
+    parameterization: str,
+    *,
+    cond: dict[str, np.ndarray],
+    null: dict[str, np.ndarray] | None,
+    guidance: float,
+    names: tuple[str, str] = ("x", "t"),
+) -> DenoiseAt:
+    """denoise(x, i) -> (x0, eps): D_w = D_u + w (D_c - D_u) (Ho & Salimans 2022, eq. 6) of the
+    graph under the condition feeds `cond` and `null`, both halves in one batch; scale 1 is the
+    conditional denoiser alone, 0 the null one, and null=None is not guided. `names`: the
+    graph's inputs of x and of the network's time."""
+    double = null is not None and guidance not in (0.0, 1.0)
+    if null is not None and guidance == 0.0:
         cond = null
     if double:
-        cond = {k: None if v is None else np.concatenate([v, null[k]]) for k, v in cond.items()}
-    feeds_cond = {k: v for k, v in cond.items() if v is not None}
+        cond = {k: np.concatenate([v, null[k]]) for k, v in cond.items()}
 
     def denoise(x: np.ndarray, i: int) -> tuple[np.ndarray, np.ndarray]:
         x_in = np.concatenate([x, x]) if double else x
         t = np.full((len(x_in),), grid.network_t[i], dtype=np.float32)
-        out = network({"x": x_in, "t": t, **feeds_cond}).astype(np.float32)
+        out = network({names[0]: x_in, names[1]: t, **cond}).astype(np.float32)
         x0, eps = prediction(parameterization, out, x_in, grid.alpha[i], grid.sigma[i])
         if not double:
             return x0, eps
@@ -80,15 +100,22 @@ def draw(
 ) -> np.ndarray:
     """Images in [-1, 1] float32 [N, C, H, W] from the starting noise x_T [N, c, h, w] (latents
     for a run with a decoder), labels [N] int64 or None, hints [N, C_hint, H, W] or None."""
+    run_sampler = checked_sampler(sampler, options)
+    denoise = guided(network, grid, parameterization, labels=labels, hints=hints, guidance=guidance)
+    x0 = run_sampler(denoise, x_T, grid, noise=noise, **(options or {}))
+    return x0 if decoder is None else decoder({"z": x0}).astype(np.float32)
+
+
+def checked_sampler(sampler: str, options: dict[str, float] | None) -> Callable[..., np.ndarray]:
+    """The numpy sampler of that name; ConfigError for one difflab.deploy lacks or an option
+    it does not take."""
     if sampler not in DEPLOY_SAMPLERS:
         known = ", ".join(DEPLOY_SAMPLERS)
         raise ConfigError(f"sampler {sampler!r} is not in difflab.deploy; it has {known}")
     extra = sorted(set(options or {}) - set(SAMPLER_OPTIONS[sampler]))
     if extra:
         raise ConfigError(f"difflab.deploy's {sampler} takes no option {extra[0]!r}")
-    denoise = guided(network, grid, parameterization, labels=labels, hints=hints, guidance=guidance)
-    x0 = DEPLOY_SAMPLERS[sampler](denoise, x_T, grid, noise=noise, **(options or {}))
-    return x0 if decoder is None else decoder({"z": x0}).astype(np.float32)
+    return DEPLOY_SAMPLERS[sampler]
 
 
 def to_uint8(x: np.ndarray) -> np.ndarray:

@@ -12,7 +12,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from difflab.config.plugins import NETWORK_PLUGINS
+from difflab.config.plugins import network_plugin
 from difflab.core.errors import ConfigError
 from difflab.deploy.backends import require
 from difflab.deploy.spec import EXPORT_JSON
@@ -45,8 +45,9 @@ def check_exportable(run: LoadedRun, fmt: str, precision: str) -> None:
         raise ConfigError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
     if precision not in PRECISIONS:
         raise ConfigError(f"unknown precision {precision!r}; expected {', '.join(PRECISIONS)}")
-    if run.config.model.network in NETWORK_PLUGINS:  # Stable Diffusion: difflab finetune-sd
-        raise ConfigError(f"cannot export a run of model.network {run.config.model.network!r} yet")
+    plugin = network_plugin(run.config.model.network)
+    if plugin is not None and not hasattr(plugin, "export_graphs"):
+        raise ConfigError(f"cannot export a run of model.network {run.config.model.network!r}")
     if precision != "fp32" and fmt != "openvino":
         raise ConfigError(f"--precision {precision} needs --format openvino")
 
@@ -93,11 +94,12 @@ def export_run(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        graphs, used = _write_graphs(
+        graphs, used, fields = _write_graphs(
             run, tmp, fmt=fmt, precision=precision, exporter=exporter, keep_ends=keep_ends
         )
         data = manifest(run_dir, run, graphs, format=fmt, precision=precision, weights=weights,
                         exporter=used)  # fmt: skip
+        data.update(fields)
         (tmp / EXPORT_JSON).write_text(json.dumps(data, indent=1))
         _replace(tmp, out)
     finally:
@@ -105,8 +107,12 @@ def export_run(
     return out
 
 
-def _write_graphs(run: LoadedRun, folder: Path, **how) -> tuple[dict[str, str | None], str]:
-    """({"network": file, "decoder": file or None}, the exporter used for the network)."""
+def _write_graphs(run: LoadedRun, folder: Path, **how) -> tuple[dict[str, str | None], str, dict]:
+    """({"network": file, "decoder": file or None}, the exporter used for the network, no more
+    export.json fields), or what a network plug-in's export_graphs writes and returns."""
+    plugin = network_plugin(run.config.model.network)
+    if plugin is not None:
+        return plugin.export_graphs(run, folder, **how)
     hints = hint_shape(run.config, run.image_shape)
     inputs = example_inputs(run.latent_shape, labels=run.num_classes > 0, hint_shape=hints)
     if how["precision"] == "int8":
@@ -121,7 +127,7 @@ def _write_graphs(run: LoadedRun, folder: Path, **how) -> tuple[dict[str, str | 
         z = {"z": inputs["x"]}
         how = {**how, "precision": "fp32" if how["precision"] == "int8" else how["precision"]}
         decoder, _ = write_graph(Decoder(run.codec), z, "images", folder, "decoder", **how)
-    return {"network": network, "decoder": decoder}, used
+    return {"network": network, "decoder": decoder}, used, {}
 
 
 def _replace(tmp: Path, out: Path) -> None:

@@ -12,18 +12,27 @@ from torch import Tensor, nn
 from difflab.conditioning import NULL_LABEL, Condition
 
 
-def sinusoidal_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
+def frequencies(half: int, max_period: float, dtype: torch.dtype, device=None) -> Tensor:
+    """f_i = max_period^(-i / half) for i < half [half], as exp(-log(max_period) i / half) in
+    dtype (diffusers' float32 time features compute the same table)."""
+    i = torch.arange(half, device=device, dtype=dtype)
+    return torch.exp(-math.log(max_period) * i / half)
+
+
+def sinusoidal_embedding(
+    t: Tensor, dim: int, max_period: float = 10000.0, freqs: Tensor | None = None
+) -> Tensor:
     """Transformer position encoding of a float time (Vaswani et al. 2017, Section 3.5).
 
     [N] -> [N, dim] as [cos(t * f_i), sin(t * f_i)], f_i = max_period^(-i / (dim / 2)).
     Computed in float32 whatever the autocast dtype, since t reaches ~1000 (in float64 for a
-    float64 t: train.precision fp64).
+    float64 t: train.precision fp64). `freqs`: the float32 table, precomputed.
     """
     half = dim // 2
     dtype = torch.float64 if t.dtype == torch.float64 else torch.float32
-    i = torch.arange(half, device=t.device, dtype=dtype)
-    freqs = torch.exp(-math.log(max_period) * i / half)  # [dim/2]
-    angles = t.to(dtype)[:, None] * freqs[None]  # [N, dim/2]
+    if freqs is None or dtype == torch.float64:
+        freqs = frequencies(half, max_period, dtype, t.device)  # [dim/2]
+    angles = t.to(dtype)[:, None] * freqs.to(dtype)[None]  # [N, dim/2]
     return torch.cat([torch.cos(angles), torch.sin(angles)], dim=1)
 
 
@@ -41,9 +50,15 @@ class TimestepEmbedding(nn.Module):
         super().__init__()
         self.freq_dim = freq_dim
         self.mlp = nn.Sequential(nn.Linear(freq_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+        # the float32 table as a buffer, not ops: an exported graph then holds torch's very
+        # table (an exporter that folds exp() itself may land a last bit apart, which t ~ 1000
+        # turns into a phase change far above float noise); not saved in checkpoints
+        table = frequencies(freq_dim // 2, 10000.0, torch.float32)
+        self.register_buffer("freqs", table, persistent=False)
 
     def forward(self, t: Tensor) -> Tensor:
-        features = sinusoidal_embedding(t, self.freq_dim)  # [N, freq_dim] float32
+        # [N, freq_dim] float32
+        features = sinusoidal_embedding(t, self.freq_dim, freqs=self.freqs)
         return self.mlp(features.to(self.mlp[0].weight.dtype))
 
 

@@ -1,6 +1,7 @@
 """Stable Diffusion as a network plug-in (`model.network: sd-unet`, config/plugins.py): its
-config check, network, training run, sample grids, text-prompted sampling and report rows, as
-the config, trainer, load_run, `difflab sample` and report.html ask for them."""
+config check, network, training run, sample grids, text-prompted sampling, report rows and ONNX
+export, as the config, trainer, load_run, `difflab sample`, report.html and `difflab export` ask
+for them."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from torch import Tensor
 from difflab.config.schema import ModelConfig
 from difflab.integrations.stable_diffusion.checks import check_config
 from difflab.integrations.stable_diffusion.network import SDUNet, sd_network
+from difflab.integrations.stable_diffusion.onnx_export import export_graphs
 from difflab.integrations.stable_diffusion.sampling import PROMPT_BATCH, prompt_images, text_images
 from difflab.integrations.stable_diffusion.session import open_sd_session
 from difflab.training.periodic import GridDraw
@@ -22,6 +24,7 @@ __all__ = [
     "build_network",
     "check_config",
     "conditioning",
+    "export_graphs",
     "grid_draw",
     "open_training_run",
     "prompt_images",

@@ -1,0 +1,116 @@
+"""Sample quality of OpenVINO FP16 and INT8 against FP32 (issue 18: INT8 within 5% of FP32's
+FID): the mnist recipe's small network trained briefly (bench/quality.py's difflab trainer,
+by process time), exported as ONNX and converted to OpenVINO FP32, FP16 (compressed weights)
+and INT8 (NNCF, calibrated as `difflab export --precision int8` calibrates; --keep-ends: also
+with the first and last layers kept in float), each sampled with difflab.deploy from the same
+noise and labels and scored with the evaluation classifier (FID in its feature space against the
+test split, and the accuracy of the requested classes).
+
+python bench/deploy_quality.py [--budget-s 120] [--samples 500] [--steps 20] [--threads 1]
+    [--keep-ends] [--set KEY=VALUE]
+
+See bench/README.md ("Deployment").
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from difflab.data import load_dataset
+from difflab.deploy import draw, open_graph, to_uint8
+from difflab.evaluation import ClassifierFeatures, EvalOptions, evaluate
+from difflab.evaluation.classifier_cache import cache_root, cached_classifier
+from difflab.export import deploy_grid
+from difflab.export.calibration import calibration_feeds
+from difflab.export.graph import ExportedNetwork, example_inputs, export_onnx
+from difflab.export.openvino import save_openvino
+from difflab.samplers import StackedGenerator
+from quality import CLOCKS, DATA, Budgets, recipe_config, train_difflab
+
+# (row name, precision, int8 keeps the first and last layers in float)
+VARIANTS = [("fp32", "fp32", False), ("fp16", "fp16", False), ("int8", "int8", False),
+            ("int8, ends kept", "int8", True)]  # fmt: skip
+BATCH = 250
+
+
+def export_variants(run, folder: Path, variants) -> dict[str, Path]:
+    """The run's network as OpenVINO IR at each variant's precision, by row name."""
+    inputs = example_inputs(run.latent_shape, labels=True, hint_shape=None)
+    onnx_path = folder / "network.onnx"
+    with torch.no_grad():
+        export_onnx(ExportedNetwork(run.denoiser.network).eval(), inputs, "out", onnx_path,
+                    "torchscript")  # fmt: skip
+    feeds = calibration_feeds(run, inputs)
+    paths = {}
+    for name, precision, keep_ends in variants:
+        paths[name] = folder / f"{name.replace(', ', '-').replace(' ', '-')}.xml"
+        save_openvino(onnx_path, paths[name], precision, feeds, keep_ends)
+    return paths
+
+
+def sample(run, path: Path, precision: str, num: int, threads: int):
+    """uint8 images [num, C, H, W] and labels i % 10 from seeds 0..num-1, and seconds taken."""
+    graph = open_graph(path, "openvino", precision=precision, threads=threads)
+    grid = deploy_grid(run.denoiser.schedule, run.config.sample)
+    labels = np.arange(num) % run.num_classes
+    chunks, start = [], time.perf_counter()
+    for first in range(0, num, BATCH):
+        rows = range(first, min(num, first + BATCH))
+        x_T = StackedGenerator(list(rows)).randn((len(rows), *run.latent_shape), device="cpu")
+        x0 = draw(graph, grid, x_T.numpy(), parameterization=run.config.model.parameterization,
+                  labels=labels[first : rows.stop],
+                  guidance=run.config.sample.guidance)  # fmt: skip
+        chunks.append(to_uint8(x0))
+    return np.concatenate(chunks), labels, time.perf_counter() - start
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--budget-s", type=float, default=120.0, help="training CPU seconds")
+    p.add_argument("--samples", type=int, default=500)
+    p.add_argument("--steps", type=int, default=20, help="DDIM steps")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--keep-ends", action="store_true", help="add the INT8 row with ends kept")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    ns = argparse.Namespace(device="cpu", small=True, quick=False, set=args.set,
+                            sample_steps=args.steps, seed=0)  # fmt: skip
+    with tempfile.TemporaryDirectory() as work:
+        ns.work = work
+        config = recipe_config("mnist", ns, str(DATA / "mnist"))
+        budgets = Budgets([args.budget_s], [], CLOCKS["process"])
+        trained = next(train_difflab(config, budgets))
+        print(f"trained {trained.steps} steps in {trained.seconds:.0f} CPU-s", flush=True)
+        variants = VARIANTS if args.keep_ends else VARIANTS[:3]
+        paths = export_variants(trained.run, Path(work), variants)
+        d = config.data
+        train_set, test_set = (load_dataset(d.dataset, root=d.root, split=split)
+                               for split in ("train", "test"))  # fmt: skip
+        classifier, _, _ = cached_classifier(train_set, cache=cache_root(), device="cpu")
+        print("| variant | samples | FID (difflab features) | FID / FP32's | accuracy | "
+              "pixels differing from FP32 | sample s |\n" + "| --- " * 7 + "|")  # fmt: skip
+        fp32 = None
+        for name, precision, _ in variants:
+            images, labels, seconds = sample(trained.run, paths[name], precision, args.samples,
+                                             args.threads)  # fmt: skip
+            result = evaluate(torch.from_numpy(images), torch.from_numpy(labels),
+                              reference=test_set, metrics=["fid", "accuracy"],
+                              extractor=ClassifierFeatures(classifier, device="cpu"),
+                              classifier=classifier, cache_dir=cache_root() / "reference",
+                              options=EvalOptions())  # fmt: skip
+            fp32 = fp32 or (images, result["fid"])
+            differ = (images != fp32[0]).mean()
+            print(f"| {name} | {len(images)} | {result['fid']:.3f} | "
+                  f"{result['fid'] / fp32[1]:.3f} | {result['accuracy']:.3f} | {differ:.3f} | "
+                  f"{seconds:.0f} |", flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
