@@ -58,7 +58,7 @@ def _draws(
     generator = seeded_generator(3, "step", 5, CPU)
     batch = data.micro_batch(micro_index, generator)
     loss = _Recorder(make_schedule("cosine"), "eps")
-    state = SimpleNamespace(loss_fn=loss, forward=None, noise_offset=noise_offset)
+    state = SimpleNamespace(loss_fn=loss, forward=None, noise_offset=noise_offset, keep_hint=False)
     state.precision = resolve_precision("fp32", torch.device("cpu"))
     return list(micro_batch_loss(state, batch, generator, cond_dropout=0.5))
 
