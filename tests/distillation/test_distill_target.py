@@ -190,7 +190,7 @@ def test_teacher_sees_the_dropped_condition_the_student_sees():
     schedule, _, times, x0, _ = setup("v", "discrete")
     teacher, student = LabelTeacher(), ConditionRecorder()
     loss = DistillationLoss(schedule, "v", teacher=teacher, teacher_times=times)
-    state = SimpleNamespace(loss_fn=loss, forward=student, noise_offset=0.0)
+    state = SimpleNamespace(loss_fn=loss, forward=student, noise_offset=0.0, keep_hint=False)
     state.precision = resolve_precision("fp32", torch.device("cpu"))
     batch = MicroBatch(x0, Condition(labels=torch.arange(len(x0)) % 10))
     micro_batch_loss(state, batch, torch.Generator().manual_seed(0), cond_dropout=0.5)

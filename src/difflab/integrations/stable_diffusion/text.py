@@ -43,6 +43,11 @@ class TextEncoder(nn.Module):
     def dim(self) -> int:
         return int(self.text_model.config.hidden_size)
 
+    @property
+    def max_length(self) -> int:
+        """The tokens per caption: the tokenizer's model_max_length (77)."""
+        return int(self.tokenizer.model_max_length)
+
     @torch.no_grad()
     def encode(self, captions: Sequence[str]) -> Tensor:
         """Captions -> last hidden states [N, max_length, D] (float32)."""
