@@ -35,6 +35,7 @@ def test_two_processes_train_the_controlnet_as_one(controlnet_runs):
     assert max_relative_difference(weights(one, 4), weights(two, 4)) < TOLERANCE
 
 
+@pytest.mark.slow  # two more torchrun launches; resume under torchrun is in test_dist_resume
 def test_a_two_process_controlnet_run_resumes_exactly(controlnet_runs, tmp_path):
     _, uninterrupted = controlnet_runs
     resumed = resume_two_processes(copy_at_step(uninterrupted, 2, tmp_path / "run"))
