@@ -51,12 +51,12 @@ HINTS = {
     "segmentation": {"source": "labels"},
     "depth": {},
 }
-# hough at its defaults (segments of 8 pixels, 10 votes) finds lines in 99% of 28x28 digits
+# hough at its defaults (segments of 8 pixels, 10 votes): 28x28 strokes are long enough
 MNIST_HINTS = {"canny": {}, "hough": {}, "scribble": {}}
 MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 DATA = ["data.options={resolution: 16, max_objects: 2}"]
 MODEL = ["model.network=unet-tiny", "model.options={base_channels: 16, attention_resolutions: []}"]
-# 8 channels at 28x28: 1500 steps at batch 64 in about 10 CPU-minutes of one thread
+# 8 channels: a 28x28 base run of CPU minutes (timings in bench/README.md)
 MNIST_MODEL = [
     "model.network=unet-tiny",
     "model.options={base_channels: 8, attention_resolutions: []}",
