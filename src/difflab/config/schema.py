@@ -354,7 +354,8 @@ def _check_values(c: Config) -> None:
     _require(m.network in networks, "model.network", f"one of {networks}", m.network)
     check_network(c)
     check_controlnet(m.controlnet)
-    has_cn = m.controlnet.base_run is not None
+    plugin = network_plugin(m.network)
+    has_cn = m.controlnet.base_run is not None or getattr(plugin, "CONTROLNET", False)
     _require(
         has_cn or c.data.hints is None, "data.hints", "null without a ControlNet", c.data.hints
     )

@@ -7,13 +7,16 @@ side to image_size, bicubic) and cropped to image_size x image_size as uint8 [3,
 of its captions. The caption (and a random crop's corner) is chosen per epoch by a generator
 seeded by (seed, epoch, index), so resume is exact. An unreadable or missing image is replaced
 by the next readable item and reported in the item's `skipped`; the caller counts them against
-data.max_bad_fraction (the policy of image_folder.py).
+data.max_bad_fraction (the policy of image_folder.py). With `hint_files` (data.hints, one
+ready-made map per entry, of its image's size), an item also holds its map, resized and
+cropped as its image (an unreadable map skips the item as an unreadable image does).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal, Protocol
 
 import numpy as np
@@ -46,6 +49,7 @@ class CaptionItem:
     image: Tensor  # [3, S, S] uint8
     caption: str
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) replaced
+    hint_map: Tensor | None = None  # [3, S, S] uint8: the item's ready-made map, cropped alike
 
 
 @dataclass(frozen=True)
@@ -106,11 +110,13 @@ class CaptionedImages(torch.utils.data.Dataset):
         image_size: int,
         seed: int,
         crop: Crop = "center",
+        hint_files: Sequence[Path] | None = None,
     ) -> None:
         if not entries:
             raise DataError(f"{name} lists no captioned images")
         self.entries, self.name = entries, name
         self.image_size, self.seed, self.crop = image_size, seed, crop
+        self.hint_files = hint_files
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -141,10 +147,22 @@ class CaptionedImages(torch.utils.data.Dataset):
                 skipped.append((str(entry.file), "no readable caption"))
                 continue
             try:
-                array = decode_square(entry.file, self.image_size, self.corner(epoch, i))
+                image, hint_map = self._decode(epoch, i)
             except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
                 skipped.append((str(entry.file), f"cannot decode: {err}"))
                 continue
-            image = torch.from_numpy(array).permute(2, 0, 1).contiguous()  # [3, S, S]
-            return CaptionItem(image, entry.captions[self.caption_index(epoch, i)], skipped)
+            caption = entry.captions[self.caption_index(epoch, i)]
+            return CaptionItem(image, caption, skipped, hint_map)
         raise DataError(f"no image of {self.name} is readable")
+
+    def _decode(self, epoch: int, index: int) -> tuple[Tensor, Tensor | None]:
+        """Item index's image [3, S, S] uint8 and its hint map (cropped alike) or None."""
+        corner = self.corner(epoch, index)
+        image = _chw(decode_square(self.entries[index].file, self.image_size, corner))
+        if self.hint_files is None:
+            return image, None
+        return image, _chw(decode_square(self.hint_files[index], self.image_size, corner))
+
+
+def _chw(array: np.ndarray) -> Tensor:
+    return torch.from_numpy(array).permute(2, 0, 1).contiguous()  # [H, W, 3] -> [3, H, W]

@@ -34,13 +34,16 @@ class StreamBatch:
     images: Tensor  # [N, 3, S, S] uint8
     captions: list[str]
     skipped: list[tuple[str, str]]  # (path, reason) of the images replaced in this batch
+    hint_maps: Tensor | None = None  # [N, 3, S, S] uint8: data.hints' maps, cropped alike
 
 
 def collate(items: Sequence[CaptionItem]) -> StreamBatch:
+    maps = [item.hint_map for item in items]
     return StreamBatch(
         images=torch.stack([item.image for item in items]),
         captions=[item.caption for item in items],
         skipped=[s for item in items for s in item.skipped],
+        hint_maps=None if any(m is None for m in maps) else torch.stack(maps),
     )
 
 

@@ -1,7 +1,8 @@
 """A ControlNet on Stable Diffusion as a network plug-in (`model.network: sd-controlnet`,
 config/plugins.py): the fine-tune's plug-in (plugin.py) with model.pretrained's UNet frozen
 under a trainable diffusers ControlNetModel (controlnet.py), captioned batches that carry
-model.controlnet.hint's hint, and sample grids controlled by the first items' hints."""
+model.controlnet.hint's hint (or data.hints' ready-made maps, paired by file name), and sample
+grids controlled by the first items' hints."""
 
 from __future__ import annotations
 
@@ -27,11 +28,9 @@ open_training_run = open_sd_session
 
 
 def check_config(c: Config) -> None:
-    """A fine-tune's keys (checks.check_config), no LoRA and no paired hint folders."""
+    """A fine-tune's keys (checks.check_config) and no LoRA."""
     check_sd_config(c)
     require(c.model.lora.rank == 0, "model.lora.rank", "0 with a ControlNet", c.model.lora.rank)
-    hints = c.data.hints
-    require(hints is None, "data.hints", "null (hints are made from captioned images)", hints)
 
 
 def build_network(model: ModelConfig, in_channels: int, image_size: int) -> SDControlledUNet:

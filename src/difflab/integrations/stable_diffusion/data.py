@@ -8,7 +8,8 @@ A posterior sample (model.latent.sample_posterior) is drawn the same way, from t
 generator. A ControlNet run's hint (cond.hint, [n, C_hint, H, W] in [-1, 1] at the images' size)
 is made from each image before the flip and flipped with it, row i's randomness from a
 generator seeded from the step's generator for the whole micro-batch, so it too does not depend
-on the world size and resume repeats it.
+on the world size and resume repeats it. With data.hints, the hint is the item's ready-made map
+(data/hint_maps.MapHint, cropped as its image), flipped with it.
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ from dataclasses import replace
 import torch
 from torch import Tensor
 
-from difflab.data.hints import Hint
-from difflab.data.transforms import ToSymmetric
+from difflab.data.transforms import BatchTransform, ToSymmetric
 from difflab.integrations.stable_diffusion.text import CaptionText
 from difflab.latents import VAECodec
 from difflab.training.step import MicroBatch
@@ -38,7 +38,7 @@ class CaptionedLatents:
         *,
         flip: bool,
         device: torch.device,
-        hint: Hint | None = None,
+        hint: BatchTransform | None = None,
     ) -> None:
         self.stream, self.codec, self.text = stream, codec, text
         self.flip, self.device, self.hint = flip, device, hint
@@ -72,7 +72,9 @@ class CaptionedLatents:
             flip = torch.rand(total, generator=generator, device=device)[rows] < 0.5
             flip = flip.to(x.device).view(-1, 1, 1, 1)
             x_flipped = torch.where(flip, x.flip(-1), x)
-        hint = self._hints(x, generator, rows, total) if self.hint is not None else None
+        hint = (
+            self._hints(_parts(x, batch), generator, rows, total) if self.hint is not None else None
+        )
         if flip is not None:
             x = x_flipped
             hint = torch.where(flip, hint.flip(-1), hint) if hint is not None else None
@@ -81,16 +83,19 @@ class CaptionedLatents:
         return MicroBatch(x0, cond, offset=rows.start, total=total if total != len(x0) else None)
 
     def _hints(
-        self, x: Tensor, generator: torch.Generator | None, rows: slice, total: int
+        self, parts: dict[str, Tensor], generator: torch.Generator | None, rows: slice, total: int
     ) -> Tensor:
-        """The hints [n, C_hint, H, W] of images x (rows of a micro-batch of total): row by row
-        from generators seeded from `generator`, or at once from the hint's own seed."""
+        """The hints [n, C_hint, H, W] of parts (images [n, 3, S, S] and any hint maps; rows of a
+        micro-batch of total): row by row from generators seeded from `generator`, or at once
+        from the hint's own seed."""
         assert self.hint is not None
         if generator is None:
-            return self.hint({"image": x})["hint"]
+            return self.hint(parts)["hint"]
         seeds = torch.randint(2**62, (total,), generator=generator, device=generator.device)
         return torch.cat([
-            self.hint({"image": x[i : i + 1]}, generator=_seeded(generator.device, s))["hint"]
+            self.hint(
+                {k: v[i : i + 1] for k, v in parts.items()}, generator=_seeded(generator.device, s)
+            )["hint"]
             for i, s in enumerate(seeds[rows].tolist())
         ])  # fmt: skip
 
@@ -98,7 +103,7 @@ class CaptionedLatents:
         """The hints of the items at `index` (unflipped, the hint's own seed): grid controls."""
         batch = collate([self.stream.dataset[(0, int(i))] for i in index])
         x = ToSymmetric()({"image": batch.images.to(self.device)})["image"]
-        return self._hints(x, None, slice(0, len(index)), len(index))
+        return self._hints(_parts(x, batch), None, slice(0, len(index)), len(index))
 
     def _posterior_generators(
         self, generator: torch.Generator | None, rows: slice, total: int
@@ -110,6 +115,13 @@ class CaptionedLatents:
             return None
         seeds = torch.randint(2**62, (total,), generator=generator, device=generator.device)
         return [_seeded(generator.device, s) for s in seeds[rows].tolist()]
+
+
+def _parts(x: Tensor, batch: StreamBatch) -> dict[str, Tensor]:
+    """What a hint is made from: the images x [n, 3, S, S] and the batch's hint maps, if any."""
+    if batch.hint_maps is None:
+        return {"image": x}
+    return {"image": x, "hint_map": batch.hint_maps.to(x.device)}
 
 
 def _seeded(device: torch.device, seed: int) -> torch.Generator:

@@ -24,7 +24,9 @@ from torch import Tensor
 from difflab.config.schema import Config, LatentConfig
 from difflab.core.errors import ConfigError
 from difflab.data.captioned import CaptionedImages, CaptionOptions, read_entries
+from difflab.data.hint_maps import MapHint, paired_files
 from difflab.data.hints import make_hint
+from difflab.data.transforms import BatchTransform
 from difflab.integrations.stable_diffusion.controlnet import SD_CONTROLNET
 from difflab.integrations.stable_diffusion.data import CaptionedLatents
 from difflab.integrations.stable_diffusion.folder import check_text_width
@@ -122,17 +124,23 @@ class SDSource:
 
     def data(self, device: torch.device, codec: Codec) -> tuple[CaptionedLatents, None]:
         self.stream = _stream(self.config, self.dataset)
-        flip, cn = self.config.data.flip, self.config.model.controlnet
-        hint = (
-            make_hint(cn.hint, **cn.hint_options)
-            if self.config.model.network == SD_CONTROLNET
-            else None
-        )
+        flip = self.config.data.flip
+        hint = sd_hint(self.config)
         data = CaptionedLatents(self.stream, codec, self.text, flip=flip, device=device, hint=hint)
         return data, None
 
     def skipped(self) -> dict:
         return {"streamed_skipped": self.stream.skipped if self.stream is not None else {}}
+
+
+def sd_hint(config: Config) -> BatchTransform | None:
+    """A ControlNet run's hint transform: model.controlnet.hint's, or with data.hints the
+    items' ready-made maps in that hint's channels; None for other fine-tunes."""
+    if config.model.network != SD_CONTROLNET:
+        return None
+    cn = config.model.controlnet
+    hint = make_hint(cn.hint, **cn.hint_options)
+    return hint if config.data.hints is None else MapHint(hint.channels(3))
 
 
 def _stream(config: Config, dataset: CaptionedImages) -> StreamingData:
@@ -149,11 +157,21 @@ def _stream(config: Config, dataset: CaptionedImages) -> StreamingData:
 
 
 def captioned_images(config: Config) -> CaptionedImages:
-    """data.root's split in its layout (data.dataset; 'coco': found from the folder)."""
+    """data.root's split in its layout (data.dataset; 'coco': found from the folder), with
+    data.hints' maps paired by file name (hint_maps.paired_files)."""
     d = config.data
     options = CaptionOptions(split=d.split, caption_column=d.caption_column)
     entries = read_entries(str(d.root), d.dataset, options)
     name = f"{d.root} ({d.dataset}, split {d.split})"
+    hint_files = None
+    if d.hints is not None:
+        images = [entry.file for entry in entries]
+        hint_files = paired_files(images, Path(str(d.root)), Path(d.hints).expanduser())
     return CaptionedImages(
-        entries, name=name, image_size=d.image_size, seed=config.train.seed, crop=d.crop
+        entries,
+        name=name,
+        image_size=d.image_size,
+        seed=config.train.seed,
+        crop=d.crop,
+        hint_files=hint_files,
     )
