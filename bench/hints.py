@@ -10,7 +10,7 @@ python bench/hints.py --table                   # the markdown table of the fini
 
 --dataset shapes (the default): the base run is the shapes recipe at 16x16 (unet-tiny, 1500
 steps; every hint type uses the same one). --dataset mnist: the mnist recipe at 28x28 with
-unet-tiny at 8 channels, for the edge-like hints (canny, hough, scribble); skipped when
+the same network, for the edge-like hints (canny, hough, scribble); skipped when
 --mnist-root holds no MNIST. For each hint a ControlNet is trained on it (--steps, batch 32).
 Test image i (of the first --num) gives sample i its hint, its label and seed i; the base run
 gets the same labels and seeds and no hint. Rows: ControlNet samples, base samples (the
@@ -56,11 +56,7 @@ MNIST_HINTS = {"canny": {}, "hough": {}, "scribble": {}}
 MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 DATA = ["data.options={resolution: 16, max_objects: 2}"]
 MODEL = ["model.network=unet-tiny", "model.options={base_channels: 16, attention_resolutions: []}"]
-# 8 channels: a 28x28 base run of CPU minutes (timings in bench/README.md)
-MNIST_MODEL = [
-    "model.network=unet-tiny",
-    "model.options={base_channels: 8, attention_resolutions: []}",
-]
+MNIST_MODEL = [*MODEL]  # the shapes base's network at 28x28 (timings in bench/README.md)
 BASE = [
     "train.lr=2e-3",
     "train.warmup_steps=50",
