@@ -84,15 +84,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def train_run(folder: Path, name: str, overrides: list[str]) -> Path:
-    """The shapes recipe with overrides trained into folder/runs/name, or resumed there (which
+def train_run(folder: Path, name: str, overrides: list[str], recipe: str = "shapes") -> Path:
+    """The recipe with overrides trained into folder/runs/name, or resumed there (which
     finishes an interrupted run and does nothing to a finished one)."""
     run_dir = folder / "runs" / name
     where = [f"run.root={run_dir.parent}", f"run.name={name}"]
     if (run_dir / "model.json").is_file():
         where.append(f"train.resume={run_dir}")
     start = time.perf_counter()
-    train(load_config("shapes", [*where, *overrides]), tensorboard=False)
+    train(load_config(recipe, [*where, *overrides]), tensorboard=False)
     print(f"{name}: trained or resumed in {time.perf_counter() - start:.0f} s")
     return run_dir
 
