@@ -106,7 +106,8 @@ def lit_folder(args: argparse.Namespace) -> Path:
 
 
 def common(args: argparse.Namespace, steps: int | None) -> list[str]:
-    """The overrides of every run: data root, steps, quiet, a checkpoint to resume from."""
+    """The overrides of every run: data root, steps, threads, no progress bar (--quick: small
+    batches, one checkpoint at the end, no validation)."""
     out = ["train.progress=false", f"train.cpu_threads={args.threads}"]
     out += [f"data.root={args.root}"] if args.root else []
     out += [f"train.steps={steps}"] if steps is not None else []

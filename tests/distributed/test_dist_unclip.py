@@ -1,8 +1,9 @@
 """unCLIP's stages under torchrun (2 processes, gloo) train what 1 process trains: the prior on
 (caption, image embedding) pairs from a tiny random CLIP folder, whose micro-batches draw
-captions and drop text for the whole global batch before each rank takes its part, and the
-upsampler, whose noise augmentation is drawn likewise; in float64, with 2 accumulated
-micro-batches, EMA, validation and checkpoints every 2 of 4 steps."""
+captions and drop text for the whole global batch before each rank takes its part, the decoder
+on that folder's image embeddings, and the upsampler, whose noise augmentation is drawn
+likewise; in float64, with 2 accumulated micro-batches, EMA, validation and checkpoints every
+2 of 4 steps."""
 
 import pytest
 from dist_runs import (
@@ -38,6 +39,10 @@ COMMON = [
     "sample.steps=2",
 ]
 UPSAMPLER = ["model.options={base_channels: 8, norm_groups: 4}", "train.sample_every=4"]
+DECODER = [
+    "model.options={base_channels: 8, norm_groups: 4, attention_resolutions: []}",
+    "train.sample_every=4",
+]
 
 
 def prior_overrides(clip) -> list[str]:
@@ -59,13 +64,16 @@ def one_and_two(root, recipe: str, overrides: list[str]):
     return one, root / "two" / "dist"
 
 
-@pytest.mark.parametrize("stage", ["prior", "upsampler"])
+@pytest.mark.parametrize("stage", ["prior", "decoder", "upsampler"])
 def test_two_processes_train_the_stage_as_one(stage, tmp_path):
-    if stage == "prior":
-        clip = save_tiny_clip(tmp_path / "clip")
-        one, two = one_and_two(tmp_path, "unclip-prior-digits", prior_overrides(clip))
-    else:
-        one, two = one_and_two(tmp_path, "upsampler-digits", UPSAMPLER)
+    clip = save_tiny_clip(tmp_path / "clip")
+    overrides = {
+        "prior": prior_overrides(clip),
+        "decoder": [*DECODER, f"model.embedding.image_encoder={clip}"],
+        "upsampler": UPSAMPLER,
+    }[stage]
+    recipe = {"prior": "unclip-prior-digits", "decoder": "unclip-decoder-digits"}
+    one, two = one_and_two(tmp_path, recipe.get(stage, "upsampler-digits"), overrides)
     assert list(losses(two)) == [1, 2, 3, 4]
     assert loss_difference(losses(one), losses(two)) < TOLERANCE
     for step in (2, 4):
