@@ -132,7 +132,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def train_run(folder: Path, recipe: str, name: str, overrides: list[str]) -> Path:
+def train_run(folder: Path, name: str, overrides: list[str], recipe: str = "shapes") -> Path:
     """The recipe with overrides trained into folder/runs/name, or resumed there (which
     finishes an interrupted run and does nothing to a finished one)."""
     run_dir = folder / "runs" / name
@@ -152,7 +152,7 @@ def base_run(args: argparse.Namespace) -> Path:
         return args.folder / "runs" / name
     quick = ["train.sample_every=0", "train.val_every=0"] if args.quick else []
     steps = f"train.steps={args.base_steps}"
-    return train_run(args.folder, s.recipe, name, [*s.data, *BASE, steps, *quick])
+    return train_run(args.folder, name, [*s.data, *BASE, steps, *quick], s.recipe)
 
 
 def controlnet_run(args: argparse.Namespace, base: Path, hint: str) -> Path:
@@ -172,7 +172,7 @@ def controlnet_run(args: argparse.Namespace, base: Path, hint: str) -> Path:
         "train.val_every=0",
         f"train.checkpoint_every={args.steps}",
     ]
-    return train_run(args.folder, s.recipe, f"{base.name}-{hint}-{args.steps}", overrides)
+    return train_run(args.folder, f"{base.name}-{hint}-{args.steps}", overrides, s.recipe)
 
 
 def splits(args: argparse.Namespace) -> tuple[ImageDataset, ImageDataset]:

@@ -89,6 +89,7 @@ def test_recipes_load_and_name_the_run(tmp_path):
         "unclip-decoder-digits",
         "unclip-decoder-mnist",
         "unclip-prior-digits",
+        "unclip-prior-mnist",
         "upsampler-digits",
     ]
     sd = ["model.pretrained=/weights/sd", "data.root=/data/coco"]

@@ -8,7 +8,9 @@ import torch
 from difflab.config.recipes import load_config
 from difflab.integrations.unclip import pairs as pair_source
 from difflab.integrations.unclip.prior_data import PairData, embedding_scale
+from difflab.runs import image_embedding
 from difflab.runs.checkpoint import latest_checkpoint, load_checkpoint
+from difflab.runs.files import read_model_info
 from difflab.runs.load import load_run
 from difflab.runs.metrics import read_metrics
 from difflab.training.loop import train
@@ -83,3 +85,23 @@ def test_micro_batches_are_scaled_embeddings_with_their_text(tmp_path, pairs):
     draws = [data.take(index, torch.Generator().manual_seed(s)).cond.embedding for s in range(20)]
     assert {d[1, 0].item() for d in draws} == {p.pooled[3, 0].item(), p.pooled[4, 0].item()}
     assert {d[0, 0].item() for d in draws} == {p.pooled[2, 0].item()}  # never past counts
+
+
+@pytest.mark.parametrize(
+    "main_rank, order", [(True, ["resolve", "barrier"]), (False, ["barrier", "resolve"])]
+)
+def test_rank_0_resolves_the_image_encoder_before_the_others(
+    tmp_path, monkeypatch, main_rank, order
+):
+    """Under torchrun, rank 0 resolves model.embedding.image_encoder ('lit' may train it into
+    the cache) and the other ranks wait at a barrier before they read it."""
+    calls = []
+    monkeypatch.setattr(image_embedding, "is_main", lambda: main_rank)
+    monkeypatch.setattr(image_embedding, "barrier", lambda: calls.append("barrier"))
+    monkeypatch.setattr(
+        image_embedding, "encoder_folder", lambda config: calls.append("resolve") or tmp_path
+    )
+    run = open_training_run(config(tmp_path, "train.steps=1"))
+    assert calls[:2] == order
+    assert calls.count("resolve") == 1
+    assert read_model_info(run.run_dir)["image_encoder"] == str(tmp_path)  # model.json

@@ -18,6 +18,7 @@ from difflab.data import BatchTransform
 from difflab.encoders import ImageEncoder, load_image_encoder, load_text_encoder
 from difflab.evaluation.classifier_cache import cache_root
 from difflab.lit import LiTSettings, cached_lit
+from difflab.parallel.distributed import barrier, is_main
 
 ENCODE_BATCH = 256
 
@@ -32,6 +33,14 @@ def encoder_folder(config: Config) -> Path:
         return Path(e.image_encoder).expanduser().resolve()
     text = load_text_encoder(e.text_encoder, e.text_encoder_path)
     return cached_lit(config.data.dataset, config.data.root, text, LiTSettings(), cache_root())
+
+
+def shared_encoder_folder(config: Config) -> Path:
+    """encoder_folder on every rank of a process group, rank 0 first ('lit' may train the
+    encoder into the cache that the other ranks then read)."""
+    folder = encoder_folder(config) if is_main() else None
+    barrier()
+    return folder or encoder_folder(config)
 
 
 def check_dim(encoder: ImageEncoder, embedding_dim: int, where: str) -> None:

@@ -32,7 +32,7 @@ from difflab.parameterization import Denoiser
 from difflab.runs.checkpoint import Checkpoint, check_shapes, load_latest_checkpoint, require_state
 from difflab.runs.controlnet import training_hint, with_paired_hints
 from difflab.runs.files import read_model_info, write_text_atomic
-from difflab.runs.image_embedding import check_dim, encoder_folder, image_embeddings
+from difflab.runs.image_embedding import check_dim, image_embeddings, shared_encoder_folder
 from difflab.runs.latents import build_codec, latent_record, latent_shape_of
 from difflab.runs.load import MODEL_INFO, build_denoiser, load_run, start_from_base
 from difflab.runs.rng import restore_rng_state
@@ -327,9 +327,7 @@ class ImageSource:
         """An unCLIP decoder's image encoder, checked against a resumed run's embedding_dim;
         rank 0 resolves it first ('lit' may train it into the cache the other ranks read)."""
         config = self.config
-        folder = encoder_folder(config) if is_main() else None
-        barrier()
-        self.encoder_folder = folder or encoder_folder(config)
+        self.encoder_folder = shared_encoder_folder(config)
         self.encoder = load_image_encoder(self.encoder_folder)
         if config.train.resume:
             recorded = read_model_info(config.train.resume).get("embedding_dim", 0)

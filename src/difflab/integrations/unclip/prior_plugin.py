@@ -17,7 +17,7 @@ from difflab.integrations.unclip.prior_data import PairData
 from difflab.latents import Codec
 from difflab.networks import presets
 from difflab.parallel.distributed import setup_device
-from difflab.runs.image_embedding import encoder_folder
+from difflab.runs import image_embedding
 from difflab.runs.load import build_denoiser
 from difflab.training.session import TrainingRun, open_run
 
@@ -61,7 +61,7 @@ class PriorSource:
         self.latent = config.model.latent
         self.class_names: list[str] = []
         d, t = config.data, config.train
-        self.encoder = encoder_folder(config)  # model.embedding's ('lit': the cached LiT)
+        self.encoder = image_embedding.shared_encoder_folder(config)  # ('lit': cached LiT)
         self.pairs = pair_source.load_pairs(config, d.split, device, self.encoder)
         pair_source.check_tokens(config, self.pairs)
         use_val = d.val_split is not None and t.val_every > 0
