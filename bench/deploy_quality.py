@@ -7,7 +7,10 @@ noise and labels and scored with the evaluation classifier (FID in its feature s
 test split, and the accuracy of the requested classes).
 
 python bench/deploy_quality.py [--budget-s 120] [--samples 500] [--steps 20] [--threads 1]
-    [--keep-ends] [--set KEY=VALUE]
+    [--keep-ends] [--set KEY=VALUE] [--run RUN]
+
+--run scores an existing class-conditional run's EMA network (the mnist recipe's data) instead
+of training one.
 
 See bench/README.md ("Deployment").
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +34,7 @@ from difflab.export import deploy_grid
 from difflab.export.calibration import calibration_feeds
 from difflab.export.graph import ExportedNetwork, example_inputs, export_onnx
 from difflab.export.openvino import save_openvino
+from difflab.runs.load import load_run
 from difflab.samplers import StackedGenerator
 from quality import CLOCKS, DATA, Budgets, recipe_config, train_difflab
 
@@ -70,6 +75,18 @@ def sample(run, path: Path, precision: str, num: int, threads: int):
     return np.concatenate(chunks), labels, time.perf_counter() - start
 
 
+def trained_run(args: argparse.Namespace, config):
+    """args.run's EMA weights sampling with --steps, or a run trained for --budget-s."""
+    if args.run is not None:
+        run = load_run(args.run, weights="ema")
+        run.config.sample = replace(run.config.sample, steps=args.steps)
+        print(f"{args.run}: step {run.step}", flush=True)
+        return run
+    trained = next(train_difflab(config, Budgets([args.budget_s], [], CLOCKS["process"])))
+    print(f"trained {trained.steps} steps in {trained.seconds:.0f} CPU-s", flush=True)
+    return trained.run
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--budget-s", type=float, default=120.0, help="training CPU seconds")
@@ -78,6 +95,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--keep-ends", action="store_true", help="add the INT8 row with ends kept")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--run", type=Path, help="a trained run to export instead of training one")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     ns = argparse.Namespace(device="cpu", small=True, quick=False, set=args.set,
@@ -85,11 +103,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as work:
         ns.work = work
         config = recipe_config("mnist", ns, str(DATA / "mnist"))
-        budgets = Budgets([args.budget_s], [], CLOCKS["process"])
-        trained = next(train_difflab(config, budgets))
-        print(f"trained {trained.steps} steps in {trained.seconds:.0f} CPU-s", flush=True)
+        run = trained_run(args, config)
         variants = VARIANTS if args.keep_ends else VARIANTS[:3]
-        paths = export_variants(trained.run, Path(work), variants)
+        paths = export_variants(run, Path(work), variants)
         d = config.data
         train_set, test_set = (load_dataset(d.dataset, root=d.root, split=split)
                                for split in ("train", "test"))  # fmt: skip
@@ -98,7 +114,7 @@ def main() -> None:
               "pixels differing from FP32 | sample s |\n" + "| --- " * 7 + "|")  # fmt: skip
         fp32 = None
         for name, precision, _ in variants:
-            images, labels, seconds = sample(trained.run, paths[name], precision, args.samples,
+            images, labels, seconds = sample(run, paths[name], precision, args.samples,
                                              args.threads)  # fmt: skip
             result = evaluate(torch.from_numpy(images), torch.from_numpy(labels),
                               reference=test_set, metrics=["fid", "accuracy"],
