@@ -17,7 +17,7 @@ from difflab.runs.controlnet import hint_transform
 from difflab.runs.load import LoadedRun
 from difflab.training.batches import make_transform
 
-CALIBRATION_SIZE = 64  # samples, one feed each (NNCF's subset_size)
+CALIBRATION_SIZE = 256  # samples, one feed each (NNCF's subset_size)
 
 
 def clean_batch(run: LoadedRun, num: int) -> dict[str, Tensor]:
