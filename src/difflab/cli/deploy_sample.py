@@ -9,6 +9,7 @@ builds it; the export's own export.json grid is for torch-free callers."""
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +73,7 @@ def deployed_images(
     grid = deploy_grid(schedule, sample)
     y = resolve_labels(labels, args.num, spec.num_classes)
     hints = _hints(args, spec, config)
+    embeddings = _embeddings(args, spec, run_dir)
     precision = spec.data["precision"]
     graphs = {k: spec.path(k) for k in ("network", "decoder")}
     network = open_graph(graphs["network"], args.backend, precision=precision)
@@ -85,13 +87,19 @@ def deployed_images(
             network, grid, x_T, parameterization=spec.data["parameterization"],
             sampler=sample.sampler, guidance=sample.guidance, options=sampler_kwargs(sample),
             labels=None if y is None else y[start : rows.stop].numpy(),
-            hints=None if hints is None else hints[[i % len(hints) for i in rows]],
+            hints=_cycled(hints, rows), embeddings=_cycled(embeddings, rows),
+            null_embedding=spec.null_embedding,
             noise=lambda shape, gen=gen: gen.randn(shape, device="cpu").numpy(), decoder=decoder,
         )  # fmt: skip
         if not np.isfinite(x0).all():
             raise TrainingError("generated images contain non-finite values")
         chunks.append(torch.from_numpy(to_uint8(x0)))
     return torch.cat(chunks), labels_or_null(y, args.num), spec.num_classes
+
+
+def _cycled(rows_of: np.ndarray | None, rows: range) -> np.ndarray | None:
+    """Row i % M of rows_of [M, ...] for each i of rows (as sampling.hints.cycled)."""
+    return None if rows_of is None else rows_of[[i % len(rows_of) for i in rows]]
 
 
 def _hints(args: argparse.Namespace, spec, config: Config) -> np.ndarray | None:
@@ -107,3 +115,25 @@ def _hints(args: argparse.Namespace, spec, config: Config) -> np.ndarray | None:
         raise ConfigError("this ControlNet run needs --hint-image PATH (its control images)")
     shape = tuple(spec.data["image_shape"])
     return hints_from_files(args.hint_image, config, shape).numpy()
+
+
+def _embeddings(args: argparse.Namespace, spec, run_dir: Path) -> np.ndarray | None:
+    """The --variations embeddings [M, E] of an unCLIP decoder export, made by the image encoder
+    export.json records (torch, as `--backend torch` makes them); None without --variations.
+    An export of a decoder run made before graphs took embeddings is refused."""
+    from difflab.runs.load import MODEL_INFO
+    from difflab.sampling.variations import image_file_embeddings
+
+    record = spec.data.get("embedding")
+    info = json.loads((run_dir / MODEL_INFO).read_text())
+    if record is None and info.get("embedding_dim"):
+        raise ConfigError(
+            f"export {spec.folder} has no embedding input (made before difflab exported unCLIP "
+            f"decoders); rerun difflab export {run_dir}"
+        )
+    if args.variations is None:
+        return None
+    encoder, dim = (None, 0) if record is None else (record["image_encoder"], record["dim"])
+    shape = tuple(spec.data["image_shape"])
+    found = image_file_embeddings(args.variations, encoder, dim, shape, str(run_dir), "cpu")
+    return found.numpy()
