@@ -4,6 +4,7 @@ export records the checkpoint it was made from, and a newer checkpoint makes it 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,7 @@ def manifest(
             "guidance": sample.guidance,
             "options": sampler_kwargs(sample),
         },  # fmt: skip
+        "sample_config": asdict(sample),  # the run's whole sample section, for difflab sample
         "grid": deploy_grid(run.denoiser.schedule, sample).to_json(),
         "image_shape": list(run.image_shape),
         "latent_shape": list(run.latent_shape),
