@@ -41,9 +41,9 @@ from sd_speed_steps import TINY, SDSize, make_unet  # noqa: E402  (bench/ is not
 TOKENS = 77
 # a mid-size UNet: SD v1's block layout at a quarter of its widths, latents 4x16x16
 SMALL = SDSize(
-    "small SD UNet (SD v1's layout, widths 80-320), latents 4x16x16, text 77x192",
+    "small SD UNet (SD v1's layout, widths 64-256), latents 4x16x16, text 77x192",
     dict(
-        sample_size=16, block_out_channels=(80, 160, 320, 320), cross_attention_dim=192,
+        sample_size=16, block_out_channels=(64, 128, 256, 256), cross_attention_dim=192,
         attention_head_dim=8, layers_per_block=1,
     ),
     latent_size=16,
