@@ -104,3 +104,14 @@ def test_int8_calibration_feeds_are_training_images_noised_at_grid_times(run_dir
     x = np.concatenate([f["x"] for f in feeds])
     eps = (x - grid.alpha[step, None, None, None] * x0) / grid.sigma[step, None, None, None]
     assert abs(eps.mean()) < 0.1 and abs(eps.std() - 1) < 0.1  # standard normal noise
+
+
+def test_variations_of_an_export_without_embeddings_are_a_one_line_error(run_dir, tmp_path, capsys):
+    from PIL import Image
+
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "x.png")
+    args = ["sample", str(run_dir), "-n", "1", "--out", str(tmp_path / "a.npz"),
+            "--backend", "onnxruntime", "--variations", str(tmp_path / "x.png")]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "is not an unCLIP decoder" in err and len(err.strip().splitlines()) == 1

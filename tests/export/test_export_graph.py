@@ -1,9 +1,11 @@
 """The exported graph (ONNX Runtime, and OpenVINO reading the same file) computes the PyTorch
-network's output at any batch size, times and labels (null -1 included), and hints."""
+network's output at any batch size, times and labels (null -1 included), hints and an unCLIP
+decoder's embeddings (the null, zero, embedding included)."""
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from difflab.export.graph import ExportedNetwork, example_inputs, export_onnx
 from difflab.networks import ControlledUNet, build_network
@@ -27,16 +29,28 @@ def randomized(net: torch.nn.Module) -> torch.nn.Module:
     return net.eval()
 
 
+EMBEDDING_DIM = 6
+
+
 def networks():
     unet = build_network("unet-tiny", in_channels=1, image_size=8, num_classes=10, options=UNET)
     dit = build_network("dit-tiny", in_channels=1, image_size=8, num_classes=10)
+    decoders = {  # unCLIP decoders: the embedding in the time embedding (and the DiT's tokens)
+        f"{name}-embedding": build_network(f"{name}-tiny", in_channels=1, image_size=8,
+                                           num_classes=10, embedding_dim=EMBEDDING_DIM,
+                                           options=UNET if name == "unet" else None)
+        for name in ("unet", "dit")
+    }  # fmt: skip
     return {"unet": (unet, None), "dit": (dit, None),
-            "controlnet": (ControlledUNet.from_unet(unet, hint_channels=1), (1, 8, 8))}  # fmt: skip
+            "controlnet": (ControlledUNet.from_unet(unet, hint_channels=1), (1, 8, 8)),
+            **{name: (net, None) for name, net in decoders.items()}}  # fmt: skip
 
 
 @pytest.mark.parametrize(
     ("name", "exporter"),
     [("unet", "torchscript"), ("dit", "torchscript"), ("controlnet", "torchscript"),
+     pytest.param("unet-embedding", "torchscript", marks=pytest.mark.slow),
+     ("dit-embedding", "torchscript"),  # the embedding in c and in tokens
      ("dit", "dynamo")],  # dynamo (torch.export) is the default but slow: one network
 )  # fmt: skip
 def test_graph_equals_the_network(name, exporter, tmp_path):
@@ -44,7 +58,8 @@ def test_graph_equals_the_network(name, exporter, tmp_path):
 
     net, hint_shape = networks()[name]
     module = ExportedNetwork(randomized(net))
-    inputs = example_inputs((1, 8, 8), labels=True, hint_shape=hint_shape)
+    dim = EMBEDDING_DIM if name.endswith("-embedding") else 0
+    inputs = example_inputs((1, 8, 8), labels=True, hint_shape=hint_shape, embedding_dim=dim)
     used = export_onnx(module, inputs, "out", tmp_path / "n.onnx", exporter)
     assert used == exporter  # no silent fallback
     session = ort.InferenceSession(str(tmp_path / "n.onnx"), providers=["CPUExecutionProvider"])
@@ -58,6 +73,9 @@ def test_graph_equals_the_network(name, exporter, tmp_path):
         feeds["labels"][0] = -1  # the null label
         if hint_shape:
             feeds["hint"] = torch.rand((n, *hint_shape), generator=gen) * 2 - 1
+        if dim:
+            feeds["embedding"] = F.normalize(torch.randn((n, dim), generator=gen), dim=1)
+            feeds["embedding"][-1] = 0.0  # the null embedding
         with torch.no_grad():
             want = module(**feeds).numpy()
         got = session.run(None, {k: v.numpy() for k, v in feeds.items()})[0]

@@ -28,6 +28,7 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("tokenizers")
 
 PROMPTS = ["a cat on a mat", "two dogs, one cat!"]
+OTHER_PROMPTS = ["a red car", "an empty room"]
 SEEDS = [5, 6]
 # relative to the latents' scale: guidance 7.5 on a random UNet drives them well past 1, and the
 # float32 noise of two runtimes grows with them; a wrong token, text state, timestep or guidance
@@ -123,18 +124,84 @@ def test_negative_prompt_sampler_and_decoder_equal_torchs(run_dir):
     np.testing.assert_allclose(pipe.decode(want.numpy()), images, rtol=0, atol=TOLERANCE)
 
 
-def test_an_openvino_export_of_it_is_a_one_line_error(run_dir, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def openvino_export(run_dir):
     pytest.importorskip("openvino")
-    args = ["export", str(run_dir), "--format", "openvino", "--out", str(tmp_path / "ov")]
-    assert main(args) == 2
-    err = capsys.readouterr().err
-    assert "exports to --format onnx --precision fp32 only" in err
-    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "ov").exists()
+    assert main(["export", str(run_dir), "--format", "openvino", "--exporter", "torchscript"]) == 0
+    return run_dir / "export" / "openvino"
 
 
-def test_sample_backend_refuses_the_prompt_export_in_one_line(run_dir, tmp_path, capsys):
-    args = ["sample", str(run_dir), "-n", "1", "--out", str(tmp_path / "a.npz"),
-            "--backend", "onnxruntime"]  # fmt: skip
-    assert main(args) == 2
-    err = capsys.readouterr().err
-    assert "PromptPipeline" in err and len(err.strip().splitlines()) == 1
+def test_openvino_fp32_prompt_latents_equal_the_torch_samplers(run_dir, openvino_export):
+    """optimum-intel's layout, f32 weights, and PromptPipeline over OpenVINO as over ONNX
+    Runtime: the torch sampler's latents and decoded images."""
+    from difflab.deploy.text import PromptPipeline
+
+    spec = json.loads((openvino_export / "export.json").read_text())
+    assert spec["graphs"]["unet"] == "unet/openvino_model.xml" and spec["format"] == "openvino"
+    assert set(spec["precisions"].values()) == {"fp32"}
+    unet = (openvino_export / "unet" / "openvino_model.xml").read_text()
+    assert 'element_type="f16"' not in unet  # weights not compressed
+    run = load_run(run_dir)
+    want = torch_latents(run, run.config.sample)
+    pipe = PromptPipeline.open(openvino_export, "openvino")
+    got = pipe.latents(PROMPTS, initial_noise(run))
+    scale = np.abs(want.numpy()).max()
+    np.testing.assert_allclose(got, want.numpy(), rtol=0, atol=TOLERANCE * max(scale, 1.0))
+    with torch.no_grad():
+        images = run.codec.decode(want).numpy()
+    np.testing.assert_allclose(pipe.decode(want.numpy()), images, rtol=0, atol=TOLERANCE)
+
+
+@pytest.mark.slow
+def test_int8_unet_keeps_what_the_prompt_does_to_the_latents(run_dir, openvino_export, tmp_path):
+    """The latents themselves follow x_T (their correlation with FP32's says little), so the
+    check is on what the UNet alone makes of the text: the change of the latents between two
+    prompt sets from the same noise correlates with FP32's; the UNet is quantized (INT8 differs
+    from FP32 beyond float noise), the text encoder and VAE decoder are not."""
+    from difflab.deploy.text import PromptPipeline
+
+    pytest.importorskip("nncf")
+    int8 = tmp_path / "int8"
+    args = ["export", str(run_dir), "--format", "openvino", "--precision", "int8"]
+    assert main([*args, "--out", str(int8), "--exporter", "torchscript"]) == 0
+    assert json.loads((int8 / "export.json").read_text())["precisions"] == {
+        "text_encoder": "fp32", "unet": "int8", "vae_decoder": "fp32"}  # fmt: skip
+    quantized = {part: (int8 / part / "openvino_model.xml").read_text().count("FakeQuantize")
+                 for part in ("text_encoder", "unet", "vae_decoder")}  # fmt: skip
+    assert quantized["unet"] > 10 and quantized["text_encoder"] == quantized["vae_decoder"] == 0
+    x_T = initial_noise(load_run(run_dir))
+    z = {}
+    for name, folder in (("fp32", openvino_export), ("int8", int8)):
+        pipe = PromptPipeline.open(folder, "openvino")
+        z[name] = [pipe.latents(prompts, x_T) for prompts in (PROMPTS, OTHER_PROMPTS)]
+    fp32, int8_z = z["fp32"][0], z["int8"][0]
+    assert np.abs(int8_z - fp32).max() > 1e-2 * np.abs(fp32).max()  # quantized, not float noise
+    text_effect = {k: (v[0] - v[1]).ravel() for k, v in z.items()}
+    assert np.corrcoef(text_effect["fp32"], text_effect["int8"])[0, 1] > 0.8
+
+
+def test_sample_backend_prompt_images_equal_torchs(run_dir, openvino_export, tmp_path):
+    """`difflab sample --prompt` over the run's ONNX export and over the OpenVINO export folder
+    given itself draws torch's uint8 images (prompts and seeds cycled over batches of 2)."""
+    flags = ["-n", "3", "--batch-size", "2", "--prompt", PROMPTS[0], "--prompt", PROMPTS[1],
+             "--negative-prompt", "dogs", "--steps", "3", "--guidance", "3"]  # fmt: skip
+    images = {}
+    for backend, where in (("torch", run_dir), ("onnxruntime", run_dir),
+                           ("openvino", openvino_export)):  # fmt: skip
+        out = tmp_path / f"{backend}.npz"
+        assert main(["sample", str(where), *flags, "--out", str(out), "--backend", backend]) == 0
+        images[backend] = np.load(out)["arr_0"]
+    assert images["torch"].shape == (3, 16, 16, 3) and len(np.unique(images["torch"])) > 10
+    for backend in ("onnxruntime", "openvino"):
+        # float noise of the runtimes may round a pixel across a half level
+        diff = np.abs(images[backend].astype(int) - images["torch"])
+        assert diff.max() <= 1 and (diff > 0).mean() <= 0.01, backend
+
+
+def test_sample_backend_prompt_errors_are_one_line(run_dir, tmp_path, capsys):
+    out = ["--out", str(tmp_path / "a.npz"), "--backend", "onnxruntime"]
+    for flags, message in ((["--labels", "1"], "--labels does not apply"),
+                           (["--height", "32"], "is for 16x16 images")):  # fmt: skip
+        assert main(["sample", str(run_dir), "-n", "1", *flags, *out]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1

@@ -46,7 +46,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "run's `sample` config section (sampler, steps, grid, eta, sampler_options, spacing, "
         "rho, sigma_max, threshold, classifier, classifier_scale).",
     )
-    p.add_argument("run", metavar="RUN", nargs="?", help="run folder (or --cascade)")
+    p.add_argument(
+        "run",
+        metavar="RUN",
+        nargs="?",
+        help="run folder (or --cascade); with --backend, also an export folder (export.json)",
+    )
     p.add_argument(
         "--cascade",
         metavar="FOLDER",

@@ -1,6 +1,6 @@
 """Sampling an exported run without torch: the network's output turned into (x0, eps) by its
-parameterization, classifier-free guidance against the null label (-1) and the zero hint, a
-numpy sampler over the grid, and the VAE decoder of a latent run."""
+parameterization, classifier-free guidance against the null label (-1), the zero hint and the
+export's null embedding, a numpy sampler over the grid, and the VAE decoder of a latent run."""
 
 from __future__ import annotations
 
@@ -39,16 +39,30 @@ def guided(
     labels: np.ndarray | None,
     hints: np.ndarray | None,
     guidance: float,
+    embeddings: np.ndarray | None = None,
+    null_embedding: np.ndarray | None = None,
 ) -> DenoiseAt:
-    """denoise(x, i) -> (x0, eps) of a class or ControlNet graph, guided against the null label
-    and the zero hint (cond.null()); a model without labels is not guided."""
-    cond = {"labels": labels, "hint": hints}
-    null = {"labels": None if labels is None else np.full_like(labels, NULL_LABEL),
-            "hint": None if hints is None else np.zeros_like(hints)}  # fmt: skip
+    """denoise(x, i) -> (x0, eps) of a class, ControlNet or unCLIP decoder graph, guided when
+    there are labels or embeddings [N, E] against the null condition (cond.null(): the null
+    label, the zero hint, null_embedding [E]), unguided otherwise."""
+    cond = {"labels": labels, "hint": hints, "embedding": embeddings}
     present = {k: v for k, v in cond.items() if v is not None}
-    absent = {k: v for k, v in null.items() if v is not None}
+    null = {k: null_feed(k, v, null_embedding) for k, v in present.items()}
+    guide = labels is not None or embeddings is not None
     return guided_feeds(network, grid, parameterization, cond=present,
-                        null=absent if labels is not None else None, guidance=guidance)  # fmt: skip
+                        null=null if guide else None, guidance=guidance)  # fmt: skip
+
+
+def null_feed(key: str, value: np.ndarray, null_embedding: np.ndarray | None) -> np.ndarray:
+    """The null value of a condition feed [N, ...]: the null label, the zero hint, the null
+    embedding [E] repeated."""
+    if key == "labels":
+        return np.full_like(value, NULL_LABEL)
+    if key == "embedding":
+        if null_embedding is None:
+            raise ConfigError("embeddings need the export's null embedding (export.json)")
+        return np.repeat(null_embedding.astype(np.float32)[None], len(value), axis=0)
+    return np.zeros_like(value)
 
 
 def guided_feeds(
@@ -97,13 +111,37 @@ def draw(
     options: dict[str, float] | None = None,
     noise: NoiseFn | None = None,
     decoder: Graph | None = None,
+    embeddings: np.ndarray | None = None,
+    null_embedding: np.ndarray | None = None,
 ) -> np.ndarray:
     """Images in [-1, 1] float32 [N, C, H, W] from the starting noise x_T [N, c, h, w] (latents
-    for a run with a decoder), labels [N] int64 or None, hints [N, C_hint, H, W] or None."""
+    for a run with a decoder), labels [N] int64 or None, hints [N, C_hint, H, W] or None, and
+    for an unCLIP decoder's graph (null_embedding [E]: ExportSpec.null_embedding) embeddings
+    [N, E] or None (unguided, the null embedding fed)."""
     run_sampler = checked_sampler(sampler, options)
-    denoise = guided(network, grid, parameterization, labels=labels, hints=hints, guidance=guidance)
+    if null_embedding is None and embeddings is not None:
+        raise ConfigError("this export's graph has no embedding input; it takes no embeddings")
+    if null_embedding is not None:
+        network = null_embedding_fed(network, null_embedding)
+    denoise = guided(
+        network, grid, parameterization, labels=labels, hints=hints, guidance=guidance,
+        embeddings=None if embeddings is None else embeddings.astype(np.float32),
+        null_embedding=null_embedding,
+    )  # fmt: skip
     x0 = run_sampler(denoise, x_T, grid, noise=noise, **(options or {}))
     return x0 if decoder is None else decoder({"z": x0}).astype(np.float32)
+
+
+def null_embedding_fed(network: Graph, null_embedding: np.ndarray) -> Graph:
+    """The graph fed null_embedding [E] for every sample when the feeds hold no embedding (what
+    torch's network reads for an absent one)."""
+
+    def run(feeds: dict[str, np.ndarray]) -> np.ndarray:
+        if "embedding" not in feeds:
+            feeds = {**feeds, "embedding": null_feed("embedding", feeds["x"], null_embedding)}
+        return network(feeds)
+
+    return run
 
 
 def checked_sampler(sampler: str, options: dict[str, float] | None) -> Callable[..., np.ndarray]:

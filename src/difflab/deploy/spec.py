@@ -1,5 +1,5 @@
 """export.json: what a sampler needs besides the graph (parameterization, grid, guidance, shapes,
-classes, hint transform), read without torch."""
+classes, hint transform, embedding input), read without torch."""
 
 from __future__ import annotations
 
@@ -60,6 +60,13 @@ class ExportSpec:
     @property
     def num_classes(self) -> int:
         return int(self.data["num_classes"])
+
+    @property
+    def null_embedding(self) -> np.ndarray | None:
+        """An unCLIP decoder's null embedding [E] float32 (what the network sees with the
+        embedding dropped), None for a graph without an embedding input."""
+        record = self.data.get("embedding")
+        return None if record is None else np.asarray(record["null"], dtype=np.float32)
 
     def path(self, key: str) -> Path | None:
         """The file of graph `key` ("network" or "decoder"), None where there is none."""

@@ -1,4 +1,5 @@
-"""Text-to-image sampling of a Stable Diffusion export (optimum's ONNX layout) without torch:
+"""Text-to-image sampling of a Stable Diffusion export (optimum's ONNX or optimum-intel's
+OpenVINO layout) without torch:
 prompts -> tokenizer/tokenizer.json (the `tokenizers` library, not transformers) ->
 text_encoder -> a numpy sampler over the unet with classifier-free guidance against the
 negative prompt (default: the empty prompt, SD's null text) -> latents -> vae_decoder.
@@ -38,7 +39,8 @@ def read_tokenizer(spec: ExportSpec):
 
 @dataclass(frozen=True)
 class PromptPipeline:
-    """The graphs and tokenizer of a Stable Diffusion export, with its export.json."""
+    """The graphs and tokenizer of a Stable Diffusion export (ONNX or OpenVINO, in optimum's
+    layouts), with its export.json."""
 
     spec: ExportSpec
     tokenizer: object  # tokenizers.Tokenizer
@@ -53,7 +55,9 @@ class PromptPipeline:
         spec = read_spec(folder)
         if spec.data.get("pipeline") != PIPELINE:
             raise ConfigError(f"{spec.folder} is not a Stable Diffusion export (export.json)")
-        graphs = {k: open_graph(spec.path(k), backend, threads=threads) for k in TEXT_GRAPHS}
+        precisions = spec.data.get("precisions", {})  # an fp32 graph infers in f32
+        graphs = {k: open_graph(spec.path(k), backend, precision=precisions.get(k, "fp32"),
+                                threads=threads) for k in TEXT_GRAPHS}  # fmt: skip
         return cls(spec=spec, tokenizer=read_tokenizer(spec), graphs=graphs)
 
     def token_ids(self, prompts: Sequence[str]) -> np.ndarray:

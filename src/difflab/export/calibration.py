@@ -1,7 +1,7 @@
 """Calibration inputs for INT8 post-training quantization: the inputs the denoiser sees when
 sampling, i.e. training images noised to times of the run's sampling grid,
 x_t = alpha(t) x0 + sigma(t) eps, with their labels and, as classifier-free guidance feeds,
-the null label for every other sample."""
+the null label (and an unCLIP decoder's null embedding) for every other sample."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from torch import Tensor
 from difflab.data import load_dataset
 from difflab.export.manifest import deploy_grid
 from difflab.runs.controlnet import hint_transform
+from difflab.runs.image_embedding import recorded_encoder
 from difflab.runs.load import LoadedRun
 from difflab.training.batches import make_transform
 
@@ -22,7 +23,8 @@ CALIBRATION_SIZE = 256  # samples, one feed each (NNCF's subset_size)
 
 def clean_batch(run: LoadedRun, num: int) -> dict[str, Tensor]:
     """The first num training images of a fixed permutation, as the run's evaluation pipeline
-    gives them (x0 in [-1, 1], its latents for a latent run), with labels and hints."""
+    gives them (x0 in [-1, 1], its latents for a latent run), with labels, hints and an unCLIP
+    decoder's image embeddings (of the images, by the run's recorded encoder)."""
     d = run.config.data
     root = None if d.root is None else Path(d.root)
     data = load_dataset(d.dataset, root=root, split="train", download=d.download, **d.options)
@@ -30,6 +32,11 @@ def clean_batch(run: LoadedRun, num: int) -> dict[str, Tensor]:
     hint = hint_transform(run.config.model.controlnet)
     batch = make_transform(d, train=False, hint=hint)({"image": data.images[pick]})
     with torch.no_grad():
+        if run.embedding_dim:
+            encoder = recorded_encoder(
+                run.image_encoder, run.embedding_dim, str(run.config.run.name)
+            )
+            batch["embedding"] = encoder.encode(batch["image"]).float()
         batch["image"] = run.codec.encode(batch["image"])
     batch["labels"] = data.labels[pick]
     return batch
@@ -39,7 +46,7 @@ def calibration_feeds(
     run: LoadedRun, inputs: dict[str, Tensor], num: int = CALIBRATION_SIZE
 ) -> list[dict[str, np.ndarray]]:
     """num feeds of batch 1 with the graph's input names (those of `inputs`): noised images at
-    the noisy times of the default grid, cycled, and labels (null for odd i)."""
+    the noisy times of the default grid, cycled, and labels and embeddings (null for odd i)."""
     batch = clean_batch(run, num)
     x0 = batch["image"].float()
     num = len(x0)
@@ -53,4 +60,7 @@ def calibration_feeds(
         feeds["labels"] = torch.where(torch.arange(num) % 2 == 1, -1, batch["labels"])
     if "hint" in inputs:
         feeds["hint"] = batch["hint"]
+    if "embedding" in inputs:
+        null = (torch.arange(num) % 2 == 1).view(-1, 1)
+        feeds["embedding"] = torch.where(null, 0.0, batch["embedding"])
     return [{k: v[i : i + 1].numpy() for k, v in feeds.items()} for i in range(num)]

@@ -1,7 +1,8 @@
 """The network of a run as one ONNX graph: inputs x [N, c, h, w], t [N] (the network's time
 input, schedule.network_time), labels [N] int64 (NULL_LABEL = -1 is the null label, looked up
-by the graph as training did) and hint [N, C_hint, H, W] where the run has them; output the
-network's prediction [N, c, h, w]. The batch is dynamic."""
+by the graph as training did), hint [N, C_hint, H, W] and embedding [N, E] (an unCLIP
+decoder's; the null embedding is zeros) where the run has them; output the network's
+prediction [N, c, h, w]. The batch is dynamic."""
 
 from __future__ import annotations
 
@@ -18,29 +19,43 @@ OPSET = 18
 
 
 class ExportedNetwork(nn.Module):
-    """F(x, t, labels, hint) with conditions as plain tensors (None: absent), float32 out."""
+    """F(x, t, labels, hint, embedding) with conditions as plain tensors (None: absent), float32
+    out."""
 
     def __init__(self, network: nn.Module) -> None:
         super().__init__()
         self.network = network
 
     def forward(
-        self, x: Tensor, t: Tensor, labels: Tensor | None = None, hint: Tensor | None = None
+        self,
+        x: Tensor,
+        t: Tensor,
+        labels: Tensor | None = None,
+        hint: Tensor | None = None,
+        embedding: Tensor | None = None,
     ) -> Tensor:
-        cond = Condition(labels=labels, hint=hint)
+        cond = Condition(labels=labels, hint=hint, embedding=embedding)
         return self.network(x, t, None if cond.is_empty() else cond).float()
 
 
 def example_inputs(
-    latent_shape: tuple[int, ...], *, labels: bool, hint_shape: tuple[int, ...] | None
+    latent_shape: tuple[int, ...],
+    *,
+    labels: bool,
+    hint_shape: tuple[int, ...] | None,
+    embedding_dim: int = 0,
 ) -> dict[str, Tensor]:
-    """A batch of 2 for tracing, by input name: noise, times, labels (one null), hints."""
+    """A batch of 2 for tracing, by input name: noise, times, labels (one null), hints,
+    embeddings (one null)."""
     gen = torch.Generator().manual_seed(0)
     out = {"x": torch.randn((2, *latent_shape), generator=gen), "t": torch.tensor([10.0, 500.0])}
     if labels:
         out["labels"] = torch.tensor([0, -1], dtype=torch.long)
     if hint_shape is not None:
         out["hint"] = torch.rand((2, *hint_shape), generator=gen) * 2 - 1
+    if embedding_dim:
+        out["embedding"] = torch.randn((2, embedding_dim), generator=gen)
+        out["embedding"][1] = 0.0  # the null embedding
     return out
 
 

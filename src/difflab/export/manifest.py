@@ -4,6 +4,7 @@ export records the checkpoint it was made from, and a newer checkpoint makes it 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -37,14 +38,26 @@ def hint_record(run: LoadedRun) -> dict[str, Any] | None:
     return {"transform": cn.hint, "options": dict(cn.hint_options), "scale": cn.scale}
 
 
+def embedding_record(run: LoadedRun) -> dict[str, Any] | None:
+    """An unCLIP decoder's embedding input: its width E, the null embedding that condition
+    dropout trained and guidance mixes against (zeros, core.condition), and the image encoder
+    that makes its embeddings."""
+    if not run.embedding_dim:
+        return None
+    return {"dim": run.embedding_dim, "null": [0.0] * run.embedding_dim,
+            "image_encoder": run.image_encoder}  # fmt: skip
+
+
 def manifest(
     run_dir: Path, run: LoadedRun, graphs: dict[str, str | None], **export: Any
 ) -> dict[str, Any]:
     """export.json's content: graphs and inputs, parameterization, schedule, the default
-    sampling settings and their grid, shapes, classes, hint transform and source checkpoint."""
+    sampling settings and their grid, shapes, classes, hint transform, embedding input and source
+    checkpoint."""
     m, sample = run.config.model, run.config.sample
     info = json.loads((run_dir / MODEL_INFO).read_text())
     inputs = ["x", "t"] + ["labels"] * bool(run.num_classes) + ["hint"] * bool(hint_record(run))
+    inputs += ["embedding"] * bool(run.embedding_dim)
     return {
         "format_version": FORMAT_VERSION,
         **export,
@@ -65,12 +78,14 @@ def manifest(
             "guidance": sample.guidance,
             "options": sampler_kwargs(sample),
         },  # fmt: skip
+        "sample_config": asdict(sample),  # the run's whole sample section, for difflab sample
         "grid": deploy_grid(run.denoiser.schedule, sample).to_json(),
         "image_shape": list(run.image_shape),
         "latent_shape": list(run.latent_shape),
         "num_classes": run.num_classes,
         "class_names": info.get("class_names"),
         "hint": hint_record(run),
+        "embedding": embedding_record(run),
         "checkpoint": {"step": run.step, "name": latest_name(run_dir)},
     }
 

@@ -114,7 +114,8 @@ def _write_graphs(run: LoadedRun, folder: Path, **how) -> tuple[dict[str, str | 
     if plugin is not None:
         return plugin.export_graphs(run, folder, **how)
     hints = hint_shape(run.config, run.image_shape)
-    inputs = example_inputs(run.latent_shape, labels=run.num_classes > 0, hint_shape=hints)
+    inputs = example_inputs(run.latent_shape, labels=run.num_classes > 0, hint_shape=hints,
+                            embedding_dim=run.embedding_dim)  # fmt: skip
     if how["precision"] == "int8":
         from difflab.export.calibration import calibration_feeds
 

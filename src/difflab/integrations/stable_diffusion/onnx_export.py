@@ -2,7 +2,9 @@
 text encoder, the run's UNet and the frozen VAE's decoder as ONNX graphs in the layout of
 optimum's ONNX export (text_encoder/model.onnx, unet/model.onnx, vae_decoder/model.onnx, each
 beside its config.json, with the inputs and outputs named as optimum names them), plus copies
-of tokenizer/ and scheduler/. tokenizer/tokenizer.json, which pads and truncates to the
+of tokenizer/ and scheduler/; with --format openvino, optimum-intel's layout
+(<part>/openvino_model.xml and .bin), the UNet at --precision (int8: NNCF, calibration.py) and
+the others at fp32 (fp16 with fp16). tokenizer/tokenizer.json, which pads and truncates to the
 tokenizer's model_max_length, lets difflab.deploy.text tokenize with `tokenizers` alone."""
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from difflab.core.errors import ConfigError
 from difflab.deploy.text import PIPELINE, UNET_INPUTS
 from difflab.export.graph import export_onnx
 from difflab.integrations.stable_diffusion.folder import import_transformers, pipeline_folder
@@ -23,6 +24,7 @@ from difflab.integrations.stable_diffusion.text import TextEncoder
 from difflab.runs.load import LoadedRun
 
 TOKENIZER_JSON = "tokenizer/tokenizer.json"
+OPENVINO_XML = "openvino_model.xml"  # optimum-intel's file name in each part's folder
 
 
 class TextEncoderGraph(nn.Module):
@@ -61,24 +63,53 @@ class VAEDecoderGraph(nn.Module):
 
 
 def export_graphs(
-    run: LoadedRun, folder: Path, *, fmt: str, precision: str, exporter: str, **_: Any
+    run: LoadedRun, folder: Path, *, fmt: str, precision: str, exporter: str, **how: Any
 ) -> tuple[dict[str, str | None], str, dict[str, Any]]:
     """Write the three graphs and the copies into folder; returns (the graphs' files, the ONNX
-    exporter used, export.json's Stable Diffusion fields)."""
-    if fmt != "onnx" or precision != "fp32":
-        raise ConfigError("a Stable Diffusion run exports to --format onnx --precision fp32 only")
+    exporter used, export.json's Stable Diffusion fields). OpenVINO: each ONNX graph converted
+    to `<part>/openvino_model.xml` (optimum-intel's layout) at graph_precisions'."""
     source = pipeline_folder(run.config.model.pretrained)
     text = TextEncoder.from_folder(source)
+    precisions = graph_precisions(precision)
     graphs, used = {}, []
     for name, module, inputs, output in _graph_parts(run, text):
         (folder / name).mkdir()
+        onnx_path = folder / name / "model.onnx"
         with torch.no_grad():
-            used.append(export_onnx(module.eval(), inputs, output, folder / name / "model.onnx",
-                                    exporter))  # fmt: skip
+            used.append(export_onnx(module.eval(), inputs, output, onnx_path, exporter))
         graphs[name] = f"{name}/model.onnx"
+        if fmt == "openvino":
+            graphs[name] = _to_openvino(run, text, onnx_path, precisions[name], how)
     _copy_configs(run, source, folder)
     _write_tokenizer(source, folder, text.max_length)
-    return graphs, used[1], _fields(run, text.max_length)
+    fields = _fields(run, text.max_length)
+    fields["precisions"] = precisions
+    return graphs, used[1], fields
+
+
+def graph_precisions(precision: str) -> dict[str, str]:
+    """Each graph's precision: fp32 and fp16 for all three; int8 quantizes the UNet alone (the
+    text encoder runs once per prompt, the VAE decoder once per image), the others stay fp32."""
+    others = "fp32" if precision == "int8" else precision
+    return {"text_encoder": others, "unet": precision, "vae_decoder": others}
+
+
+def _to_openvino(
+    run: LoadedRun, text: TextEncoder, onnx_path: Path, precision: str, how: dict[str, Any]
+) -> str:
+    """onnx_path converted to openvino_model.xml beside it (the ONNX file removed), with the
+    UNet's calibration feeds at int8; returns its path relative to the export folder."""
+    from difflab.export.openvino import save_openvino
+
+    calibration = None
+    if precision == "int8":
+        from difflab.integrations.stable_diffusion.calibration import unet_calibration_feeds
+
+        calibration = unet_calibration_feeds(run, text)
+    xml = onnx_path.parent / OPENVINO_XML
+    save_openvino(onnx_path, xml, precision, calibration, how.get("keep_ends", False))
+    onnx_path.unlink()
+    return f"{onnx_path.parent.name}/{OPENVINO_XML}"
 
 
 def _graph_parts(run: LoadedRun, text: TextEncoder) -> list[tuple[str, nn.Module, dict, str]]:
