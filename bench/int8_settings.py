@@ -1,0 +1,116 @@
+"""Which NNCF post-training quantization settings keep a trained denoiser's INT8 samples near
+FP32's? One run's EMA network is exported once, quantized under each setting (calibration feeds
+as `difflab export --precision int8` makes them, 64, 256 or 1024 of them), each variant sampled
+by difflab.deploy from the same noise and labels and scored by the evaluation classifier (FID in
+its features against the test split, accuracy of the requested classes).
+
+python bench/int8_settings.py --run RUN [--samples 500] [--steps 20] [--variants NAME ...]
+
+See bench/README.md ("Deployment").
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import nncf
+import openvino as ov
+import torch
+from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+from nncf.quantization.range_estimator import RangeEstimatorParametersSet
+
+from deploy_quality import sample
+from difflab.data import load_dataset
+from difflab.evaluation import ClassifierFeatures, EvalOptions, evaluate
+from difflab.evaluation.classifier_cache import cache_root, cached_classifier
+from difflab.export.calibration import calibration_feeds
+from difflab.export.graph import ExportedNetwork, example_inputs, export_onnx
+from difflab.runs.load import load_run
+
+
+def ranges(estimator) -> dict:
+    """nncf.quantize's keyword for an activation range estimator."""
+    params = AdvancedQuantizationParameters(activations_range_estimator_params=estimator)
+    return {"advanced_parameters": params}
+
+
+R = RangeEstimatorParametersSet
+CONV_ONLY = nncf.IgnoredScope(types=["MatMul"])
+# row name -> (calibration feeds, nncf.quantize keywords); None: FP32
+VARIANTS: dict[str, tuple[int, dict] | None] = {
+    "fp32": None,
+    "int8 (NNCF defaults, 64 feeds)": (64, {}),
+    "256 feeds": (256, {}),
+    "1024 feeds": (1024, {}),
+    "mixed preset": (64, {"preset": nncf.QuantizationPreset.MIXED}),
+    "convolutions only": (64, {"ignored_scope": CONV_ONLY}),
+    "full bias correction": (64, {"fast_bias_correction": False}),
+    "256 feeds, mixed, convolutions only": (
+        256,
+        {"preset": nncf.QuantizationPreset.MIXED, "ignored_scope": CONV_ONLY},
+    ),
+    "256 feeds, mean quantile ranges": (256, ranges(R.MEAN_QUANTILE)),
+    "256 feeds, mean min-max without outliers": (256, ranges(R.MEAN_NO_OUTLIERS_MINMAX)),
+    "256 feeds, min-max ranges (difflab's)": (256, ranges(R.MINMAX)),
+}
+
+
+def score(run, images, labels) -> dict:
+    d = run.config.data
+    train_set, test_set = (load_dataset(d.dataset, root=d.root, split=s) for s in ("train", "test"))
+    classifier, _, _ = cached_classifier(train_set, cache=cache_root(), device="cpu")
+    return evaluate(
+        torch.from_numpy(images),
+        torch.from_numpy(labels),
+        reference=test_set,
+        metrics=["fid", "accuracy"],
+        extractor=ClassifierFeatures(classifier, device="cpu"),
+        classifier=classifier,
+        cache_dir=cache_root() / "reference",
+        options=EvalOptions(),
+    )
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--run", type=Path, required=True, help="a class-conditional run")
+    p.add_argument("--samples", type=int, default=500)
+    p.add_argument("--steps", type=int, default=20, help="DDIM steps")
+    p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    run = load_run(args.run, weights="ema")
+    run.config.sample = replace(run.config.sample, steps=args.steps)
+    work = Path(tempfile.mkdtemp())
+    inputs = example_inputs(run.latent_shape, labels=True, hint_shape=None)
+    onnx_path = work / "network.onnx"
+    with torch.no_grad():
+        network = ExportedNetwork(run.denoiser.network).eval()
+        export_onnx(network, inputs, "out", onnx_path, "torchscript")
+    print("| variant | FID | FID / FP32's | accuracy | pixels differing from FP32 | quantize s |")
+    print("| --- | --- | --- | --- | --- | --- |", flush=True)
+    fp32 = None
+    for i, name in enumerate(["fp32", *(v for v in args.variants if v != "fp32")]):
+        model, start = ov.convert_model(str(onnx_path)), time.perf_counter()
+        if VARIANTS[name] is not None:
+            num, how = VARIANTS[name]
+            feeds = calibration_feeds(run, inputs, num=num)
+            model = nncf.quantize(model, nncf.Dataset(feeds), subset_size=num, **how)
+        seconds = time.perf_counter() - start
+        xml = work / f"variant-{i}.xml"
+        ov.save_model(model, str(xml), compress_to_fp16=False)
+        precision = "fp32" if VARIANTS[name] is None else "int8"
+        images, labels, _ = sample(run, xml, precision, args.samples, 1)
+        result = score(run, images, labels)
+        fp32 = fp32 or (images, result["fid"])
+        print(f"| {name} | {result['fid']:.3f} | {result['fid'] / fp32[1]:.3f} | "
+              f"{result['accuracy']:.3f} | {(images != fp32[0]).mean():.3f} | {seconds:.0f} |",
+              flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
