@@ -7,7 +7,8 @@ python bench/deploy_ratio.py [--recipe mnist] [--batch 64] [--threads 1] [--repe
     [--calls 1] [--configs NAME ...]
 
 Each OpenVINO row is one set of compile properties (all infer in f32: INFERENCE_PRECISION_HINT
-f32, as difflab.deploy sets for an FP32 export; bf16 would not be FP32's accuracy), with
+f32, as difflab.deploy sets for an FP32 export; bf16 would not be FP32's accuracy; the int8 row
+is the graph quantized as `difflab export --precision int8` does, on random feeds), with
 INFERENCE_NUM_THREADS equal to torch's threads. "static" reshapes the graph to the batch first.
 Prints seconds per step and torch's time over each backend's in the same repeat (medians
 over repeats). See
@@ -32,6 +33,7 @@ from difflab.config.recipes import load_config
 from difflab.deploy.generate import guided
 from difflab.export import deploy_grid
 from difflab.export.graph import ExportedNetwork, example_inputs, export_onnx
+from difflab.export.openvino import quantize
 from difflab.runs.load import build_denoiser
 
 LATENCY = {"PERFORMANCE_HINT": "LATENCY"}
@@ -43,13 +45,17 @@ CONFIGS = {
     "openvino LATENCY, no pinning": {**LATENCY, "ENABLE_CPU_PINNING": "NO"},
     "openvino LATENCY, static": {**LATENCY, "static": True},
     "openvino LATENCY, static, no pinning": {**LATENCY, "ENABLE_CPU_PINNING": "NO", "static": True},
+    "openvino int8, LATENCY, static": {**LATENCY, "static": True, "int8": True},
 }
+CALIBRATION = 16  # random feeds: a graph's speed does not depend on its calibration
 
 
 def openvino_call(model: ov.Model, config: dict, threads: int, batch: int, shape):
     """A numpy function of the graph compiled with config (+ f32 and the thread count); returns
     (the function, the compiled model's INFERENCE_NUM_THREADS)."""
     config = dict(config)
+    if config.pop("int8", False):
+        model = quantize(model, random_feeds(shape), keep_ends=False)
     if config.pop("static", False):
         c, size, _ = shape
         model = model.clone()
@@ -63,6 +69,20 @@ def openvino_call(model: ov.Model, config: dict, threads: int, batch: int, shape
         return request.infer(feeds)[output]
 
     return run, compiled.get_property("INFERENCE_NUM_THREADS")
+
+
+def random_feeds(shape) -> list[dict[str, np.ndarray]]:
+    """Calibration feeds of batch 1 with random images, times and labels (-1 included)."""
+    c, size, classes = shape
+    rng = np.random.default_rng(0)
+    return [
+        {
+            "x": rng.standard_normal((1, c, size, size), np.float32),
+            "t": rng.uniform(0, 1000, (1,)).astype(np.float32),  # as example_inputs
+            "labels": rng.integers(-1, classes, (1,)),
+        }
+        for _ in range(CALIBRATION)
+    ]
 
 
 def main() -> None:
