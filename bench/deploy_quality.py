@@ -7,10 +7,10 @@ noise and labels and scored with the evaluation classifier (FID in its feature s
 test split, and the accuracy of the requested classes).
 
 python bench/deploy_quality.py [--budget-s 120] [--samples 500] [--steps 20] [--threads 1]
-    [--keep-ends] [--set KEY=VALUE] [--run RUN]
+    [--keep-ends] [--set KEY=VALUE] [--run RUN] [--recipe mnist|cifar10]
 
---run scores an existing class-conditional run's EMA network (the mnist recipe's data) instead
-of training one.
+--recipe picks the recipe (its `--small` network, as bench/quality.py trains it); --run scores
+an existing class-conditional run's EMA network instead of training one.
 
 See bench/README.md ("Deployment").
 """
@@ -36,7 +36,7 @@ from difflab.export.graph import ExportedNetwork, example_inputs, export_onnx
 from difflab.export.openvino import save_openvino
 from difflab.runs.load import load_run
 from difflab.samplers import StackedGenerator
-from quality import CLOCKS, DATA, Budgets, recipe_config, train_difflab
+from quality import CLOCKS, DATA, Budgets, data_root, recipe_config, train_difflab
 
 # (row name, precision, int8 keeps the first and last layers in float)
 VARIANTS = [("fp32", "fp32", False), ("fp16", "fp16", False), ("int8", "int8", False),
@@ -96,13 +96,15 @@ def main() -> None:
     p.add_argument("--keep-ends", action="store_true", help="add the INT8 row with ends kept")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--run", type=Path, help="a trained run to export instead of training one")
+    p.add_argument("--recipe", choices=("mnist", "cifar10"), default="mnist")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     ns = argparse.Namespace(device="cpu", small=True, quick=False, set=args.set,
                             sample_steps=args.steps, seed=0)  # fmt: skip
     with tempfile.TemporaryDirectory() as work:
         ns.work = work
-        config = recipe_config("mnist", ns, str(DATA / "mnist"))
+        ns.data = DATA
+        config = recipe_config(args.recipe, ns, data_root(args.recipe, ns))
         run = trained_run(args, config)
         variants = VARIANTS if args.keep_ends else VARIANTS[:3]
         paths = export_variants(run, Path(work), variants)
