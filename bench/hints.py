@@ -51,8 +51,7 @@ HINTS = {
     "segmentation": {"source": "labels"},
     "depth": {},
 }
-# hough at its defaults (segments of 8 pixels, 10 votes): 28x28 strokes are long enough
-MNIST_HINTS = {"canny": {}, "hough": {}, "scribble": {}}
+MNIST_HINTS = {"canny": {}, "hough": HINTS["hough"], "scribble": {}}  # hough as at 16x16
 MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 DATA = ["data.options={resolution: 16, max_objects: 2}"]
 MODEL = ["model.network=unet-tiny", "model.options={base_channels: 16, attention_resolutions: []}"]
