@@ -59,11 +59,13 @@ VARIANTS: dict[str, tuple[int, dict] | None] = {
 }
 
 
-def score(run, images, labels) -> dict:
+def scorer(run):
+    """A function of (uint8 images, labels) -> FID and accuracy against the run's test split
+    (the splits and the cached classifier loaded once)."""
     d = run.config.data
     train_set, test_set = (load_dataset(d.dataset, root=d.root, split=s) for s in ("train", "test"))
     classifier, _, _ = cached_classifier(train_set, cache=cache_root(), device="cpu")
-    return evaluate(
+    return lambda images, labels: evaluate(
         torch.from_numpy(images),
         torch.from_numpy(labels),
         reference=test_set,
@@ -91,6 +93,7 @@ def main() -> None:
     with torch.no_grad():
         network = ExportedNetwork(run.denoiser.network).eval()
         export_onnx(network, inputs, "out", onnx_path, "torchscript")
+    score = scorer(run)
     print("| variant | FID | FID / FP32's | accuracy | pixels differing from FP32 | quantize s |")
     print("| --- | --- | --- | --- | --- | --- |", flush=True)
     fp32 = None
@@ -105,7 +108,7 @@ def main() -> None:
         ov.save_model(model, str(xml), compress_to_fp16=False)
         precision = "fp32" if VARIANTS[name] is None else "int8"
         images, labels, _ = sample(run, xml, precision, args.samples, 1)
-        result = score(run, images, labels)
+        result = score(images, labels)
         fp32 = fp32 or (images, result["fid"])
         print(f"| {name} | {result['fid']:.3f} | {result['fid'] / fp32[1]:.3f} | "
               f"{result['accuracy']:.3f} | {(images != fp32[0]).mean():.3f} | {seconds:.0f} |",
