@@ -7,7 +7,7 @@ noise and labels and scored with the evaluation classifier (FID in its feature s
 test split, and the accuracy of the requested classes).
 
 python bench/deploy_quality.py [--budget-s 120] [--samples 500] [--steps 20] [--threads 1]
-    [--keep-ends] [--set KEY=VALUE] [--run RUN] [--recipe mnist|cifar10]
+    [--keep-ends] [--set KEY=VALUE] [--run RUN] [--recipe mnist|cifar10] [--work DIR]
 
 --recipe picks the recipe (its `--small` network, as bench/quality.py trains it); --run scores
 an existing class-conditional run's EMA network instead of training one.
@@ -97,12 +97,15 @@ def main() -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--run", type=Path, help="a trained run to export instead of training one")
     p.add_argument("--recipe", choices=("mnist", "cifar10"), default="mnist")
+    p.add_argument("--work", type=Path, help="keep the trained run and exports here")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     ns = argparse.Namespace(device="cpu", small=True, quick=False, set=args.set,
                             sample_steps=args.steps, seed=0)  # fmt: skip
-    with tempfile.TemporaryDirectory() as work:
-        ns.work = work
+    with tempfile.TemporaryDirectory() as tmp:
+        work = args.work or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        ns.work = str(work)
         ns.data = DATA
         config = recipe_config(args.recipe, ns, data_root(args.recipe, ns))
         run = trained_run(args, config)

@@ -46,6 +46,7 @@ CONFIGS = {
     "openvino LATENCY, static": {**LATENCY, "static": True},
     "openvino LATENCY, static, no pinning": {**LATENCY, "ENABLE_CPU_PINNING": "NO", "static": True},
     "openvino int8, LATENCY, static": {**LATENCY, "static": True, "int8": True},
+    "openvino fp16, LATENCY, static": {**LATENCY, "static": True, "fp16": True},
 }
 CALIBRATION = 16  # random feeds: a graph's speed does not depend on its calibration
 
@@ -60,7 +61,9 @@ def openvino_call(model: ov.Model, config: dict, threads: int, batch: int, shape
         c, size, _ = shape
         model = model.clone()
         model.reshape({"x": [batch, c, size, size], "t": [batch], "labels": [batch]})
-    config.update({"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": str(threads)})
+    if not config.pop("fp16", False):  # an fp16 export infers at the CPU's default precision
+        config["INFERENCE_PRECISION_HINT"] = "f32"
+    config["INFERENCE_NUM_THREADS"] = str(threads)
     compiled = ov.Core().compile_model(model, "CPU", config)
     output = compiled.output(0)
     request = compiled.create_infer_request()
@@ -68,7 +71,8 @@ def openvino_call(model: ov.Model, config: dict, threads: int, batch: int, shape
     def run(feeds):
         return request.infer(feeds)[output]
 
-    return run, compiled.get_property("INFERENCE_NUM_THREADS")
+    precision = compiled.get_property("INFERENCE_PRECISION_HINT")
+    return run, f"{compiled.get_property('INFERENCE_NUM_THREADS')}, precision {precision}"
 
 
 def random_feeds(shape) -> list[dict[str, np.ndarray]]:
