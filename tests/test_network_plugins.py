@@ -9,8 +9,8 @@ import types
 
 import pytest
 
+from difflab.config.build import build_config
 from difflab.config.plugins import NETWORK_PLUGINS
-from difflab.config.schema import build_config
 from difflab.core.errors import ConfigError
 from difflab.runs.report_sections import run_kind
 

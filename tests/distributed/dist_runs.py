@@ -9,8 +9,8 @@ from pathlib import Path
 
 import torch
 
+from difflab.config.build import build_config
 from difflab.config.recipes import read_yaml
-from difflab.config.schema import build_config
 from difflab.runs.checkpoint import load_checkpoint
 from difflab.runs.metrics import read_metrics
 from difflab.training.loop import train

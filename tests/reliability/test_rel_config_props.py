@@ -8,8 +8,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from difflab.cli.main import main
+from difflab.config.build import build_config
 from difflab.config.parsing import known_keys
-from difflab.config.schema import Config, build_config
+from difflab.config.schema import Config
 from difflab.core.errors import ConfigError
 
 LEAVES = [k for k in known_keys(Config) if "." in k]

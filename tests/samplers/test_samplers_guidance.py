@@ -5,7 +5,8 @@ import torch
 from difflab.cli.commands import build_parser
 from difflab.cli.sampling_args import sample_config
 from difflab.conditioning import Condition, classifier_free_guidance, classifier_guidance
-from difflab.config.schema import SampleConfig, build_config
+from difflab.config.build import build_config
+from difflab.config.schema import SampleConfig
 from difflab.parameterization import Denoiser, Prediction
 from difflab.samplers import SAMPLERS, SamplingGrid, thresholded
 from difflab.sampling.generation import guided_denoise, threshold_kind

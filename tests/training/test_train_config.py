@@ -1,7 +1,8 @@
 import pytest
 
+from difflab.config.build import build_config
 from difflab.config.recipes import load_config, recipe_names
-from difflab.config.schema import Config, build_config
+from difflab.config.schema import Config
 from difflab.core.errors import ConfigError
 
 

@@ -5,7 +5,8 @@ import dataclasses
 import pytest
 import torch
 
-from difflab.config.schema import SampleConfig, build_config
+from difflab.config.build import build_config
+from difflab.config.schema import SampleConfig
 from difflab.core.errors import ConfigError
 from difflab.parameterization import Denoiser
 from difflab.samplers import SAMPLERS

@@ -13,7 +13,8 @@ import numpy as np
 import torch
 
 from difflab.cli.sampling_args import sample_config
-from difflab.config.schema import SampleConfig, check_sample
+from difflab.config.build import check_sample
+from difflab.config.schema import SampleConfig
 from difflab.core.errors import ConfigError, TrainingError
 from difflab.deploy import EXPORT_JSON, ExportSpec, read_spec, to_uint8
 from difflab.deploy.samplers import NoiseFn

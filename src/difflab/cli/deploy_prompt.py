@@ -17,8 +17,9 @@ from difflab.cli.deploy_export import (
     spec_schedule,
 )
 from difflab.cli.prompt_args import image_size, prompts_of, with_negative_prompt
+from difflab.config.build import build_config
 from difflab.config.recipes import read_yaml
-from difflab.config.schema import SampleConfig, build_config
+from difflab.config.schema import SampleConfig
 from difflab.core.errors import ConfigError
 from difflab.deploy import ExportSpec
 from difflab.deploy.text import PromptPipeline

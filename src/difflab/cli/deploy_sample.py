@@ -26,8 +26,9 @@ from difflab.cli.deploy_export import (
 )
 from difflab.cli.deploy_prompt import deployed_prompt_images
 from difflab.cli.prompt_args import asks_for_text
+from difflab.config.build import build_config
 from difflab.config.recipes import read_yaml
-from difflab.config.schema import Config, build_config
+from difflab.config.schema import Config
 from difflab.core.errors import ConfigError
 from difflab.deploy import draw, open_graph
 from difflab.export import deploy_grid

@@ -8,8 +8,9 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+from difflab.config.build import build_config
 from difflab.config.recipes import load_config, read_run_yaml
-from difflab.config.schema import Config, build_config
+from difflab.config.schema import Config
 from difflab.core.errors import ConfigError
 from difflab.distillation.config import is_distilled
 from difflab.parallel.distributed import is_main, shutdown

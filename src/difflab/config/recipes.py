@@ -13,7 +13,8 @@ from typing import Any
 import yaml
 
 from difflab.config.bounded_yaml import load_bounded, read_bounded
-from difflab.config.schema import Config, build_config
+from difflab.config.build import build_config
+from difflab.config.schema import Config
 from difflab.core.errors import ConfigError
 
 DEFAULT_RECIPE = "digits"

@@ -24,8 +24,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from difflab.config.build import build_config
 from difflab.config.recipes import read_run_yaml
-from difflab.config.schema import Config, ModelConfig, RunConfig, build_config
+from difflab.config.schema import Config, ModelConfig, RunConfig
 from difflab.core.errors import ConfigError
 from difflab.distillation.config import (
     DistillConfig,

@@ -13,9 +13,10 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
+from difflab.config.build import build_config
 from difflab.config.plugins import network_plugin
 from difflab.config.recipes import read_run_yaml
-from difflab.config.schema import Config, build_config
+from difflab.config.schema import Config
 from difflab.core.errors import CheckpointError, ConfigError
 from difflab.latents import Codec, IdentityCodec
 from difflab.networks import build_network

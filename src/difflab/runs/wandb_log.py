@@ -12,7 +12,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from difflab.config.schema import require_wandb
+from difflab.config.build import require_wandb
 
 ID_FILE = "wandb_id.txt"
 

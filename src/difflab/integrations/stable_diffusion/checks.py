@@ -4,7 +4,8 @@ no periodic work that needs labels or held-out images (the plug-in's `check_conf
 
 from __future__ import annotations
 
-from difflab.config.schema import Config, ModelConfig, require
+from difflab.config.build import require
+from difflab.config.schema import Config, ModelConfig
 from difflab.data.captioned import CAPTION_LAYOUTS
 from difflab.integrations.stable_diffusion.network import SD_NETWORK
 

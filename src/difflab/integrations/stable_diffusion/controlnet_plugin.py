@@ -10,7 +10,8 @@ from typing import Any
 
 import torch
 
-from difflab.config.schema import Config, ModelConfig, require
+from difflab.config.build import require
+from difflab.config.schema import Config, ModelConfig
 from difflab.integrations.stable_diffusion import plugin
 from difflab.integrations.stable_diffusion.checks import check_config as check_sd_config
 from difflab.integrations.stable_diffusion.controlnet import (

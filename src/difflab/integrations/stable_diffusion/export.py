@@ -17,7 +17,8 @@ from pathlib import Path
 
 from torch import Tensor
 
-from difflab.config.schema import LoraConfig, build_config
+from difflab.config.build import build_config
+from difflab.config.schema import LoraConfig
 from difflab.core.errors import CheckpointError
 from difflab.core.file_modes import respect_umask
 from difflab.integrations.stable_diffusion.controlnet import (

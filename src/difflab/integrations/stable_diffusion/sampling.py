@@ -19,7 +19,8 @@ import torch
 from torch import Tensor
 
 from difflab.conditioning import classifier_free_guidance
-from difflab.config.schema import SampleConfig, check_sample
+from difflab.config.build import check_sample
+from difflab.config.schema import SampleConfig
 from difflab.core.errors import ConfigError, TrainingError
 from difflab.core.progress import progress
 from difflab.data import to_uint8

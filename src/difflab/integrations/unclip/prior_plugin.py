@@ -9,7 +9,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from difflab.config.schema import Config, ModelConfig, require
+from difflab.config.build import require
+from difflab.config.schema import Config, ModelConfig
 from difflab.core.errors import ConfigError
 from difflab.data.dataset import check_dataset_options
 from difflab.integrations.unclip import pairs as pair_source

@@ -11,7 +11,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from difflab.config.schema import Config, ModelConfig, require
+from difflab.config.build import require
+from difflab.config.schema import Config, ModelConfig
 from difflab.core.errors import ConfigError
 from difflab.data.dataset import check_dataset_options
 from difflab.integrations.unclip.augment import low_res, low_res_condition
@@ -20,7 +21,8 @@ from difflab.latents import Codec
 from difflab.networks import presets
 from difflab.parameterization import Denoiser
 from difflab.training.batches import DeviceData
-from difflab.training.session import ImageSource, TrainingRun, open_run
+from difflab.training.image_source import ImageSource
+from difflab.training.session import TrainingRun, open_run
 from difflab.training.step import MicroBatch
 
 UPSAMPLER_NETWORK = "unclip-upsampler"
