@@ -75,13 +75,33 @@ def sample(run, path: Path, precision: str, num: int, threads: int):
     return np.concatenate(chunks), labels, time.perf_counter() - start
 
 
-def trained_run(args: argparse.Namespace, config):
-    """args.run's EMA weights sampling with --steps, or a run trained for --budget-s."""
+def scorer(run):
+    """A function of (uint8 images, labels) -> FID and accuracy against the run's test split
+    (the splits and the cached classifier loaded once)."""
+    d = run.config.data
+    train_set, test_set = (load_dataset(d.dataset, root=d.root, split=s) for s in ("train", "test"))
+    classifier, _, _ = cached_classifier(train_set, cache=cache_root(), device="cpu")
+    return lambda images, labels: evaluate(
+        torch.from_numpy(images),
+        torch.from_numpy(labels),
+        reference=test_set,
+        metrics=["fid", "accuracy"],
+        extractor=ClassifierFeatures(classifier, device="cpu"),
+        classifier=classifier,
+        cache_dir=cache_root() / "reference",
+        options=EvalOptions(),
+    )
+
+
+def trained_run(args: argparse.Namespace, ns: argparse.Namespace):
+    """args.run's EMA weights sampling with --steps, or args.recipe trained for --budget-s
+    (bench/quality.py's options ns)."""
     if args.run is not None:
         run = load_run(args.run, weights="ema")
         run.config.sample = replace(run.config.sample, steps=args.steps)
         print(f"{args.run}: step {run.step}", flush=True)
         return run
+    config = recipe_config(args.recipe, ns, data_root(args.recipe, ns))
     trained = next(train_difflab(config, Budgets([args.budget_s], [], CLOCKS["process"])))
     print(f"trained {trained.steps} steps in {trained.seconds:.0f} CPU-s", flush=True)
     return trained.run
@@ -107,25 +127,17 @@ def main() -> None:
         work.mkdir(parents=True, exist_ok=True)
         ns.work = str(work)
         ns.data = DATA
-        config = recipe_config(args.recipe, ns, data_root(args.recipe, ns))
-        run = trained_run(args, config)
+        run = trained_run(args, ns)
         variants = VARIANTS if args.keep_ends else VARIANTS[:3]
         paths = export_variants(run, Path(work), variants)
-        d = config.data
-        train_set, test_set = (load_dataset(d.dataset, root=d.root, split=split)
-                               for split in ("train", "test"))  # fmt: skip
-        classifier, _, _ = cached_classifier(train_set, cache=cache_root(), device="cpu")
+        score = scorer(run)
         print("| variant | samples | FID (difflab features) | FID / FP32's | accuracy | "
               "pixels differing from FP32 | sample s |\n" + "| --- " * 7 + "|")  # fmt: skip
         fp32 = None
         for name, precision, _ in variants:
             images, labels, seconds = sample(run, paths[name], precision, args.samples,
                                              args.threads)  # fmt: skip
-            result = evaluate(torch.from_numpy(images), torch.from_numpy(labels),
-                              reference=test_set, metrics=["fid", "accuracy"],
-                              extractor=ClassifierFeatures(classifier, device="cpu"),
-                              classifier=classifier, cache_dir=cache_root() / "reference",
-                              options=EvalOptions())  # fmt: skip
+            result = score(images, labels)
             fp32 = fp32 or (images, result["fid"])
             differ = (images != fp32[0]).mean()
             print(f"| {name} | {len(images)} | {result['fid']:.3f} | "

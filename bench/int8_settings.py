@@ -23,10 +23,7 @@ import torch
 from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
 from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
-from deploy_quality import sample
-from difflab.data import load_dataset
-from difflab.evaluation import ClassifierFeatures, EvalOptions, evaluate
-from difflab.evaluation.classifier_cache import cache_root, cached_classifier
+from deploy_quality import sample, scorer
 from difflab.export.calibration import calibration_feeds
 from difflab.export.graph import ExportedNetwork, example_inputs, export_onnx
 from difflab.runs.load import load_run
@@ -57,24 +54,6 @@ VARIANTS: dict[str, tuple[int, dict] | None] = {
     "256 feeds, mean min-max without outliers": (256, ranges(R.MEAN_NO_OUTLIERS_MINMAX)),
     "256 feeds, min-max ranges (difflab's)": (256, ranges(R.MINMAX)),
 }
-
-
-def scorer(run):
-    """A function of (uint8 images, labels) -> FID and accuracy against the run's test split
-    (the splits and the cached classifier loaded once)."""
-    d = run.config.data
-    train_set, test_set = (load_dataset(d.dataset, root=d.root, split=s) for s in ("train", "test"))
-    classifier, _, _ = cached_classifier(train_set, cache=cache_root(), device="cpu")
-    return lambda images, labels: evaluate(
-        torch.from_numpy(images),
-        torch.from_numpy(labels),
-        reference=test_set,
-        metrics=["fid", "accuracy"],
-        extractor=ClassifierFeatures(classifier, device="cpu"),
-        classifier=classifier,
-        cache_dir=cache_root() / "reference",
-        options=EvalOptions(),
-    )
 
 
 def main() -> None:
