@@ -30,6 +30,7 @@ import torch
 
 from deploy import SHAPES, torch_step
 from difflab.config.recipes import load_config
+from difflab.deploy import openvino_core
 from difflab.deploy.generate import guided
 from difflab.export import deploy_grid
 from difflab.export.graph import ExportedNetwork, example_inputs, export_onnx
@@ -64,7 +65,7 @@ def openvino_call(model: ov.Model, config: dict, threads: int, batch: int, shape
     if not config.pop("fp16", False):  # an fp16 export infers at the CPU's default precision
         config["INFERENCE_PRECISION_HINT"] = "f32"
     config["INFERENCE_NUM_THREADS"] = str(threads)
-    compiled = ov.Core().compile_model(model, "CPU", config)
+    compiled = openvino_core().compile_model(model, "CPU", config)
     output = compiled.output(0)
     request = compiled.create_infer_request()
 

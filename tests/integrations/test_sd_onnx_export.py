@@ -124,10 +124,6 @@ def test_negative_prompt_sampler_and_decoder_equal_torchs(run_dir):
     np.testing.assert_allclose(pipe.decode(want.numpy()), images, rtol=0, atol=TOLERANCE)
 
 
-# OPENVINO_IN_PROCESS: after these tests compiled the three SD graphs with OpenVINO inside the
-# pytest process (torch at its default threads), later torch training tests (tests/latents)
-# crashed with a segmentation fault, order-dependent, not when run alone; so they run with
-# `-m slow` until that is understood.
 @pytest.fixture(scope="module")
 def openvino_export(run_dir):
     pytest.importorskip("openvino")
@@ -135,7 +131,6 @@ def openvino_export(run_dir):
     return run_dir / "export" / "openvino"
 
 
-@pytest.mark.slow  # see OPENVINO_IN_PROCESS
 def test_openvino_fp32_prompt_latents_equal_the_torch_samplers(run_dir, openvino_export):
     """optimum-intel's layout, f32 weights, and PromptPipeline over OpenVINO as over ONNX
     Runtime: the torch sampler's latents and decoded images."""
@@ -185,7 +180,6 @@ def test_int8_unet_keeps_what_the_prompt_does_to_the_latents(run_dir, openvino_e
     assert np.corrcoef(text_effect["fp32"], text_effect["int8"])[0, 1] > 0.8
 
 
-@pytest.mark.slow  # see OPENVINO_IN_PROCESS
 def test_sample_backend_prompt_images_equal_torchs(run_dir, openvino_export, tmp_path):
     """`difflab sample --prompt` over the run's ONNX export and over the OpenVINO export folder
     given itself draws torch's uint8 images (prompts and seeds cycled over batches of 2)."""

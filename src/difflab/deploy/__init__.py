@@ -1,7 +1,7 @@
 """Torch-free deployment runtime: an exported run (`difflab export`) sampled with numpy samplers
 over ONNX Runtime or OpenVINO. Nothing in this package imports torch."""
 
-from difflab.deploy.backends import BACKENDS, open_graph, require
+from difflab.deploy.backends import BACKENDS, open_graph, openvino_core, require
 from difflab.deploy.generate import draw, to_uint8
 from difflab.deploy.samplers import DEPLOY_SAMPLERS
 from difflab.deploy.spec import EXPORT_JSON, ExportSpec, Grid, read_spec
@@ -14,6 +14,7 @@ __all__ = [
     "Grid",
     "draw",
     "open_graph",
+    "openvino_core",
     "read_spec",
     "require",
     "to_uint8",

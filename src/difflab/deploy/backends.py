@@ -3,6 +3,7 @@ Runtime or OpenVINO (both from the `export` extra)."""
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable
 from pathlib import Path
@@ -41,13 +42,21 @@ def onnxruntime_graph(path: Path, threads: int | None) -> Graph:
     return run
 
 
+@functools.cache
+def openvino_core():
+    """The process's one OpenVINO Core. Each Core's CPU plugin swaps the thread's signal stack for
+    its own and frees it with the Core: Cores freed in the order they were made leave the thread
+    on a freed stack, and its next Python signal handler dies with SIGSEGV (docs/architecture.md,
+    Export and deployment)."""
+    return require("openvino").Core()
+
+
 def openvino_graph(path: Path, threads: int | None, precision: str) -> Graph:
     """An OpenVINO IR (or ONNX) file compiled for the CPU with static shapes, once per set of
     feed shapes met (a static graph runs faster than the dynamic-batch one; a sampler meets one
     or two: its batch and a last, smaller one). An fp32 export infers in f32 (on CPUs with bf16
     OpenVINO would otherwise infer in bf16)."""
-    ov = require("openvino")
-    core = ov.Core()
+    core = openvino_core()
     model = core.read_model(str(path))
     config = {"PERFORMANCE_HINT": "LATENCY"}
     if precision == "fp32":
