@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 from torch import Tensor, nn
@@ -32,16 +31,20 @@ class FrozenPart:
     files: tuple[str, ...]  # their weights files, relative to folder
     names: frozenset[str]  # their state-dict keys
     digest: str  # sha256 over the sorted "name shape" lines
+    sha256: dict[str, str]  # file -> its sha256 when the network was built
 
 
 def declare_frozen(module: nn.Module, folder: str | Path, files: tuple[str, ...]) -> nn.Module:
-    """Record on module that its parameters with requires_grad False were read from `files`
-    under `folder` (and are rebuilt from them on loading); returns module."""
+    """Record on module that its parameters with requires_grad False were just read from
+    `files` under `folder` (and are rebuilt from them on loading), with the files' sha256;
+    returns module."""
     state = module.state_dict(keep_vars=True)
     names = {k for k, v in state.items() if isinstance(v, nn.Parameter) and not v.requires_grad}
     lines = "\n".join(f"{k} {list(state[k].shape)}" for k in sorted(names))
     digest = hashlib.sha256(lines.encode()).hexdigest()
-    setattr(module, _ATTRIBUTE, FrozenPart(Path(folder), tuple(files), frozenset(names), digest))
+    hashes = _file_hashes(Path(folder), tuple(files)) if names else {}
+    part = FrozenPart(Path(folder), tuple(files), frozenset(names), digest, hashes)
+    setattr(module, _ATTRIBUTE, part)
     return module
 
 
@@ -51,24 +54,17 @@ def frozen_part(module: nn.Module) -> FrozenPart | None:
     return part if part is not None and part.names else None
 
 
-@lru_cache(maxsize=16)
-def _sha256(path: str, size: int, mtime_ns: int) -> str:
-    """file_sha256, computed once per version of a file (a pretrained UNet is gigabytes)."""
-    return file_sha256(Path(path))
-
-
-def _file_hashes(part: FrozenPart, what: str) -> dict[str, str]:
+def _file_hashes(folder: Path, files: tuple[str, ...]) -> dict[str, str]:
+    """file -> sha256 of folder/file; CheckpointError naming one that cannot be read."""
     hashes = {}
-    for name in part.files:
-        path = part.folder / name
+    for name in files:
         try:
-            stat = path.stat()
-        except OSError:
+            hashes[name] = file_sha256(folder / name)
+        except OSError as err:
             raise CheckpointError(
-                f"the frozen weights file {path} of {what} is missing (model.pretrained "
-                f"{part.folder})"
+                f"cannot read the frozen weights file {folder / name} (model.pretrained "
+                f"{folder}): {err.strerror}"
             ) from None
-        hashes[name] = _sha256(str(path), stat.st_size, stat.st_mtime_ns)
     return hashes
 
 
@@ -82,7 +78,7 @@ def slim_state(
         return tensors, {}
     record = {
         "folder": str(part.folder),
-        "sha256": _file_hashes(part, "the network"),
+        "sha256": part.sha256,
         "tensors": len(part.names),
         "digest": part.digest,
     }
@@ -111,11 +107,7 @@ def check_trained(
             f"checkpoint file {file} was trained on the frozen weights {sorted(record['sha256'])}"
             f" of {record['folder']}, this model reads {list(part.files)} from {part.folder}"
         )
-    changed = [
-        k
-        for k, v in _file_hashes(part, f"checkpoint file {file}").items()
-        if record["sha256"][k] != v
-    ]
+    changed = [k for k, v in part.sha256.items() if record["sha256"][k] != v]
     if changed:
         raise CheckpointError(
             f"the frozen weights {changed} in {part.folder} differ from those checkpoint file "
