@@ -14,6 +14,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from difflab.cli.main import main
 from difflab.config.plugins import network_plugin
 from difflab.core.errors import CheckpointError, DataError
 from difflab.core.hashing import file_sha256
@@ -145,3 +146,21 @@ def test_a_changed_or_missing_pretrained_unet_is_refused(sd_folder, coco, tmp_pa
     (folder / UNET_FILE).unlink()
     with pytest.raises(DataError, match=f"{folder / 'unet'} has no diffusion_pytorch_model"):
         load_run(run_dir)
+
+
+def test_a_lora_runs_ema_snapshots_and_posthoc_ema_are_slim(sd_folder, coco, tmp_path):  # noqa: F811
+    """The power-function EMA's snapshots hold the adapter alone with the record; `difflab ema`
+    keeps both, and load_run of its file puts the combined adapter over the pretrained UNet."""
+    posthoc = ["train.ema_sigma_rel=0.1", "train.ema_snapshot_every=1", "train.ema_start=1"]
+    run_dir = train(sd_config(sd_folder, coco, tmp_path, *LORA, *posthoc), tensorboard=False)
+    snapshots = sorted((run_dir / "ema-snapshots").iterdir())
+    assert snapshots and all(len(load_file(s)) == 64 for s in snapshots)
+    assert main(["ema", str(run_dir), "--sigma-rel", "0.05"]) == 0
+    (file,) = (run_dir / "ema-posthoc").iterdir()
+    with safe_open(str(file), "pt") as f:
+        assert json.loads(f.metadata()[FROZEN_KEY])["folder"] == str(sd_folder)
+    combined = load_file(file)
+    assert combined.keys() == load_file(snapshots[-1]).keys()
+    expected = {**fresh_network(run_dir).state_dict(), **combined}
+    loaded = load_run(run_dir, weights=str(file)).denoiser.network.state_dict()
+    assert all(torch.equal(v, expected[k]) for k, v in loaded.items())

@@ -205,8 +205,9 @@ def save_state(s: TrainingRun, done: int) -> None:
 
 def save_ema_snapshot(s: TrainingRun, done: int) -> None:
     """The power-function EMA after `done` steps into RUN/ema-snapshots (`difflab ema`);
-    gathered on every rank, written by rank 0."""
+    gathered on every rank, written by rank 0 (slim: runs/frozen.py)."""
     ema = full_model_state(s.state.ema.module)
     if is_main():
         averaged, gamma = done - s.config.train.ema_start, s.state.ema.gamma
-        write_snapshot(s.run_dir, done, ema, averaged=averaged, gamma=gamma)
+        ema, frozen = slim_state(s.state.model, ema)
+        write_snapshot(s.run_dir, done, ema, averaged=averaged, gamma=gamma, frozen=frozen)
