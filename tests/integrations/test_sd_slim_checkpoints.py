@@ -19,6 +19,7 @@ from difflab.config.plugins import network_plugin
 from difflab.core.errors import CheckpointError, DataError
 from difflab.core.hashing import file_sha256
 from difflab.integrations.stable_diffusion import export_run, load_unet
+from difflab.integrations.stable_diffusion.folder import weights_files
 from difflab.runs.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from difflab.runs.frozen import FROZEN_KEY
 from difflab.runs.load import load_run
@@ -164,3 +165,17 @@ def test_a_lora_runs_ema_snapshots_and_posthoc_ema_are_slim(sd_folder, coco, tmp
     expected = {**fresh_network(run_dir).state_dict(), **combined}
     loaded = load_run(run_dir, weights=str(file)).denoiser.network.state_dict()
     assert all(torch.equal(v, expected[k]) for k, v in loaded.items())
+
+
+def test_the_frozen_files_of_a_sharded_unet_are_its_index_and_shards(tmp_path):
+    unet = tmp_path / "sd" / "unet"
+    unet.mkdir(parents=True)
+    (unet / "config.json").write_text("{}")
+    weight_map = {"a": "part-2.safetensors", "b": "part-1.safetensors", "c": "part-2.safetensors"}
+    index = unet / "diffusion_pytorch_model.safetensors.index.json"
+    index.write_text(json.dumps({"weight_map": weight_map}))
+    assert weights_files(tmp_path / "sd", "unet", "diffusion_pytorch_model.safetensors") == (
+        "unet/diffusion_pytorch_model.safetensors.index.json",
+        "unet/part-1.safetensors",
+        "unet/part-2.safetensors",
+    )
