@@ -135,7 +135,9 @@ def save_controlnet(controlnet: nn.Module, out: Path) -> Path:
     return move_into_place(tmp, out)
 
 
-def export_controlnet(pretrained: str | Path, cn: ControlNetConfig, weights: Weights, out: Path):
+def export_controlnet(
+    pretrained: str | Path, cn: ControlNetConfig, weights: Weights, out: Path
+) -> Path:
     """Write out/ (a ControlNetModel folder) from `weights`, an SDControlledUNet's state dict
     (full, or slim over pretrained's UNet: runs/frozen.py), as a checkpoint file holds it."""
     network = sd_controlnet_network(pretrained, None, cn)

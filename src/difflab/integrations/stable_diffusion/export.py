@@ -95,7 +95,9 @@ def export_run(run_dir: str | Path) -> Path:
     return export_pipeline(m.pretrained, weights, run_dir / EXPORT_FOLDER, prediction)
 
 
-def export_lora(pretrained: str | Path, lora: LoraConfig, weights: Weights, out: str | Path):
+def export_lora(
+    pretrained: str | Path, lora: LoraConfig, weights: Weights, out: str | Path
+) -> Path:
     """Write out/pytorch_lora_weights.safetensors: the adapters of `weights` (a checkpoint
     file's state of pretrained's SDUNet with lora's adapters, `unet.` and `text_encoder.`
     keys: full, or the adapters alone over the frozen part, runs/frozen.py)."""
