@@ -90,10 +90,10 @@ def _disk_full_after(monkeypatch, good_writes: int) -> None:
     """save_file writes half a file then fails with ENOSPC, after `good_writes` good ones."""
     real, calls = checkpoint.save_file, []
 
-    def write(tensors, file):
+    def write(tensors, file, metadata=None):
         calls.append(file)
         if len(calls) <= good_writes:
-            return real(tensors, file)
+            return real(tensors, file, metadata=metadata)
         Path(file).write_bytes(b"\0" * 100)
         raise OSError(errno.ENOSPC, "No space left on device", str(file))
 

@@ -55,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
     states = [load_snapshot(s) for s in usable]
     out = Path(args.out) if args.out else run_dir / "ema-posthoc"
     n = np.arange(1, end + 1)
+    frozen = usable[-1].frozen or None  # slim snapshots: their record (runs/frozen.py)
     for sigma_rel, gamma in zip(args.sigma_rel, gammas, strict=True):
         profiles = [(s.averaged, s.gamma) for s in usable]
         x = posthoc_coefficients(profiles, (end, gamma))
@@ -63,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         error = np.linalg.norm(fitted - wanted) / np.linalg.norm(wanted)
         path = out / f"step-{end + offset:06d}-sigma_rel-{sigma_rel:.3f}.safetensors"
         tensors = combine(states, x)
-        write_atomic(path, lambda tmp, t=tensors: save_file(t, str(tmp)))
+        write_atomic(path, lambda tmp, t=tensors: save_file(t, str(tmp), metadata=frozen))
         respect_umask(path)
         print(f"sigma_rel {sigma_rel:.3f}: {len(usable)} snapshots, profile error {error:.2%}")
         print(f"wrote {path}")

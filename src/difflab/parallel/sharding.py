@@ -111,9 +111,12 @@ def load_full_state(
     weights: dict[str, torch.Tensor],
     optimizer: torch.optim.Optimizer | None = None,
     optimizer_state: dict[str, Any] | None = None,
+    strict: bool = True,
 ) -> None:
     """Load full weights (and optimizer state), read by every rank, into a model that may be
-    sharded: each rank keeps its shard."""
-    set_model_state_dict(model, weights, options=_SCATTER)
+    sharded: each rank keeps its shard. strict=False: weights may lack some of the model's
+    tensors (a slim checkpoint's frozen part), which keep their values."""
+    options = _SCATTER if strict else StateDictOptions(full_state_dict=True, strict=False)
+    set_model_state_dict(model, weights, options=options)
     if optimizer is not None and optimizer_state is not None:
         set_optimizer_state_dict(model, optimizer, optimizer_state, options=_SCATTER)

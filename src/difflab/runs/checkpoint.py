@@ -9,12 +9,12 @@ import os
 import re
 import shutil
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, NamedTuple
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from difflab.core.errors import CheckpointError
@@ -29,16 +29,33 @@ _TMP_PREFIX = ".tmp-"
 TRUST_HINT = "pass --trust-checkpoint (trust_checkpoint=True) only if you trust its source"
 
 
+class Weights(NamedTuple):
+    """A weights file's tensors and safetensors metadata (runs/frozen.py's record), and path."""
+
+    tensors: dict[str, torch.Tensor]
+    metadata: dict[str, str]
+    file: Path
+
+
 @dataclass
 class Checkpoint:
     path: Path
     model: dict[str, torch.Tensor]
     ema: dict[str, torch.Tensor]
     state: dict[str, Any]
+    # the safetensors metadata of model.safetensors and ema.safetensors (runs/frozen.py's)
+    model_meta: dict[str, str] = field(default_factory=dict)
+    ema_meta: dict[str, str] = field(default_factory=dict)
 
     @property
     def step(self) -> int:
         return int(self.state["step"])
+
+    def weights(self, name: Literal["model", "ema"]) -> Weights:
+        """model.safetensors' or ema.safetensors' tensors, metadata and path."""
+        if name == "model":
+            return Weights(self.model, self.model_meta, self.path / "model.safetensors")
+        return Weights(self.ema, self.ema_meta, self.path / "ema.safetensors")
 
 
 def fsync(path: Path) -> None:
@@ -57,12 +74,12 @@ def _contiguous(tensors: dict[str, torch.Tensor], what: str) -> dict[str, torch.
     return out
 
 
-def _write_folder(tmp: Path, step: int, model, ema, state: dict[str, Any]) -> None:
+def _write_folder(tmp: Path, step: int, model, ema, state: dict[str, Any], metadata) -> None:
     """All files into tmp, each fsynced, then the manifest marker last."""
     model, ema = _contiguous(model, "model"), _contiguous(ema, "EMA")
     tmp.mkdir()
-    save_file(model, tmp / "model.safetensors")
-    save_file(ema, tmp / "ema.safetensors")
+    save_file(model, tmp / "model.safetensors", metadata=metadata)
+    save_file(ema, tmp / "ema.safetensors", metadata=metadata)
     torch.save({**state, "step": step}, tmp / "state.pt")
     respect_umask(tmp / "model.safetensors", tmp / "ema.safetensors")
     for name in FILES:
@@ -91,8 +108,10 @@ def save_checkpoint(
     ema: dict[str, torch.Tensor],
     state: dict[str, Any],
     keep: int,
+    metadata: dict[str, str] | None = None,
 ) -> Path:
     """Write checkpoint `step` under folder atomically; keep the newest `keep` complete ones.
+    metadata goes into both weights files (runs/frozen.py's record of a slim checkpoint).
     A failed write (OSError, SafetensorError, torch.save's RuntimeError) removes its temporary
     folder and raises CheckpointError naming the free space; no complete checkpoint changes."""
     final = folder / f"step-{step:06d}"
@@ -101,7 +120,7 @@ def save_checkpoint(
         folder.mkdir(parents=True, exist_ok=True)
         for stale in folder.glob(f"{_TMP_PREFIX}*"):  # left by a save that was killed
             shutil.rmtree(stale, ignore_errors=True)
-        _write_folder(tmp, step, model, ema, state)
+        _write_folder(tmp, step, model, ema, state, metadata)
         _move_into_place(tmp, final)
     except CheckpointError:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -165,9 +184,12 @@ def _verify(path: Path) -> None:
             )
 
 
-def _load_tensors(file: Path) -> dict[str, torch.Tensor]:
+def read_weights(file: Path) -> Weights:
+    """A safetensors file's tensors and metadata; CheckpointError naming it if unreadable."""
     try:
-        return load_file(file)
+        with safe_open(str(file), "pt") as f:
+            metadata = f.metadata() or {}
+        return Weights(load_file(file), metadata, file)
     except (OSError, SafetensorError) as err:
         raise CheckpointError(f"cannot read checkpoint file {file}: {err}") from None
 
@@ -211,11 +233,19 @@ def require_state(ckpt: Checkpoint, keys: tuple[str, ...]) -> None:
         raise CheckpointError(f"checkpoint file {ckpt.path / 'state.pt'} has no {missing!r} entry")
 
 
-def check_shapes(model: torch.nn.Module, tensors: dict[str, torch.Tensor], file: Path) -> None:
+def check_shapes(
+    model: torch.nn.Module,
+    tensors: dict[str, torch.Tensor],
+    file: Path,
+    frozen: frozenset[str] = frozenset(),
+) -> None:
     """CheckpointError naming file and the first tensor that the model and the checkpoint do
-    not share with one shape (a sharded model's tensors count at their full shape)."""
+    not share with one shape (a sharded model's tensors count at their full shape); names in
+    `frozen` may be absent (a slim checkpoint's, runs/frozen.py)."""
     expected = {name: tuple(value.shape) for name, value in model.state_dict().items()}
     for name, shape in expected.items():
+        if name not in tensors and name in frozen:
+            continue
         if name not in tensors:
             raise CheckpointError(f"checkpoint file {file} has no tensor {name!r} of the model")
         found = tuple(tensors[name].shape)
@@ -244,12 +274,9 @@ def load_checkpoint(
         raise CheckpointError(f"checkpoint file {path / 'state.pt'} is not a mapping")
     if with_state and not isinstance(state.get("step"), int):
         raise CheckpointError(f"checkpoint file {path / 'state.pt'} holds no integer 'step'")
-    return Checkpoint(
-        path=path,
-        model=_load_tensors(path / "model.safetensors"),
-        ema=_load_tensors(path / "ema.safetensors"),
-        state=state,
-    )
+    model, model_meta, _ = read_weights(path / "model.safetensors")
+    ema, ema_meta, _ = read_weights(path / "ema.safetensors")
+    return Checkpoint(path, model, ema, state, model_meta=model_meta, ema_meta=ema_meta)
 
 
 def load_latest_checkpoint(

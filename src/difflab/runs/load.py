@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 from torch import nn
 
 from difflab.config.build import build_config
@@ -21,9 +20,10 @@ from difflab.core.errors import CheckpointError, ConfigError
 from difflab.latents import Codec, IdentityCodec
 from difflab.networks import build_network
 from difflab.parameterization import Denoiser
-from difflab.runs.checkpoint import check_shapes, load_latest_checkpoint
+from difflab.runs.checkpoint import load_latest_checkpoint, read_weights
 from difflab.runs.controlnet import controlled_network
 from difflab.runs.files import read_model_info
+from difflab.runs.frozen import load_trained
 from difflab.runs.latents import build_codec, recorded_latent
 from difflab.schedules import make_schedule
 
@@ -116,13 +116,10 @@ def load_run(
         embedding_dim=embedding_dim,
     )
     if weights in ("ema", "raw"):
-        tensors = ckpt.ema if weights == "ema" else ckpt.model
-        source = ckpt.path / f"{'ema' if weights == 'ema' else 'model'}.safetensors"
+        trained = ckpt.weights("ema" if weights == "ema" else "model")
     else:
-        source = Path(weights)
-        tensors = load_file(str(source))
-    check_shapes(denoiser.network, tensors, source)
-    denoiser.network.load_state_dict(tensors)
+        trained = read_weights(Path(weights))
+    load_trained(denoiser.network, *trained)
     return LoadedRun(
         config=config,
         denoiser=denoiser.to(device).eval(),

@@ -20,6 +20,7 @@ from difflab.parallel.sharding import full_model_state, full_optimizer_state
 from difflab.parameterization import Denoiser
 from difflab.runs.checkpoint import save_checkpoint
 from difflab.runs.ema_snapshots import write_snapshot
+from difflab.runs.frozen import slim_state
 from difflab.runs.rng import capture_rng_state, seeded_generator
 from difflab.sampling.generation import resolve_labels, sample_images
 from difflab.sampling.hints import cycled
@@ -172,13 +173,16 @@ def save_state(s: TrainingRun, done: int) -> None:
     """Checkpoint after `done` steps: weights, EMA, optimizer, scaler, RNG states.
 
     Every rank calls it: sharded weights and optimizer state are gathered to rank 0 (full
-    tensors on the CPU), which writes the same single-file checkpoint as one process."""
+    tensors on the CPU), which writes the same single-file checkpoint as one process; a
+    network with a declared frozen part saves the rest (runs/frozen.py)."""
     t = s.config.train
     model = full_model_state(s.state.model)
     ema = full_model_state(s.state.ema.module)
     optimizer = full_optimizer_state(s.state.model, s.state.optimizer)
     if not is_main():
         return
+    model, metadata = slim_state(s.state.model, model)
+    ema, _ = slim_state(s.state.model, ema)
     epoch, batch = s.data.position(done * t.grad_accum)
     state = {
         "optimizer": optimizer,
@@ -195,13 +199,15 @@ def save_state(s: TrainingRun, done: int) -> None:
         ema=ema,
         state=state,
         keep=t.keep_checkpoints,
+        metadata=metadata,
     )
 
 
 def save_ema_snapshot(s: TrainingRun, done: int) -> None:
     """The power-function EMA after `done` steps into RUN/ema-snapshots (`difflab ema`);
-    gathered on every rank, written by rank 0."""
+    gathered on every rank, written by rank 0 (slim: runs/frozen.py)."""
     ema = full_model_state(s.state.ema.module)
     if is_main():
         averaged, gamma = done - s.config.train.ema_start, s.state.ema.gamma
-        write_snapshot(s.run_dir, done, ema, averaged=averaged, gamma=gamma)
+        ema, frozen = slim_state(s.state.model, ema)
+        write_snapshot(s.run_dir, done, ema, averaged=averaged, gamma=gamma, frozen=frozen)

@@ -27,8 +27,9 @@ from difflab.parallel.distributed import (
 )
 from difflab.parallel.sharding import data_parallel, load_full_state, shard
 from difflab.parameterization import Denoiser
-from difflab.runs.checkpoint import Checkpoint, check_shapes, load_latest_checkpoint, require_state
+from difflab.runs.checkpoint import Checkpoint, load_latest_checkpoint, require_state
 from difflab.runs.files import write_text_atomic
+from difflab.runs.frozen import check_trained
 from difflab.runs.latents import build_codec, latent_record
 from difflab.runs.load import MODEL_INFO
 from difflab.runs.rng import restore_rng_state
@@ -154,12 +155,14 @@ def _conditioned(m: ModelConfig, null_text: Tensor | None) -> bool:
 
 def _resume(state: TrainState, ckpt: Checkpoint) -> int:
     """Load a checkpoint (full tensors, read by every rank) into state; return its step.
-    A model whose tensors differ from the checkpoint's is refused, naming the first."""
+    A model whose tensors differ from the checkpoint's is refused, naming the first; a slim
+    checkpoint (runs/frozen.py) loads over the frozen part the model was built with."""
     require_state(ckpt, ("optimizer", "scaler", "rng"))
-    check_shapes(state.model, ckpt.model, ckpt.path / "model.safetensors")
-    check_shapes(state.ema.module, ckpt.ema, ckpt.path / "ema.safetensors")
-    load_full_state(state.model, ckpt.model, state.optimizer, ckpt.state["optimizer"])
-    load_full_state(state.ema.module, ckpt.ema)
+    full = not check_trained(state.model, *ckpt.weights("model"))
+    full_ema = not check_trained(state.ema.module, *ckpt.weights("ema"))
+    optimizer = ckpt.state["optimizer"]
+    load_full_state(state.model, ckpt.model, state.optimizer, optimizer, strict=full)
+    load_full_state(state.ema.module, ckpt.ema, strict=full_ema)
     state.precision.scaler.load_state_dict(ckpt.state["scaler"])
     restore_rng_state(ckpt.state["rng"])
     return ckpt.step

@@ -20,16 +20,20 @@ from torch import Tensor, nn
 
 from difflab.config.schema import ControlNetConfig
 from difflab.core.condition import Condition
-from difflab.core.errors import CheckpointError, ConfigError, DataError
+from difflab.core.errors import ConfigError, DataError
 from difflab.core.file_modes import respect_umask
 from difflab.integrations.stable_diffusion.folder import (
+    UNET_FILES,
     component_folder,
     import_diffusers,
     load_unet,
     move_into_place,
     pipeline_folder,
+    weights_files,
 )
 from difflab.integrations.stable_diffusion.network import SDUNet
+from difflab.runs.checkpoint import Weights
+from difflab.runs.frozen import declare_frozen, load_trained
 
 SD_CONTROLNET = "sd-controlnet"  # model.network: model.pretrained's UNet with a ControlNet
 CONTROLNET_FOLDER = "controlnet"  # runs/NAME/controlnet/: the exported ControlNetModel
@@ -103,7 +107,8 @@ def sd_controlnet_network(
 ) -> SDControlledUNet:
     """The UNet of a pipeline folder (checked to take in_channels unless None), frozen, with a
     ControlNet copied from it (`ControlNetModel.from_unet`, zero convolutions as diffusers makes
-    them); the hint encoder's other weights from the global torch RNG."""
+    them); the hint encoder's other weights from the global torch RNG. The UNet is declared
+    frozen (runs/frozen.py), so checkpoints hold the ControlNet alone."""
     diffusers = import_diffusers()
     unet = load_unet(folder)
     if in_channels is not None:
@@ -112,7 +117,8 @@ def sd_controlnet_network(
     controlnet = diffusers.ControlNetModel.from_unet(
         unet, conditioning_embedding_out_channels=widths
     )
-    return SDControlledUNet(unet, controlnet, cn.scale)
+    files = weights_files(folder, "unet", UNET_FILES[1])
+    return declare_frozen(SDControlledUNet(unet, controlnet, cn.scale), folder, files)
 
 
 def save_controlnet(controlnet: nn.Module, out: Path) -> Path:
@@ -130,13 +136,10 @@ def save_controlnet(controlnet: nn.Module, out: Path) -> Path:
 
 
 def export_controlnet(
-    pretrained: str | Path, cn: ControlNetConfig, weights: dict[str, Tensor], out: Path
+    pretrained: str | Path, cn: ControlNetConfig, weights: Weights, out: Path
 ) -> Path:
-    """Write out/ (a ControlNetModel folder) from `weights`, an SDControlledUNet's state dict."""
+    """Write out/ (a ControlNetModel folder) from `weights`, an SDControlledUNet's state dict
+    (full, or slim over pretrained's UNet: runs/frozen.py), as a checkpoint file holds it."""
     network = sd_controlnet_network(pretrained, None, cn)
-    try:
-        network.load_state_dict(weights, strict=True)
-    except RuntimeError as err:
-        where = f"the ControlNet of {pretrained}"
-        raise CheckpointError(f"the weights do not fit {where}: {err}") from err
+    load_trained(network, *weights)
     return save_controlnet(network.controlnet, out)

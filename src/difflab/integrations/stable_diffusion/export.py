@@ -37,7 +37,8 @@ from difflab.integrations.stable_diffusion.lora import LORA_FOLDER, save_lora
 from difflab.integrations.stable_diffusion.network import adapted_network
 from difflab.integrations.stable_diffusion.scheduler import write_prediction_type
 from difflab.parameterization.prediction import Parameterization
-from difflab.runs.checkpoint import load_latest_checkpoint
+from difflab.runs.checkpoint import Weights, load_latest_checkpoint
+from difflab.runs.frozen import load_trained
 from difflab.runs.load import MODEL_INFO
 
 MODEL_INDEX = "model_index.json"
@@ -83,27 +84,25 @@ def export_run(run_dir: str | Path) -> Path:
     config = build_config(read_run_yaml(run_dir))
     if config.model.pretrained is None:
         raise CheckpointError(f"{run_dir} is not a Stable Diffusion fine-tune (model.pretrained)")
-    ema = load_latest_checkpoint(run_dir, with_state=False).ema
+    ema = load_latest_checkpoint(run_dir, with_state=False).weights("ema")
     m = config.model
     if m.network == SD_CONTROLNET:
         return export_controlnet(m.pretrained, m.controlnet, ema, run_dir / CONTROLNET_FOLDER)
     if m.lora.rank > 0:
         return export_lora(m.pretrained, m.lora, ema, run_dir / LORA_FOLDER)
-    weights = {k.removeprefix("unet."): v for k, v in ema.items()}  # SDUNet holds `unet`
+    weights = {k.removeprefix("unet."): v for k, v in ema.tensors.items()}  # SDUNet's `unet`
     prediction = m.parameterization if m.override_prediction_type else None
     return export_pipeline(m.pretrained, weights, run_dir / EXPORT_FOLDER, prediction)
 
 
 def export_lora(
-    pretrained: str | Path, lora: LoraConfig, weights: dict[str, Tensor], out: str | Path
+    pretrained: str | Path, lora: LoraConfig, weights: Weights, out: str | Path
 ) -> Path:
-    """Write out/pytorch_lora_weights.safetensors: the adapters of `weights` (the state dict
-    of pretrained's SDUNet with lora's adapters: `unet.` and `text_encoder.` keys)."""
+    """Write out/pytorch_lora_weights.safetensors: the adapters of `weights` (a checkpoint
+    file's state of pretrained's SDUNet with lora's adapters, `unet.` and `text_encoder.`
+    keys: full, or the adapters alone over the frozen part, runs/frozen.py)."""
     network = adapted_network(pretrained, lora)
-    try:
-        network.load_state_dict(weights, strict=True)
-    except RuntimeError as err:
-        raise CheckpointError(f"the weights do not fit the UNet with model.lora: {err}") from err
+    load_trained(network, *weights)
     return save_lora(network.unet, out, network.text_encoder)
 
 

@@ -58,6 +58,19 @@ def component_folder(root: Path, name: str, files: tuple[str, ...] = ()) -> Path
     return folder
 
 
+def weights_files(path: str | Path, name: str, file: str) -> tuple[str, ...]:
+    """The files, relative to the pipeline folder, that component `name`'s weights `file` is
+    read from: name/file, or its .index.json and the shards it names."""
+    folder = component_folder(pipeline_folder(path), name, (file,))
+    if (folder / file).is_file():
+        return (f"{name}/{file}",)
+    index = folder / f"{file}.index.json"
+    shards = read_json(index).get("weight_map", {})
+    if not isinstance(shards, dict):
+        raise DataError(f"{index} has no weight_map of tensor names to files")
+    return (f"{name}/{index.name}", *(f"{name}/{s}" for s in sorted(set(shards.values()))))
+
+
 def check_text_width(path: str | Path) -> None:
     """ConfigError naming both files unless the UNet attends to the text encoder's width:
     unet/config.json's cross_attention_dim is text_encoder/config.json's hidden_size (SD v1:

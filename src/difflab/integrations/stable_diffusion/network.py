@@ -10,8 +10,15 @@ from torch import Tensor, nn
 from difflab.config.schema import LoraConfig
 from difflab.core.condition import Condition
 from difflab.core.errors import ConfigError
-from difflab.integrations.stable_diffusion.folder import load_clip, load_unet
+from difflab.integrations.stable_diffusion.folder import (
+    TEXT_ENCODER_FILES,
+    UNET_FILES,
+    load_clip,
+    load_unet,
+    weights_files,
+)
 from difflab.integrations.stable_diffusion.lora import add_lora, add_text_encoder_lora
+from difflab.runs.frozen import declare_frozen
 
 SD_NETWORK = "sd-unet"  # model.network of a Stable Diffusion fine-tune: model.pretrained's UNet
 
@@ -75,10 +82,15 @@ def check_channels(unet: nn.Module, folder: str | Path, in_channels: int) -> Non
 
 def adapted_network(folder: str | Path, lora: LoraConfig | None) -> SDUNet:
     """The folder's UNet with lora's adapter (none with rank 0), and its text encoder with
-    one when lora.text_encoder (A drawn from the global torch RNG, UNet's first)."""
+    one when lora.text_encoder (A drawn from the global torch RNG, UNet's first); the frozen
+    weights are declared (runs/frozen.py), so checkpoints hold the adapters alone."""
     unet = load_unet(folder)
     if lora is None or lora.rank == 0:
         return SDUNet(unet)
     add_lora(unet, lora)
-    text_encoder = add_text_encoder_lora(load_clip(folder)[1], lora) if lora.text_encoder else None
-    return SDUNet(unet, text_encoder)
+    files = weights_files(folder, "unet", UNET_FILES[1])
+    text_encoder = None
+    if lora.text_encoder:
+        text_encoder = add_text_encoder_lora(load_clip(folder)[1], lora)
+        files += weights_files(folder, "text_encoder", TEXT_ENCODER_FILES[1])
+    return declare_frozen(SDUNet(unet, text_encoder), folder, files)
