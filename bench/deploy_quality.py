@@ -8,9 +8,12 @@ test split, and the accuracy of the requested classes).
 
 python bench/deploy_quality.py [--budget-s 120] [--samples 500] [--steps 20] [--threads 1]
     [--keep-ends] [--set KEY=VALUE] [--run RUN] [--recipe mnist|cifar10] [--work DIR]
+    [--int8-f32]
 
 --recipe picks the recipe (its `--small` network, as bench/quality.py trains it); --run scores
-an existing class-conditional run's EMA network instead of training one.
+an existing class-conditional run's EMA network instead of training one. --int8-f32 infers an
+INT8 graph's float ops in f32 (as a CPU without bf16 does; under DNNL_MAX_CPU_ISA emulation
+OpenVINO still picks bf16 on a bf16 CPU).
 
 See bench/README.md ("Deployment").
 """
@@ -118,6 +121,7 @@ def main() -> None:
     p.add_argument("--run", type=Path, help="a trained run to export instead of training one")
     p.add_argument("--recipe", choices=("mnist", "cifar10"), default="mnist")
     p.add_argument("--work", type=Path, help="keep the trained run and exports here")
+    p.add_argument("--int8-f32", action="store_true", help="INT8 graphs' float ops in f32")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     ns = argparse.Namespace(device="cpu", small=True, quick=False, set=args.set,
@@ -135,8 +139,8 @@ def main() -> None:
               "pixels differing from FP32 | sample s |\n" + "| --- " * 7 + "|")  # fmt: skip
         fp32 = None
         for name, precision, _ in variants:
-            images, labels, seconds = sample(run, paths[name], precision, args.samples,
-                                             args.threads)  # fmt: skip
+            hint = "fp32" if args.int8_f32 and precision == "int8" else precision
+            images, labels, seconds = sample(run, paths[name], hint, args.samples, args.threads)
             result = score(images, labels)
             fp32 = fp32 or (images, result["fid"])
             differ = (images != fp32[0]).mean()
