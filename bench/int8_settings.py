@@ -20,23 +20,35 @@ from pathlib import Path
 import nncf
 import openvino as ov
 import torch
-from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
 from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
 from deploy_quality import sample, scorer
 from difflab.export.calibration import calibration_feeds
 from difflab.export.graph import ExportedNetwork, example_inputs, export_onnx
+from difflab.export.openvino import end_layers
 from difflab.runs.load import load_run
 
 
-def ranges(estimator) -> dict:
-    """nncf.quantize's keyword for an activation range estimator."""
-    params = AdvancedQuantizationParameters(activations_range_estimator_params=estimator)
+def ranges(estimator, overflow_fix: OverflowFix = OverflowFix.FIRST_LAYER) -> dict:
+    """nncf.quantize's keyword for an activation range estimator (and the weights' overflow
+    fix: FIRST_LAYER, NNCF's default, leaves 8-bit weights after the first layer; ENABLE makes
+    every weight 7-bit)."""
+    params = AdvancedQuantizationParameters(
+        activations_range_estimator_params=estimator, overflow_fix=overflow_fix
+    )
     return {"advanced_parameters": params}
+
+
+def difflabs(**how) -> tuple[int, dict]:
+    """difflab's settings (export/openvino.quantize: 256 feeds, min-max ranges, 7-bit weights)
+    with how's keywords added."""
+    return 256, {**ranges(R.MINMAX, OverflowFix.ENABLE), **how}
 
 
 R = RangeEstimatorParametersSet
 CONV_ONLY = nncf.IgnoredScope(types=["MatMul"])
+ENDS = "ends"  # replaced by the model's first and last weighted layers (export/openvino.py)
 # row name -> (calibration feeds, nncf.quantize keywords); None: FP32
 VARIANTS: dict[str, tuple[int, dict] | None] = {
     "fp32": None,
@@ -52,7 +64,12 @@ VARIANTS: dict[str, tuple[int, dict] | None] = {
     ),
     "256 feeds, mean quantile ranges": (256, ranges(R.MEAN_QUANTILE)),
     "256 feeds, mean min-max without outliers": (256, ranges(R.MEAN_NO_OUTLIERS_MINMAX)),
-    "256 feeds, min-max ranges (difflab's)": (256, ranges(R.MINMAX)),
+    "256 feeds, min-max ranges (session 6)": (256, ranges(R.MINMAX)),
+    "difflab's (min-max, 7-bit weights)": difflabs(),
+    "difflab's, ends kept": difflabs(ignored_scope=ENDS),
+    "difflab's, convolutions only": difflabs(ignored_scope=CONV_ONLY),
+    "difflab's, mixed preset": difflabs(preset=nncf.QuantizationPreset.MIXED),
+    "difflab's, full bias correction": difflabs(fast_bias_correction=False),
 }
 
 
@@ -80,6 +97,8 @@ def main() -> None:
         model, start = ov.convert_model(str(onnx_path)), time.perf_counter()
         if VARIANTS[name] is not None:
             num, how = VARIANTS[name]
+            if how.get("ignored_scope") == ENDS:
+                how = {**how, "ignored_scope": nncf.IgnoredScope(names=end_layers(model))}
             feeds = calibration_feeds(run, inputs, num=num)
             model = nncf.quantize(model, nncf.Dataset(feeds), subset_size=num, **how)
         seconds = time.perf_counter() - start
