@@ -30,23 +30,51 @@ def end_layers(model) -> list[str]:
     return sorted({ops[0].get_friendly_name(), ops[-1].get_friendly_name()}) if ops else []
 
 
+# Element-wise and normalisation ops stay in float: quantizing their inputs adds error for little
+# speed (the convolutions and matrix products are quantized).
+FLOAT_TYPES = ["Add", "Subtract", "Multiply", "Divide", "Concat", "MVN", "GroupNormalization",
+               "Interpolate", "ScaledDotProductAttention"]  # fmt: skip
+
+
+def conditioning_ops(model) -> list[str]:
+    """The names of the ops that depend on no image input (rank 4: x, a hint, SD's sample):
+    the time, label, text and embedding paths, small per row, where 8 bits would lose the time
+    step's resolution (t in [0, 1000) in 256 levels). A ShapeOf depends on no data."""
+    deps: dict[str, bool] = {}  # name -> depends on an image input
+    names = []
+    for op in model.get_ordered_ops():
+        kind, name = op.get_type_name(), op.get_friendly_name()
+        if kind == "Parameter":
+            deps[name] = op.get_output_partial_shape(0).rank.get_length() == 4
+            continue
+        inputs = [v.get_node().get_friendly_name() for v in op.input_values()]
+        deps[name] = kind != "ShapeOf" and any(deps.get(i, False) for i in inputs)
+        if inputs and not deps[name] and kind not in ("Constant", "ShapeOf"):
+            names.append(name)
+    return names
+
+
 def quantize(model, calibration: Feeds, *, keep_ends: bool):
-    """NNCF post-training quantization calibrated on the feeds: 8-bit activations, each one's
-    range its min and max over all feeds (NNCF's default clips the large activations of some
-    noise levels); every weight in 7 bits, so that CPUs without VNNI (AVX2: u8*s8 pairs summed
-    in saturating int16) compute what VNNI does; keep_ends leaves the end layers in float."""
+    """NNCF post-training quantization of the image path's convolutions and matrix products,
+    calibrated on the feeds: 8-bit asymmetric activations (the mixed preset), each range its min
+    and max over all feeds (NNCF's default clips the large activations of some noise levels);
+    7-bit weights, so that CPUs without VNNI (u8*s8 pairs summed in saturating int16) compute
+    what VNNI does; the conditioning path, element-wise ops and (keep_ends) the end layers in
+    float."""
     nncf = require("nncf")
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
     from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
-    ignored = nncf.IgnoredScope(names=end_layers(model)) if keep_ends else nncf.IgnoredScope()
-    ranges = RangeEstimatorParametersSet.MINMAX
+    names = conditioning_ops(model) + (end_layers(model) if keep_ends else [])
+    ignored = nncf.IgnoredScope(names=names, types=FLOAT_TYPES, validate=False)
     return nncf.quantize(
         model,
         nncf.Dataset(calibration),
+        preset=nncf.QuantizationPreset.MIXED,
         subset_size=len(calibration),
         ignored_scope=ignored,
         advanced_parameters=AdvancedQuantizationParameters(
-            activations_range_estimator_params=ranges, overflow_fix=OverflowFix.ENABLE
+            activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX,
+            overflow_fix=OverflowFix.ENABLE,
         ),
     )
