@@ -5,6 +5,10 @@ by difflab.deploy from the same noise and labels and scored by the evaluation cl
 its features against the test split, accuracy of the requested classes).
 
 python bench/int8_settings.py --run RUN [--samples 500] [--steps 20] [--variants NAME ...]
+    [--output-error N]
+
+--output-error N skips sampling: each variant's relative L2 error against the FP32 graph's
+output on N held-out feeds (made as the calibration feeds are), median, mean and max.
 
 See bench/README.md ("Deployment").
 """
@@ -18,15 +22,17 @@ from dataclasses import replace
 from pathlib import Path
 
 import nncf
+import numpy as np
 import openvino as ov
 import torch
 from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
-from nncf.quantization.range_estimator import RangeEstimatorParametersSet
+from nncf.quantization.range_estimator import RangeEstimatorParameters, RangeEstimatorParametersSet
 
 from deploy_quality import sample, scorer
+from difflab.deploy import openvino_core
 from difflab.export.calibration import calibration_feeds
 from difflab.export.graph import ExportedNetwork, example_inputs, export_onnx
-from difflab.export.openvino import end_layers
+from difflab.export.openvino import FLOAT_TYPES, conditioning_ops, end_layers, quantize
 from difflab.runs.load import load_run
 
 
@@ -40,15 +46,18 @@ def ranges(estimator, overflow_fix: OverflowFix = OverflowFix.FIRST_LAYER) -> di
     return {"advanced_parameters": params}
 
 
-def difflabs(**how) -> tuple[int, dict]:
-    """difflab's settings (export/openvino.quantize: 256 feeds, min-max ranges, 7-bit weights)
-    with how's keywords added."""
+def minmax7(**how) -> tuple[int, dict]:
+    """256 feeds, min-max ranges, 7-bit weights (the exporter before it left the conditioning
+    path and element-wise ops in float) with how's keywords added."""
     return 256, {**ranges(R.MINMAX, OverflowFix.ENABLE), **how}
 
 
 R = RangeEstimatorParametersSet
+E = OverflowFix.ENABLE
 CONV_ONLY = nncf.IgnoredScope(types=["MatMul"])
 ENDS = "ends"  # replaced by the model's first and last weighted layers (export/openvino.py)
+CONDITIONING = "conditioning"  # replaced by the ops fed by no image input, and element-wise ops
+EXPORTER = "exporter"  # difflab export --precision int8 itself (export/openvino.quantize)
 # row name -> (calibration feeds, nncf.quantize keywords); None: FP32
 VARIANTS: dict[str, tuple[int, dict] | None] = {
     "fp32": None,
@@ -65,12 +74,52 @@ VARIANTS: dict[str, tuple[int, dict] | None] = {
     "256 feeds, mean quantile ranges": (256, ranges(R.MEAN_QUANTILE)),
     "256 feeds, mean min-max without outliers": (256, ranges(R.MEAN_NO_OUTLIERS_MINMAX)),
     "256 feeds, min-max ranges (session 6)": (256, ranges(R.MINMAX)),
-    "difflab's (min-max, 7-bit weights)": difflabs(),
-    "difflab's, ends kept": difflabs(ignored_scope=ENDS),
-    "difflab's, convolutions only": difflabs(ignored_scope=CONV_ONLY),
-    "difflab's, mixed preset": difflabs(preset=nncf.QuantizationPreset.MIXED),
-    "difflab's, full bias correction": difflabs(fast_bias_correction=False),
+    "NNCF's default ranges, 7-bit weights": (256, ranges(RangeEstimatorParameters(), E)),
+    "min-max, 7-bit weights": minmax7(),
+    "min-max, 7-bit, ends kept": minmax7(ignored_scope=ENDS),
+    "min-max, 7-bit, convolutions only": minmax7(ignored_scope=CONV_ONLY),
+    "min-max, 7-bit, mixed preset": minmax7(preset=nncf.QuantizationPreset.MIXED),
+    "min-max, 7-bit, full bias correction": minmax7(fast_bias_correction=False),
+    "min-max, 7-bit, no convolution or matrix product quantized": minmax7(
+        ignored_scope=nncf.IgnoredScope(types=["Convolution", "MatMul"])
+    ),
+    "min-max, 7-bit, conditioning and element-wise in float": minmax7(ignored_scope=CONDITIONING),
+    "difflab's exporter": (256, {EXPORTER: True}),
 }
+
+
+def quantized(model, run, inputs, name: str):
+    """model quantized as VARIANTS[name] says (unchanged for FP32)."""
+    if VARIANTS[name] is None:
+        return model
+    num, how = VARIANTS[name]
+    feeds = calibration_feeds(run, inputs, num=num)
+    if how.get(EXPORTER):
+        return quantize(model, feeds, keep_ends=False)
+    if how.get("ignored_scope") == ENDS:
+        how = {**how, "ignored_scope": nncf.IgnoredScope(names=end_layers(model))}
+    if how.get("ignored_scope") == CONDITIONING:
+        scope = nncf.IgnoredScope(names=conditioning_ops(model), types=FLOAT_TYPES, validate=False)
+        how = {**how, "ignored_scope": scope}
+    return nncf.quantize(model, nncf.Dataset(feeds), subset_size=num, **how)
+
+
+def output_errors(onnx_path: Path, run, inputs, names: list[str], num: int) -> None:
+    """Print each variant's relative L2 error against the FP32 graph's output on num held-out
+    feeds (made as calibration feeds, after the largest calibration set's)."""
+    feeds = calibration_feeds(run, inputs, num=1024 + num)[1024:]
+    core = openvino_core()
+    f32 = {"INFERENCE_PRECISION_HINT": "f32"}
+    reference = core.compile_model(ov.convert_model(str(onnx_path)), "CPU", f32)
+    expected = [reference(f)[0] for f in feeds]
+    print("| variant | median error | mean | max |\n| --- | --- | --- | --- |", flush=True)
+    for name in names:
+        graph = core.compile_model(quantized(ov.convert_model(str(onnx_path)), run, inputs, name),
+                                   "CPU", f32)  # fmt: skip
+        errors = [np.linalg.norm(graph(f)[0] - e) / np.linalg.norm(e)
+                  for f, e in zip(feeds, expected, strict=True)]  # fmt: skip
+        print(f"| {name} | {np.median(errors):.3f} | {np.mean(errors):.3f} | "
+              f"{np.max(errors):.3f} |", flush=True)  # fmt: skip
 
 
 def main() -> None:
@@ -79,6 +128,8 @@ def main() -> None:
     p.add_argument("--samples", type=int, default=500)
     p.add_argument("--steps", type=int, default=20, help="DDIM steps")
     p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    p.add_argument("--output-error", type=int, default=0, metavar="N",
+                   help="instead of sampling: output errors on N held-out feeds")  # fmt: skip
     args = p.parse_args()
     torch.set_num_threads(1)
     run = load_run(args.run, weights="ema")
@@ -89,18 +140,16 @@ def main() -> None:
     with torch.no_grad():
         network = ExportedNetwork(run.denoiser.network).eval()
         export_onnx(network, inputs, "out", onnx_path, "torchscript")
+    if args.output_error:
+        names = [v for v in args.variants if v != "fp32"]
+        return output_errors(onnx_path, run, inputs, names, args.output_error)
     score = scorer(run)
     print("| variant | FID | FID / FP32's | accuracy | pixels differing from FP32 | quantize s |")
     print("| --- | --- | --- | --- | --- | --- |", flush=True)
     fp32 = None
     for i, name in enumerate(["fp32", *(v for v in args.variants if v != "fp32")]):
-        model, start = ov.convert_model(str(onnx_path)), time.perf_counter()
-        if VARIANTS[name] is not None:
-            num, how = VARIANTS[name]
-            if how.get("ignored_scope") == ENDS:
-                how = {**how, "ignored_scope": nncf.IgnoredScope(names=end_layers(model))}
-            feeds = calibration_feeds(run, inputs, num=num)
-            model = nncf.quantize(model, nncf.Dataset(feeds), subset_size=num, **how)
+        start = time.perf_counter()
+        model = quantized(ov.convert_model(str(onnx_path)), run, inputs, name)
         seconds = time.perf_counter() - start
         xml = work / f"variant-{i}.xml"
         ov.save_model(model, str(xml), compress_to_fp16=False)
