@@ -16,6 +16,7 @@ See bench/README.md ("Deployment").
 from __future__ import annotations
 
 import argparse
+import functools
 import tempfile
 import time
 from dataclasses import replace
@@ -88,12 +89,13 @@ VARIANTS: dict[str, tuple[int, dict] | None] = {
 }
 
 
-def quantized(model, run, inputs, name: str):
-    """model quantized as VARIANTS[name] says (unchanged for FP32)."""
+def quantized(model, feeds_of, name: str):
+    """model quantized as VARIANTS[name] says (unchanged for FP32); feeds_of(num): the run's
+    first num calibration feeds."""
     if VARIANTS[name] is None:
         return model
     num, how = VARIANTS[name]
-    feeds = calibration_feeds(run, inputs, num=num)
+    feeds = feeds_of(num)
     if how.get(EXPORTER):
         return quantize(model, feeds, keep_ends=False)
     if how.get("ignored_scope") == ENDS:
@@ -104,17 +106,17 @@ def quantized(model, run, inputs, name: str):
     return nncf.quantize(model, nncf.Dataset(feeds), subset_size=num, **how)
 
 
-def output_errors(onnx_path: Path, run, inputs, names: list[str], num: int) -> None:
+def output_errors(onnx_path: Path, feeds_of, names: list[str], num: int) -> None:
     """Print each variant's relative L2 error against the FP32 graph's output on num held-out
     feeds (made as calibration feeds, after the largest calibration set's)."""
-    feeds = calibration_feeds(run, inputs, num=1024 + num)[1024:]
+    feeds = feeds_of(1024 + num)[1024:]
     core = openvino_core()
     f32 = {"INFERENCE_PRECISION_HINT": "f32"}
     reference = core.compile_model(ov.convert_model(str(onnx_path)), "CPU", f32)
     expected = [reference(f)[0] for f in feeds]
     print("| variant | median error | mean | max |\n| --- | --- | --- | --- |", flush=True)
     for name in names:
-        graph = core.compile_model(quantized(ov.convert_model(str(onnx_path)), run, inputs, name),
+        graph = core.compile_model(quantized(ov.convert_model(str(onnx_path)), feeds_of, name),
                                    "CPU", f32)  # fmt: skip
         errors = [np.linalg.norm(graph(f)[0] - e) / np.linalg.norm(e)
                   for f, e in zip(feeds, expected, strict=True)]  # fmt: skip
@@ -140,16 +142,18 @@ def main() -> None:
     with torch.no_grad():
         network = ExportedNetwork(run.denoiser.network).eval()
         export_onnx(network, inputs, "out", onnx_path, "torchscript")
+    # the calibration feeds of each size, made once (each reads the training split)
+    feeds_of = functools.cache(lambda num: calibration_feeds(run, inputs, num=num))
     if args.output_error:
         names = [v for v in args.variants if v != "fp32"]
-        return output_errors(onnx_path, run, inputs, names, args.output_error)
+        return output_errors(onnx_path, feeds_of, names, args.output_error)
     score = scorer(run)
     print("| variant | FID | FID / FP32's | accuracy | pixels differing from FP32 | quantize s |")
     print("| --- | --- | --- | --- | --- | --- |", flush=True)
     fp32 = None
     for i, name in enumerate(["fp32", *(v for v in args.variants if v != "fp32")]):
         start = time.perf_counter()
-        model = quantized(ov.convert_model(str(onnx_path)), run, inputs, name)
+        model = quantized(ov.convert_model(str(onnx_path)), feeds_of, name)
         seconds = time.perf_counter() - start
         xml = work / f"variant-{i}.xml"
         ov.save_model(model, str(xml), compress_to_fp16=False)

@@ -45,7 +45,8 @@ def conditioning_ops(model) -> list[str]:
     for op in model.get_ordered_ops():
         kind, name = op.get_type_name(), op.get_friendly_name()
         if kind == "Parameter":
-            deps[name] = op.get_output_partial_shape(0).rank.get_length() == 4
+            rank = op.get_output_partial_shape(0).rank
+            deps[name] = rank.is_dynamic or rank.get_length() == 4  # unknown: an image
             continue
         inputs = [v.get_node().get_friendly_name() for v in op.input_values()]
         deps[name] = kind != "ShapeOf" and any(deps.get(i, False) for i in inputs)
