@@ -17,3 +17,11 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data folder {SHARED_DATA} is absent")
     return SHARED_DATA
+
+
+@pytest.fixture(autouse=True)
+def _hash_cache(tmp_path_factory, monkeypatch):
+    """The frozen files' sha256 cache (runs/hash_cache.py) of in-process tests lives in the
+    session's temporary folder, not the user's cache."""
+    cache = tmp_path_factory.getbasetemp() / "file-sha256.json"
+    monkeypatch.setattr("difflab.runs.hash_cache.cache_file", lambda: cache)

@@ -5,7 +5,8 @@ was read from, a digest of its tensors' names and shapes). Loading rebuilds the 
 frozen part from its folder), checks the record against it and loads the saved tensors over it.
 
 A network declares its frozen part with `declare_frozen` once its frozen parameters have
-requires_grad False; buffers are always saved (training may change them).
+requires_grad False; buffers are always saved (training may change them). The files' sha256
+come from runs/hash_cache.py, which reads a file again only when its stat stamp changed.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from pathlib import Path
 from torch import Tensor, nn
 
 from difflab.core.errors import CheckpointError
-from difflab.core.hashing import file_sha256
 from difflab.runs.checkpoint import check_shapes
+from difflab.runs.hash_cache import cached_sha256
 
 FROZEN_KEY = "difflab.frozen"  # the record's key in a safetensors file's metadata
 _ATTRIBUTE = "_difflab_frozen"
@@ -59,7 +60,7 @@ def _file_hashes(folder: Path, files: tuple[str, ...]) -> dict[str, str]:
     hashes = {}
     for name in files:
         try:
-            hashes[name] = file_sha256(folder / name)
+            hashes[name] = cached_sha256(folder / name)
         except OSError as err:
             raise CheckpointError(
                 f"cannot read the frozen weights file {folder / name} (model.pretrained "
