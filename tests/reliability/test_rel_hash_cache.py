@@ -169,3 +169,17 @@ def test_a_slim_checkpoint_refuses_a_changed_frozen_file_whose_hash_was_cached(c
     assert base.stat().st_size == stat.st_size
     with pytest.raises(CheckpointError, match=r"frozen weights \['base.safetensors'\] .* differ"):
         load_trained(build(), *weights)
+
+
+def test_a_file_rewritten_while_it_is_hashed_is_not_remembered(cache, data, monkeypatch):
+    stat = data.stat()
+
+    def read_then_rewrite(path):
+        digest = sha256(path)
+        data.write_bytes(b"another version")
+        os.utime(data, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+        return digest
+
+    monkeypatch.setattr(hash_cache, "file_sha256", read_then_rewrite)
+    cached_sha256(data)
+    assert read_cache(cache.file) == {}
