@@ -3,14 +3,13 @@ processes in `cache_root()/file-sha256.json`.
 
 An entry is keyed by the file's resolved path and holds its stamp (device, inode, size,
 st_mtime_ns, st_ctime_ns) with the digest: a stat with the same stamp returns the digest
-without reading the file, any other is a miss that hashes the file again. Rewriting a file
-changes its mtime and ctime, and setting the mtime back (os.utime) changes the ctime, so only
-forging the ctime (the system clock, the raw device) or corruption below the file system
-passes unseen: both are out of scope. A file whose mtime or ctime is within SETTLE_NS of the
-hashing is not remembered, since a second change in the same timestamp tick would keep its
-stamp. A cache file
-that cannot be read or parsed counts as empty and is rewritten; one that cannot be written is
-left as it is, with a warning: the cache never fails a run.
+without reading the file, any other is a miss that hashes the file again. A file whose mtime or
+ctime is within SETTLE_NS of the hashing is not remembered (a second change in the same
+timestamp tick would keep its stamp), so any later change of a remembered file, even one that
+sets its mtime back (os.utime), gives it a new ctime. Forging the ctime (the system clock, the
+raw device) or corruption below the file system passes unseen: both are out of scope. A cache
+file that cannot be read or parsed counts as empty and is rewritten; one that cannot be written
+is left as it is, with a warning: the cache never fails a run.
 """
 
 from __future__ import annotations
