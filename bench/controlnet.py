@@ -26,7 +26,6 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from difflab.config.recipes import load_config
 from difflab.config.schema import SampleConfig
 from difflab.data import ImageDataset, ToSymmetric, load_dataset
 from difflab.evaluation import Classifier, classifier_accuracy, train_classifier
@@ -34,9 +33,8 @@ from difflab.runs.controlnet import hint_transform
 from difflab.runs.load import LoadedRun, load_run
 from difflab.sampling.generation import generate
 from difflab.training.batches import dataset_hints
-from difflab.training.loop import train
-
-EVAL_SEED = 2  # the evaluation classifier's seed, as in sampling_setup.py
+from run_training import train_run
+from sampling_setup import EVAL_SEED, cached_classifier
 
 
 @dataclass
@@ -77,7 +75,7 @@ def train_runs(args: argparse.Namespace) -> tuple[Path, Path]:
         common += ["train.sample_every=0", "train.val_every=0", "train.checkpoint_every=0"]
     base = root / ("digits" if args.base_steps is None else f"digits-{args.base_steps}")
     steps = [] if args.base_steps is None else [f"train.steps={args.base_steps}"]
-    _train(base, [*common, *steps])
+    train_run(base, "digits", [*common, *steps])
     name = f"{base.name}-controlnet-blur{args.hint_factor}-{args.steps}-lr{args.lr:g}"
     controlnet = root / name
     overrides = [
@@ -88,19 +86,8 @@ def train_runs(args: argparse.Namespace) -> tuple[Path, Path]:
         f"train.steps={args.steps}",
         f"train.lr={args.lr}",
     ]
-    _train(controlnet, overrides)
+    train_run(controlnet, "digits", overrides)
     return base, controlnet
-
-
-def _train(run_dir: Path, overrides: list[str]) -> None:
-    """Train the digits recipe with overrides into run_dir, or resume it there (which finishes
-    an interrupted run and does nothing to a finished one)."""
-    where = [f"run.root={run_dir.parent}", f"run.name={run_dir.name}"]
-    if (run_dir / "model.json").is_file():
-        where.append(f"train.resume={run_dir}")
-    start = time.perf_counter()
-    train(load_config("digits", [*where, *overrides]), tensorboard=False)
-    print(f"{run_dir.name}: trained or resumed in {time.perf_counter() - start:.0f} s")
 
 
 def hint_mse(run: LoadedRun, images: Tensor, hints: Tensor) -> Tensor:
@@ -124,12 +111,11 @@ def same_label_partner(labels: Tensor, generator: torch.Generator) -> Tensor:
 
 
 def evaluation_classifier(folder: Path, train_split: ImageDataset, steps: int) -> Classifier:
-    from difflab.evaluation import load_classifier, save_classifier
-
+    """The clean-image evaluation classifier of steps steps, cached in folder."""
     path = folder / f"eval-classifier-{steps}"
-    if not (path / "classifier.json").is_file():
-        save_classifier(train_classifier(train_split, steps=steps, seed=EVAL_SEED), path)
-    return load_classifier(path)
+    return cached_classifier(
+        path, lambda: train_classifier(train_split, steps=steps, seed=EVAL_SEED)
+    )
 
 
 def sampled_row(

@@ -23,16 +23,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from deploy_setup import SHAPES, export_network, recipe_network
 from difflab.conditioning import Condition, classifier_free_guidance
-from difflab.config.recipes import load_config
 from difflab.deploy import Grid, open_graph
 from difflab.deploy.generate import guided
 from difflab.export import deploy_grid
-from difflab.export.graph import ExportedNetwork, example_inputs, export_onnx
 from difflab.export.openvino import quantize
-from difflab.runs.load import build_denoiser
-
-SHAPES = {"mnist": (1, 28, 10), "cifar10": (3, 32, 10)}  # channels, size, classes
 
 
 def time_steps(step, x, steps: int) -> float:
@@ -61,11 +57,7 @@ def graphs(denoiser, shape, grid: Grid, folder: Path) -> dict[str, Path]:
     import openvino as ov
 
     c, size, _ = shape
-    inputs = example_inputs((c, size, size), labels=True, hint_shape=None)
-    onnx_path = folder / "network.onnx"
-    with torch.no_grad():
-        export_onnx(ExportedNetwork(denoiser.network).eval(), inputs, "out", onnx_path,
-                    "torchscript")  # fmt: skip
+    onnx_path = export_network(denoiser.network, shape, folder / "network.onnx")
     model = ov.convert_model(str(onnx_path))
     ov.save_model(model, str(folder / "fp32.xml"), compress_to_fp16=False)
     rng = np.random.default_rng(0)
@@ -83,9 +75,8 @@ def graphs(denoiser, shape, grid: Grid, folder: Path) -> dict[str, Path]:
 
 def bench_recipe(name: str, args: argparse.Namespace) -> list[str]:
     """Table rows of one recipe: images/s per backend at each batch size."""
-    config = load_config(name)
+    config, denoiser = recipe_network(name)
     c, size, classes = SHAPES[name]
-    denoiser = build_denoiser(config, in_channels=c, image_size=size, num_classes=classes).eval()
     params = sum(p.numel() for p in denoiser.parameters()) / 1e6
     sample = replace(config.sample, steps=args.steps)
     grid = deploy_grid(denoiser.schedule, sample)

@@ -13,7 +13,6 @@ as difflab.deploy compiles an FP32 export. See bench/README.md ("Deployment").
 
 from __future__ import annotations
 
-import argparse
 import collections
 import tempfile
 import time
@@ -22,10 +21,8 @@ from pathlib import Path
 import openvino as ov
 import torch
 
-from deploy import SHAPES
-from difflab.config.recipes import load_config
-from difflab.export.graph import ExportedNetwork, example_inputs, export_onnx
-from difflab.runs.load import build_denoiser
+from deploy_setup import SHAPES, export_network, network_parser, recipe_network
+from difflab.export.graph import ExportedNetwork
 
 # (group, substrings of torch op names, substrings of OpenVINO node types); first match wins
 GROUPS = [
@@ -79,16 +76,10 @@ def openvino_profile(path: Path, feeds: dict, threads: int, repeats: int):
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--recipe", default="mnist", choices=list(SHAPES))
-    p.add_argument("--batch", type=int, default=128, help="rows the network sees")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--repeats", type=int, default=2)
-    args = p.parse_args()
+    args = network_parser(__doc__, 128, "rows the network sees", repeats=2).parse_args()
+    _, denoiser = recipe_network(args.recipe)
     torch.set_num_threads(args.threads)
     c, size, classes = SHAPES[args.recipe]
-    config = load_config(args.recipe)
-    denoiser = build_denoiser(config, in_channels=c, image_size=size, num_classes=classes)
     net = ExportedNetwork(denoiser.network).eval()
     gen = torch.Generator().manual_seed(0)
     feeds = {"x": torch.randn((args.batch, c, size, size), generator=gen),
@@ -98,10 +89,7 @@ def main() -> None:
         torch_s = seconds(lambda: net(**feeds), args.repeats)
     torch_groups = torch_profile(net, feeds)
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "network.onnx"
-        with torch.no_grad():
-            export_onnx(net, example_inputs((c, size, size), labels=True, hint_shape=None),
-                        "out", path, "torchscript")  # fmt: skip
+        path = export_network(denoiser.network, SHAPES[args.recipe], Path(tmp) / "network.onnx")
         ov_s, ov_groups = openvino_profile(path, feeds, args.threads, args.repeats)
     print(
         f"{args.recipe}, batch {args.batch}, {args.threads} thread(s): torch eager "

@@ -17,7 +17,6 @@ bench/README.md ("Deployment").
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import tempfile
 import time
@@ -28,14 +27,12 @@ import numpy as np
 import openvino as ov
 import torch
 
-from deploy import SHAPES, torch_step
-from difflab.config.recipes import load_config
+from deploy import torch_step
+from deploy_setup import SHAPES, export_network, network_parser, recipe_network
 from difflab.deploy import openvino_core
 from difflab.deploy.generate import guided
 from difflab.export import deploy_grid
-from difflab.export.graph import ExportedNetwork, example_inputs, export_onnx
 from difflab.export.openvino import quantize
-from difflab.runs.load import build_denoiser
 
 LATENCY = {"PERFORMANCE_HINT": "LATENCY"}
 CONFIGS = {
@@ -91,18 +88,13 @@ def random_feeds(shape) -> list[dict[str, np.ndarray]]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--recipe", default="mnist", choices=list(SHAPES))
-    p.add_argument("--batch", type=int, default=64, help="images (the network sees twice that)")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--repeats", type=int, default=5)
+    p = network_parser(__doc__, 64, "images (the network sees twice that)", repeats=5)
     p.add_argument("--calls", type=int, default=1, help="steps per timing")
     p.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
     args = p.parse_args()
+    config, denoiser = recipe_network(args.recipe)
     torch.set_num_threads(args.threads)
-    config = load_config(args.recipe)
     c, size, classes = SHAPES[args.recipe]
-    denoiser = build_denoiser(config, in_channels=c, image_size=size, num_classes=classes).eval()
     sample = replace(config.sample, steps=50)
     grid = deploy_grid(denoiser.schedule, sample)
     labels = np.arange(args.batch) % classes
@@ -110,11 +102,7 @@ def main() -> None:
     steps = {"torch eager": torch_step(denoiser, torch.from_numpy(labels), sample.guidance, grid)}
     print(f"torch threads {torch.get_num_threads()}, interop {torch.get_num_interop_threads()}")
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "network.onnx"
-        inputs = example_inputs((c, size, size), labels=True, hint_shape=None)
-        with torch.no_grad():
-            export_onnx(ExportedNetwork(denoiser.network).eval(), inputs, "out", path,
-                        "torchscript")  # fmt: skip
+        path = export_network(denoiser.network, SHAPES[args.recipe], Path(tmp) / "network.onnx")
         model = ov.convert_model(str(path))
     for name in args.configs:
         props = CONFIGS[name]

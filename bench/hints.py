@@ -30,7 +30,6 @@ from pathlib import Path
 
 import torch
 
-from difflab.config.recipes import load_config
 from difflab.data import ImageDataset, load_dataset
 from difflab.evaluation import (
     HintSetting,
@@ -42,11 +41,11 @@ from difflab.evaluation import (
 from difflab.runs.load import load_run
 from difflab.sampling.generation import generate
 from difflab.training.batches import dataset_hints
-from difflab.training.loop import train
+from run_training import train_run
 
 HINTS = {
     "canny": {},
-    "hough": {"min_length": 4, "threshold": 4},  # the defaults find lines in 6% of 16x16 scenes
+    "hough": {"min_length": 4, "threshold": 4, "max_gap": 2},  # as measured (bench/README.md)
     "scribble": {},
     "segmentation": {"source": "labels"},
     "depth": {},
@@ -131,19 +130,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def train_run(folder: Path, name: str, overrides: list[str], recipe: str = "shapes") -> Path:
-    """The recipe with overrides trained into folder/runs/name, or resumed there (which
-    finishes an interrupted run and does nothing to a finished one)."""
-    run_dir = folder / "runs" / name
-    where = [f"run.root={run_dir.parent}", f"run.name={name}"]
-    if (run_dir / "model.json").is_file():
-        where.append(f"train.resume={run_dir}")
-    start = time.perf_counter()
-    train(load_config(recipe, [*where, *overrides]), tensorboard=False)
-    print(f"{name}: trained or resumed in {time.perf_counter() - start:.0f} s")
-    return run_dir
-
-
 def base_run(args: argparse.Namespace) -> Path:
     s = suite_of(args)
     name = s.base_name if args.base_steps == 1500 else f"{s.base_name}-{args.base_steps}"
@@ -151,7 +137,7 @@ def base_run(args: argparse.Namespace) -> Path:
         return args.folder / "runs" / name
     quick = ["train.sample_every=0", "train.val_every=0"] if args.quick else []
     steps = f"train.steps={args.base_steps}"
-    return train_run(args.folder, name, [*s.data, *BASE, steps, *quick], s.recipe)
+    return train_run(args.folder / "runs" / name, s.recipe, [*s.data, *BASE, steps, *quick])
 
 
 def controlnet_run(args: argparse.Namespace, base: Path, hint: str) -> Path:
@@ -171,7 +157,7 @@ def controlnet_run(args: argparse.Namespace, base: Path, hint: str) -> Path:
         "train.val_every=0",
         f"train.checkpoint_every={args.steps}",
     ]
-    return train_run(args.folder, f"{base.name}-{hint}-{args.steps}", overrides, s.recipe)
+    return train_run(args.folder / "runs" / f"{base.name}-{hint}-{args.steps}", s.recipe, overrides)
 
 
 def splits(args: argparse.Namespace) -> tuple[ImageDataset, ImageDataset]:

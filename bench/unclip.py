@@ -49,8 +49,8 @@ from difflab.lit import LiTSettings, cached_lit
 from difflab.runs.image_embedding import recorded_encoder
 from difflab.runs.load import LoadedRun, load_run
 from difflab.sampling.generation import generate
-from hints import train_run
 from quality import DATA
+from run_training import train_run
 
 TEXT_ENCODER = "minilm"
 QUICK_PRIOR = "{text_dim: 384, width: 16, depth: 1, num_heads: 2, freq_dim: 16}"
@@ -126,7 +126,8 @@ def prior_run(args: argparse.Namespace, lit: Path) -> Path:
         return args.folder / "runs" / name
     overrides = [*common(args, args.prior_steps), f"model.embedding.image_encoder={lit}"]
     overrides += [f"model.options={QUICK_PRIOR}", "sample.steps=2"] if args.quick else []
-    return train_run(args.folder, name, overrides, f"unclip-prior-{args.dataset}")
+    runs = args.folder / "runs"
+    return train_run(runs / name, f"unclip-prior-{args.dataset}", overrides)
 
 
 def decoder_runs(args: argparse.Namespace, lit: Path) -> tuple[Path, Path]:
@@ -140,10 +141,8 @@ def decoder_runs(args: argparse.Namespace, lit: Path) -> tuple[Path, Path]:
     recipe = f"unclip-decoder-{args.dataset}"
     decoder = [*overrides, f"model.embedding.image_encoder={lit}"]
     labels = [*overrides, "model.embedding.image_encoder=null", "model.class_conditional=true"]
-    return (
-        train_run(args.folder, names[0], decoder, recipe),
-        train_run(args.folder, names[1], labels, recipe),
-    )
+    runs = args.folder / "runs"
+    return train_run(runs / names[0], recipe, decoder), train_run(runs / names[1], recipe, labels)
 
 
 # ----------------------------------------------------------------------------------------
