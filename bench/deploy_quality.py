@@ -21,6 +21,7 @@ See bench/README.md ("Deployment").
 from __future__ import annotations
 
 import argparse
+import functools
 import tempfile
 import time
 from dataclasses import replace
@@ -31,40 +32,48 @@ import torch
 
 from difflab.data import load_dataset
 from difflab.deploy import draw, open_graph, to_uint8
+from difflab.deploy.time_groups import TIME_GROUPS, time_routed
 from difflab.evaluation import ClassifierFeatures, EvalOptions, evaluate
 from difflab.evaluation.classifier_cache import cache_root, cached_classifier
 from difflab.export import deploy_grid
-from difflab.export.calibration import calibration_feeds
+from difflab.export.calibration import grouped_calibration
 from difflab.export.graph import ExportedNetwork, example_inputs, export_onnx
 from difflab.export.openvino import save_openvino
 from difflab.runs.load import load_run
 from difflab.samplers import StackedGenerator
 from quality import CLOCKS, DATA, Budgets, data_root, recipe_config, train_difflab
 
-# (row name, precision, int8 keeps the first and last layers in float)
-VARIANTS = [("fp32", "fp32", False), ("fp16", "fp16", False), ("int8", "int8", False),
-            ("int8, ends kept", "int8", True)]  # fmt: skip
+# (row name, precision, int8 keeps the first and last layers in float, int8 time groups)
+VARIANTS = [("fp32", "fp32", False, 1), ("fp16", "fp16", False, 1),
+            ("int8, one graph", "int8", False, 1), (f"int8, {TIME_GROUPS} time groups", "int8",
+            False, TIME_GROUPS), ("int8, ends kept", "int8", True, 1)]  # fmt: skip
 BATCH = 250
 
 
-def export_variants(run, folder: Path, variants) -> dict[str, Path]:
-    """The run's network as OpenVINO IR at each variant's precision, by row name."""
+def export_variants(run, folder: Path, variants) -> dict[str, tuple[list[Path], list[float]]]:
+    """The run's network as OpenVINO IR at each variant's precision, by row name: its files (one
+    per time group) and the time bounds between them, as `difflab export` writes them."""
     inputs = example_inputs(run.latent_shape, labels=True, hint_shape=None)
     onnx_path = folder / "network.onnx"
     with torch.no_grad():
         export_onnx(ExportedNetwork(run.denoiser.network).eval(), inputs, "out", onnx_path,
                     "torchscript")  # fmt: skip
-    feeds = calibration_feeds(run, inputs)
-    paths = {}
-    for name, precision, keep_ends in variants:
-        paths[name] = folder / f"{name.replace(', ', '-').replace(' ', '-')}.xml"
-        save_openvino(onnx_path, paths[name], precision, feeds, keep_ends)
+    paths, calibration = {}, functools.cache(lambda g: grouped_calibration(run, inputs, g))
+    for name, precision, keep_ends, groups in variants:
+        sets, bounds = calibration(groups)
+        stem = name.replace(", ", "-").replace(" ", "-")
+        files = [folder / f"{stem}.t{k}.xml" for k in range(len(sets))]
+        for file, feeds in zip(files, sets, strict=True):
+            save_openvino(onnx_path, file, precision, feeds, keep_ends)
+        paths[name] = (files, bounds)
     return paths
 
 
-def sample(run, path: Path, precision: str, num: int, threads: int):
+def sample(run, graphs: tuple[list[Path], list[float]], precision: str, num: int, threads: int):
     """uint8 images [num, C, H, W] and labels i % 10 from seeds 0..num-1, and seconds taken."""
-    graph = open_graph(path, "openvino", precision=precision, threads=threads)
+    files, bounds = graphs
+    graph = time_routed([open_graph(f, "openvino", precision=precision, threads=threads)
+                         for f in files], bounds)  # fmt: skip
     grid = deploy_grid(run.denoiser.schedule, run.config.sample)
     labels = np.arange(num) % run.num_classes
     chunks, start = [], time.perf_counter()
@@ -132,13 +141,13 @@ def main() -> None:
         ns.work = str(work)
         ns.data = DATA
         run = trained_run(args, ns)
-        variants = VARIANTS if args.keep_ends else VARIANTS[:3]
+        variants = VARIANTS if args.keep_ends else VARIANTS[:4]
         paths = export_variants(run, Path(work), variants)
         score = scorer(run)
         print("| variant | samples | FID (difflab features) | FID / FP32's | accuracy | "
               "pixels differing from FP32 | sample s |\n" + "| --- " * 7 + "|")  # fmt: skip
         fp32 = None
-        for name, precision, _ in variants:
+        for name, precision, _, _ in variants:
             hint = "fp32" if args.int8_f32 and precision == "int8" else precision
             images, labels, seconds = sample(run, paths[name], hint, args.samples, args.threads)
             result = score(images, labels)

@@ -158,7 +158,7 @@ def main() -> None:
         xml = work / f"variant-{i}.xml"
         ov.save_model(model, str(xml), compress_to_fp16=False)
         precision = "fp32" if VARIANTS[name] is None else "int8"
-        images, labels, _ = sample(run, xml, precision, args.samples, 1)
+        images, labels, _ = sample(run, ([xml], []), precision, args.samples, 1)
         result = score(images, labels)
         fp32 = fp32 or (images, result["fid"])
         print(f"| {name} | {result['fid']:.3f} | {result['fid'] / fp32[1]:.3f} | "

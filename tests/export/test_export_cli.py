@@ -106,6 +106,28 @@ def test_int8_calibration_feeds_are_training_images_noised_at_grid_times(run_dir
     assert abs(eps.mean()) < 0.1 and abs(eps.std() - 1) < 0.1  # standard normal noise
 
 
+def test_int8_time_groups_calibrate_on_their_own_grid_times(run_dir):
+    from difflab.deploy.time_groups import step_groups
+    from difflab.export import deploy_grid
+    from difflab.export.calibration import calibration_feeds, grouped_calibration
+    from difflab.runs.load import load_run
+
+    run = load_run(run_dir)
+    inputs = {"x": None, "t": None, "labels": None}
+    grid = deploy_grid(run.denoiser.schedule, run.config.sample)
+    sets, bounds = grouped_calibration(run, inputs, 2, num=12)
+    runs, want_bounds = step_groups(grid.network_t, 2)
+    assert bounds == want_bounds and [len(s) for s in sets] == [12, 12]
+    for feeds, steps in zip(sets, runs, strict=True):
+        t = np.concatenate([f["t"] for f in feeds])
+        assert set(t.tolist()) == set(grid.network_t[steps].astype(np.float32).tolist())
+        labels = np.concatenate([f["labels"] for f in feeds])
+        assert (labels[1::2] == -1).all() and (labels[::2] >= 0).all()
+    (one,), _ = grouped_calibration(run, inputs, 1, num=12)
+    for a, b in zip(one, calibration_feeds(run, inputs, num=12), strict=True):
+        assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
 def test_variations_of_an_export_without_embeddings_are_a_one_line_error(run_dir, tmp_path, capsys):
     from PIL import Image
 

@@ -30,7 +30,7 @@ from difflab.config.build import build_config
 from difflab.config.recipes import read_yaml
 from difflab.config.schema import Config
 from difflab.core.errors import ConfigError
-from difflab.deploy import draw, open_graph
+from difflab.deploy import draw, open_graph, open_network
 from difflab.export import deploy_grid
 from difflab.samplers.options import sampler_kwargs
 from difflab.sampling.generation import labels_or_null, resolve_labels
@@ -56,10 +56,9 @@ def deployed_images(
     y = resolve_labels(labels, args.num, spec.num_classes)
     hints = _hints(args, spec, config)
     embeddings = _embeddings(args, spec, run_dir)
-    precision = spec.data["precision"]
-    graphs = {k: spec.path(k) for k in ("network", "decoder")}
-    network = open_graph(graphs["network"], args.backend, precision=precision)
-    decoder = None if graphs["decoder"] is None else open_graph(graphs["decoder"], args.backend)
+    network = open_network(spec, args.backend)
+    decoder_path = spec.path("decoder")
+    decoder = None if decoder_path is None else open_graph(decoder_path, args.backend)
     chunks = []
     for rows, x_T, noise in noise_batches(args, spec.latent_shape):
         x0 = draw(

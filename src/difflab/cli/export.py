@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 
+from difflab.deploy.time_groups import TIME_GROUPS
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     formats, precisions = ("onnx", "openvino"), ("fp32", "fp16", "int8")
@@ -37,6 +39,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         action="store_true",
         help="int8: keep the first and last weighted layers in floating point",
     )
+    p.add_argument(
+        "--int8-time-groups",
+        type=int,
+        default=TIME_GROUPS,
+        metavar="G",
+        help="int8: one graph per group of the sampling grid's noise levels, each calibrated "
+        f"on its own times (default {TIME_GROUPS}; 1: one graph)",
+    )
     return p
 
 
@@ -51,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
         weights=args.weights,
         exporter=args.exporter,
         keep_ends=args.int8_keep_ends,
+        time_groups=args.int8_time_groups,
     )
     print(f"wrote {out}")
     return 0

@@ -5,6 +5,7 @@ from difflab.deploy.backends import BACKENDS, open_graph, openvino_core, require
 from difflab.deploy.generate import draw, to_uint8
 from difflab.deploy.samplers import DEPLOY_SAMPLERS
 from difflab.deploy.spec import EXPORT_JSON, ExportSpec, Grid, read_spec
+from difflab.deploy.time_groups import open_network
 
 __all__ = [
     "BACKENDS",
@@ -14,6 +15,7 @@ __all__ = [
     "Grid",
     "draw",
     "open_graph",
+    "open_network",
     "openvino_core",
     "read_spec",
     "require",

@@ -69,9 +69,24 @@ class ExportSpec:
         return None if record is None else np.asarray(record["null"], dtype=np.float32)
 
     def path(self, key: str) -> Path | None:
-        """The file of graph `key` ("network" or "decoder"), None where there is none."""
-        name = self.data["graphs"].get(key)
-        return None if name is None else self.folder / name
+        """The file of graph `key` ("network" or "decoder"), None where there is none; a
+        time-grouped network has several (paths, deploy.open_network)."""
+        paths = self.paths(key)
+        if len(paths) > 1:
+            raise ConfigError(f"{self.folder}: {key} is {len(paths)} time-grouped graphs")
+        return paths[0] if paths else None
+
+    def paths(self, key: str) -> list[Path]:
+        """The files of graph `key`: one, one per time group (time_bounds between them), or
+        none."""
+        names = self.data["graphs"].get(key)
+        names = [] if names is None else [names] if isinstance(names, str) else names
+        return [self.folder / name for name in names]
+
+    @property
+    def time_bounds(self) -> list[float]:
+        """The network's time inputs between its time-grouped graphs (deploy.time_groups)."""
+        return [float(b) for b in self.data.get("time_bounds", [])]
 
 
 def read_spec(folder: Path | str) -> ExportSpec:

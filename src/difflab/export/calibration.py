@@ -12,6 +12,8 @@ import torch
 from torch import Tensor
 
 from difflab.data import load_dataset
+from difflab.deploy.spec import Grid
+from difflab.deploy.time_groups import step_groups
 from difflab.export.manifest import deploy_grid
 from difflab.runs.controlnet import hint_transform
 from difflab.runs.image_embedding import recorded_encoder
@@ -47,20 +49,41 @@ def calibration_feeds(
 ) -> list[dict[str, np.ndarray]]:
     """num feeds of batch 1 with the graph's input names (those of `inputs`): noised images at
     the noisy times of the default grid, cycled, and labels and embeddings (null for odd i)."""
-    batch = clean_batch(run, num)
-    x0 = batch["image"].float()
-    num = len(x0)
     grid = deploy_grid(run.denoiser.schedule, run.config.sample)
-    step = np.arange(num) % grid.steps  # [num] grid index, the clean end left out
+    return noised_feeds(clean_batch(run, num), grid, np.arange(num) % grid.steps, inputs)
+
+
+def grouped_calibration(
+    run: LoadedRun, inputs: dict[str, Tensor], groups: int, num: int = CALIBRATION_SIZE
+) -> tuple[list[list[dict[str, np.ndarray]]], list[float]]:
+    """Calibration feeds for a network quantized once per time group (deploy.time_groups):
+    about num feeds per group, each at the times of its group's grid steps, and the bounds
+    between the groups; one group is calibration_feeds' set."""
+    grid = deploy_grid(run.denoiser.schedule, run.config.sample)
+    runs, bounds = step_groups(grid.network_t, groups)
+    batch = clean_batch(run, num * groups)
+    size = max(1, len(batch["image"]) // groups)  # images per group, each its own
+    step = np.concatenate([np.resize(r, size) for r in runs])
+    feeds = noised_feeds(batch, grid, step, inputs)
+    return [feeds[k * size : (k + 1) * size] for k in range(len(runs))], bounds
+
+
+def noised_feeds(
+    batch: dict[str, Tensor], grid: Grid, step: np.ndarray, inputs: dict[str, Tensor]
+) -> list[dict[str, np.ndarray]]:
+    """One feed of batch 1 per step[i] (and image i of clean_batch's batch): x_t = alpha x0 +
+    sigma eps at grid step step[i], its label and embedding (null for odd i) and hint."""
+    num = min(len(step), len(batch["image"]))
+    x0, step = batch["image"][:num].float(), step[:num]
     alpha = torch.from_numpy(grid.alpha[step]).float().view(-1, 1, 1, 1)
     sigma = torch.from_numpy(grid.sigma[step]).float().view(-1, 1, 1, 1)
     eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(1))
     feeds = {"x": alpha * x0 + sigma * eps, "t": torch.from_numpy(grid.network_t[step]).float()}
     if "labels" in inputs:
-        feeds["labels"] = torch.where(torch.arange(num) % 2 == 1, -1, batch["labels"])
+        feeds["labels"] = torch.where(torch.arange(num) % 2 == 1, -1, batch["labels"][:num])
     if "hint" in inputs:
-        feeds["hint"] = batch["hint"]
+        feeds["hint"] = batch["hint"][:num]
     if "embedding" in inputs:
         null = (torch.arange(num) % 2 == 1).view(-1, 1)
-        feeds["embedding"] = torch.where(null, 0.0, batch["embedding"])
+        feeds["embedding"] = torch.where(null, 0.0, batch["embedding"][:num])
     return [{k: v[i : i + 1].numpy() for k, v in feeds.items()} for i in range(num)]

@@ -16,6 +16,7 @@ from difflab.config.plugins import network_plugin
 from difflab.core.errors import ConfigError
 from difflab.deploy.backends import require
 from difflab.deploy.spec import EXPORT_JSON
+from difflab.deploy.time_groups import TIME_GROUPS
 from difflab.export.graph import ExportedNetwork, example_inputs, export_onnx
 from difflab.export.manifest import manifest
 from difflab.latents import IdentityCodec
@@ -54,9 +55,10 @@ def check_exportable(run: LoadedRun, fmt: str, precision: str) -> None:
 
 def write_graph(
     module: nn.Module, inputs: dict[str, Tensor], output: str, folder: Path, name: str, **how
-) -> tuple[str, str]:
-    """module as folder/name.onnx (and, for openvino, converted to folder/name.xml); returns
-    (the file's name, the ONNX exporter used)."""
+) -> tuple[str | list[str], str]:
+    """module as folder/name.onnx (for openvino, converted to folder/name.xml, or at int8 with
+    calibration_groups to folder/name.tK.xml, one per time group); returns (the file's name or
+    names, the ONNX exporter used)."""
     onnx_path = folder / f"{name}.onnx"
     with torch.no_grad():
         used = export_onnx(module.eval(), inputs, output, onnx_path, how["exporter"])
@@ -64,10 +66,12 @@ def write_graph(
         return onnx_path.name, used
     from difflab.export.openvino import save_openvino
 
-    xml = folder / f"{name}.xml"
-    save_openvino(onnx_path, xml, how["precision"], how.get("calibration"), how["keep_ends"])
+    groups = how.get("calibration_groups") if how["precision"] == "int8" else None
+    files = [f"{name}.xml"] if groups is None else [f"{name}.t{k}.xml" for k in range(len(groups))]
+    for file, feeds in zip(files, groups or [how.get("calibration")], strict=True):
+        save_openvino(onnx_path, folder / file, how["precision"], feeds, how["keep_ends"])
     onnx_path.unlink()
-    return f"{name}.xml", used
+    return (files[0] if groups is None else files), used
 
 
 def export_run(
@@ -79,10 +83,13 @@ def export_run(
     weights: str = "ema",
     exporter: str = "dynamo",
     keep_ends: bool = False,
+    time_groups: int = TIME_GROUPS,
 ) -> Path:
     """Export the run's network (and VAE decoder) to out (default RUN/export/FORMAT); returns
     the folder. An existing export there is replaced only once the new one is complete.
-    keep_ends: int8 keeps the first and last weighted layers in floating point."""
+    keep_ends: int8 keeps the first and last weighted layers in floating point; time_groups:
+    int8 quantizes the network once per contiguous group of the default grid's noise levels,
+    each with its own activation ranges (deploy.time_groups; 1: one graph)."""
     for module in ("onnx", "onnxscript", *("openvino",) * (fmt == "openvino"),
                    *("nncf",) * (precision == "int8")):  # fmt: skip
         require(module)  # before any work: a missing extra is a one-line error
@@ -95,8 +102,9 @@ def export_run(
     tmp.mkdir(parents=True)
     try:
         graphs, used, fields = _write_graphs(
-            run, tmp, fmt=fmt, precision=precision, exporter=exporter, keep_ends=keep_ends
-        )
+            run, tmp, fmt=fmt, precision=precision, exporter=exporter, keep_ends=keep_ends,
+            time_groups=time_groups,
+        )  # fmt: skip
         data = manifest(run_dir, run, graphs, format=fmt, precision=precision, weights=weights,
                         exporter=used)  # fmt: skip
         data.update(fields)
@@ -116,10 +124,14 @@ def _write_graphs(run: LoadedRun, folder: Path, **how) -> tuple[dict[str, str | 
     hints = hint_shape(run.config, run.image_shape)
     inputs = example_inputs(run.latent_shape, labels=run.num_classes > 0, hint_shape=hints,
                             embedding_dim=run.embedding_dim)  # fmt: skip
+    fields = {}
     if how["precision"] == "int8":
-        from difflab.export.calibration import calibration_feeds
+        from difflab.export.calibration import grouped_calibration
 
-        how["calibration"] = calibration_feeds(run, inputs)
+        sets, bounds = grouped_calibration(run, inputs, how["time_groups"])
+        how["calibration"] = sets[0]
+        if len(sets) > 1:
+            how["calibration_groups"], fields["time_bounds"] = sets, bounds
     network, used = write_graph(
         ExportedNetwork(run.denoiser.network), inputs, "out", folder, "network", **how
     )
@@ -128,7 +140,7 @@ def _write_graphs(run: LoadedRun, folder: Path, **how) -> tuple[dict[str, str | 
         z = {"z": inputs["x"]}
         how = {**how, "precision": "fp32" if how["precision"] == "int8" else how["precision"]}
         decoder, _ = write_graph(Decoder(run.codec), z, "images", folder, "decoder", **how)
-    return {"network": network, "decoder": decoder}, used, {}
+    return {"network": network, "decoder": decoder}, used, fields
 
 
 def _replace(tmp: Path, out: Path) -> None:
