@@ -3,16 +3,17 @@ timed in one process: one classifier-free-guided step (both halves in one batch 
 difflab.deploy.text runs it), the backends in turn, repeat after repeat, so the load of a
 shared CPU falls on all alike; ratios are torch's time over each backend's in the same repeat.
 
-python bench/sd_deploy.py [--size tiny|small] [--batch 1] [--threads 1] [--repeats 5]
-    [--steps 50] [--no-int8]
+python bench/sd_deploy.py [--size tiny|small|full] [--batch 1] [--threads 1] [--repeats 5]
+    [--steps 50] [--no-int8] [--calibration 64]
 
 The UNet has random weights (diffusers' UNet2DConditionModel, seed 0): speed only. The graphs
 are what `difflab export --format onnx|openvino` writes for an SD run's UNet (ONNX by the
 TorchScript exporter, IR with f32 weights, run by difflab.deploy's open_graph: f32 inference,
-static shapes); INT8 is NNCF calibrated on 64 feeds of random latents and text states at times
-of the grid (a real export calibrates on captioned training latents: its accuracy is not
-measured here). Seconds per image: --steps UNet steps over N images, text encoder and VAE
-decoder left out. See bench/README.md ("Deployment").
+static shapes); INT8 is NNCF calibrated on --calibration feeds of random latents and text
+states at times of the grid (a real export calibrates on captioned training latents: its
+accuracy is not measured here). Seconds per image: --steps UNet steps over N images, text
+encoder and VAE decoder left out; --size full is SD v1's UNet (860M parameters). See
+bench/README.md ("Deployment").
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from difflab.integrations.stable_diffusion.onnx_export import UNetGraph
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from sd_speed_steps import TINY, SDSize, make_unet  # noqa: E402  (bench/ is not a package)
+from sd_speed_steps import FULL, TINY, SDSize, make_unet  # noqa: E402  (bench/ is not a package)
 
 TOKENS = 77
 # a mid-size UNet: SD v1's block layout at a quarter of its widths, latents 4x16x16
@@ -49,7 +50,7 @@ SMALL = SDSize(
     latent_size=16,
     text_dim=192,
 )  # fmt: skip
-SIZES = {"tiny": TINY, "small": SMALL}
+SIZES = {"tiny": TINY, "small": SMALL, "full": FULL}
 
 
 def feeds(size: SDSize, batch: int, seed: int) -> dict[str, np.ndarray]:
@@ -61,7 +62,7 @@ def feeds(size: SDSize, batch: int, seed: int) -> dict[str, np.ndarray]:
     return dict(zip(UNET_INPUTS, (z, t, text), strict=True))
 
 
-def graphs(unet: nn.Module, size: SDSize, folder: Path, threads: int, int8: bool) -> dict:
+def graphs(unet: nn.Module, size: SDSize, folder: Path, threads: int, int8: int) -> dict:
     """{backend name: numpy function of the feeds} for the exported and converted UNet."""
     holder = nn.Module()
     holder.unet = unet
@@ -73,7 +74,7 @@ def graphs(unet: nn.Module, size: SDSize, folder: Path, threads: int, int8: bool
     save_openvino(onnx_path, folder / "fp32.xml", "fp32", None, keep_ends=False)
     out["openvino fp32"] = open_graph(folder / "fp32.xml", "openvino", threads=threads)
     if int8:
-        calibration = [feeds(size, 1, seed) for seed in range(64)]
+        calibration = [feeds(size, 1, seed) for seed in range(int8)]
         save_openvino(onnx_path, folder / "int8.xml", "int8", calibration, keep_ends=False)
         out["openvino int8"] = open_graph(folder / "int8.xml", "openvino", precision="int8",
                                           threads=threads)  # fmt: skip
@@ -88,6 +89,7 @@ def main(argv: list[str] | None = None) -> dict[str, list[float]]:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--steps", type=int, default=50, help="UNet steps per image")
     p.add_argument("--no-int8", action="store_true")
+    p.add_argument("--calibration", type=int, default=64, help="INT8 calibration feeds")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     size = SIZES[args.size]
@@ -100,8 +102,8 @@ def main(argv: list[str] | None = None) -> dict[str, list[float]]:
             return unet(*tensors.values(), return_dict=False)[0]
 
     with tempfile.TemporaryDirectory() as tmp:
-        steps = {"torch eager": torch_step, **graphs(unet, size, Path(tmp), args.threads,
-                                                      not args.no_int8)}  # fmt: skip
+        int8 = 0 if args.no_int8 else args.calibration
+        steps = {"torch eager": torch_step, **graphs(unet, size, Path(tmp), args.threads, int8)}
         times = timed(steps, x, args.repeats)
     print(f"{size.name}; batch {args.batch} (UNet batch {2 * args.batch}), {args.threads} thread")
     table(times, args.steps / args.batch)
