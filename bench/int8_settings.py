@@ -5,10 +5,11 @@ by difflab.deploy from the same noise and labels and scored by the evaluation cl
 its features against the test split, accuracy of the requested classes).
 
 python bench/int8_settings.py --run RUN [--samples 500] [--steps 20] [--variants NAME ...]
-    [--output-error N]
+    [--output-error N] [--per-step N]
 
 --output-error N skips sampling: each variant's relative L2 error against the FP32 graph's
 output on N held-out feeds (made as the calibration feeds are), median, mean and max.
+--per-step N: the exporter's error per group of grid steps, as one graph and per time group.
 
 See bench/README.md ("Deployment").
 """
@@ -31,7 +32,9 @@ from nncf.quantization.range_estimator import RangeEstimatorParameters, RangeEst
 
 from deploy_quality import sample, scorer
 from difflab.deploy import openvino_core
-from difflab.export.calibration import calibration_feeds
+from difflab.deploy.time_groups import TIME_GROUPS, step_groups, time_routed
+from difflab.export import deploy_grid
+from difflab.export.calibration import calibration_feeds, grouped_calibration
 from difflab.export.graph import ExportedNetwork, example_inputs, export_onnx
 from difflab.export.openvino import FLOAT_TYPES, conditioning_ops, end_layers, quantize
 from difflab.runs.load import load_run
@@ -124,6 +127,39 @@ def output_errors(onnx_path: Path, feeds_of, names: list[str], num: int) -> None
               f"{np.max(errors):.3f} |", flush=True)  # fmt: skip
 
 
+def per_step_errors(run, onnx_path: Path, feeds_of, inputs, num: int) -> None:
+    """Print the exporter's INT8 output error against FP32's per group of grid steps (0: the
+    noisiest), as one graph and as TIME_GROUPS graphs routed by time, on num held-out feeds
+    (made as calibration feeds, after the largest calibration set's, steps cycled)."""
+    feeds = feeds_of(1024 + num)[1024:]
+    grid = deploy_grid(run.denoiser.schedule, run.config.sample)
+    step = (1024 + np.arange(num)) % grid.steps
+    runs, _ = step_groups(grid.network_t, TIME_GROUPS)
+    core, f32 = openvino_core(), {"INFERENCE_PRECISION_HINT": "f32"}
+
+    def graph(model):
+        compiled = core.compile_model(model, "CPU", f32)
+        return lambda feed: compiled(feed)[0]
+
+    def int8(feeds):
+        return graph(quantize(ov.convert_model(str(onnx_path)), feeds, keep_ends=False))
+
+    expected = [graph(ov.convert_model(str(onnx_path)))(f) for f in feeds]
+    sets, bounds = grouped_calibration(run, inputs, TIME_GROUPS)
+    variants = {
+        "one graph": int8(feeds_of(256)),
+        f"{TIME_GROUPS} time groups": time_routed([int8(f) for f in sets], bounds),
+    }
+    heads = [f"steps {r[0]}-{r[-1]}" for r in runs[::-1]]
+    print("| quantization | " + " | ".join(heads) + " | mean |\n" + "| --- " * (len(runs) + 2)
+          + "|", flush=True)  # fmt: skip
+    for name, run_graph in variants.items():
+        errors = np.array([np.linalg.norm(run_graph(f) - e) / np.linalg.norm(e)
+                           for f, e in zip(feeds, expected, strict=True)])  # fmt: skip
+        cells = [f"{errors[np.isin(step, r)].mean():.3f}" for r in runs[::-1]]
+        print(f"| {name} | " + " | ".join(cells) + f" | {errors.mean():.3f} |", flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--run", type=Path, required=True, help="a class-conditional run")
@@ -132,6 +168,9 @@ def main() -> None:
     p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     p.add_argument("--output-error", type=int, default=0, metavar="N",
                    help="instead of sampling: output errors on N held-out feeds")  # fmt: skip
+    p.add_argument("--per-step", type=int, default=0, metavar="N",
+                   help="instead of sampling: the exporter's output error per group of grid "
+                   "steps, one graph against time groups, on N held-out feeds")  # fmt: skip
     args = p.parse_args()
     torch.set_num_threads(1)
     run = load_run(args.run, weights="ema")
@@ -144,6 +183,8 @@ def main() -> None:
         export_onnx(network, inputs, "out", onnx_path, "torchscript")
     # the calibration feeds of each size, made once (each reads the training split)
     feeds_of = functools.cache(lambda num: calibration_feeds(run, inputs, num=num))
+    if args.per_step:
+        return per_step_errors(run, onnx_path, feeds_of, inputs, args.per_step)
     if args.output_error:
         names = [v for v in args.variants if v != "fp32"]
         return output_errors(onnx_path, feeds_of, names, args.output_error)

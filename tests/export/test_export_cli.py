@@ -73,6 +73,14 @@ def test_a_stale_export_is_refused(run_dir, tmp_path, capsys):
     ("args", "message"),
     [
         (["--precision", "fp16"], "--precision fp16 needs --format openvino"),
+        (
+            ["--format", "openvino", "--precision", "int8", "--int8-time-groups", "0"],
+            "--int8-time-groups and --int8-calibration must be at least 1",
+        ),
+        (
+            ["--format", "openvino", "--precision", "int8", "--int8-time-groups", "999"],
+            "int8 time groups must be 1..",
+        ),
         (["--out", "x"], None),
     ],
 )

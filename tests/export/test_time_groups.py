@@ -73,7 +73,10 @@ def grouped(tmp_path_factory) -> Path:
     assert main(["train", TINY, f"run.root={root}", *args]) == 0
     run = root / "tiny"
     flags = ["--format", "openvino", "--precision", "int8", "--exporter", "torchscript"]
-    assert main(["export", str(run), *flags, "--int8-time-groups", "3"]) == 0
+    assert (
+        main(["export", str(run), *flags, "--int8-time-groups", "3", "--int8-calibration", "32"])
+        == 0
+    )
     return run
 
 

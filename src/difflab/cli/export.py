@@ -47,12 +47,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="int8: one graph per group of the sampling grid's noise levels, each calibrated "
         f"on its own times (default {TIME_GROUPS}; 1: one graph)",
     )
+    p.add_argument(
+        "--int8-calibration",
+        type=int,
+        metavar="N",
+        help="int8: calibration feeds per graph (default 256)",
+    )
     return p
 
 
 def run(args: argparse.Namespace) -> int:
     from difflab.export import export_run
+    from difflab.export.calibration import CALIBRATION_SIZE
 
+    size = CALIBRATION_SIZE if args.int8_calibration is None else args.int8_calibration
     out = export_run(
         args.run,
         fmt=args.format,
@@ -62,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         exporter=args.exporter,
         keep_ends=args.int8_keep_ends,
         time_groups=args.int8_time_groups,
+        calibration_size=size,
     )
     print(f"wrote {out}")
     return 0

@@ -17,6 +17,7 @@ from difflab.core.errors import ConfigError
 from difflab.deploy.backends import require
 from difflab.deploy.spec import EXPORT_JSON
 from difflab.deploy.time_groups import TIME_GROUPS
+from difflab.export.calibration import CALIBRATION_SIZE
 from difflab.export.graph import ExportedNetwork, example_inputs, export_onnx
 from difflab.export.manifest import manifest
 from difflab.latents import IdentityCodec
@@ -84,12 +85,14 @@ def export_run(
     exporter: str = "dynamo",
     keep_ends: bool = False,
     time_groups: int = TIME_GROUPS,
+    calibration_size: int = CALIBRATION_SIZE,
 ) -> Path:
     """Export the run's network (and VAE decoder) to out (default RUN/export/FORMAT); returns
     the folder. An existing export there is replaced only once the new one is complete.
     keep_ends: int8 keeps the first and last weighted layers in floating point; time_groups:
     int8 quantizes the network once per contiguous group of the default grid's noise levels,
-    each with its own activation ranges (deploy.time_groups; 1: one graph)."""
+    each with its own activation ranges (deploy.time_groups; 1: one graph), calibrated on
+    calibration_size feeds each."""
     for module in ("onnx", "onnxscript", *("openvino",) * (fmt == "openvino"),
                    *("nncf",) * (precision == "int8")):  # fmt: skip
         require(module)  # before any work: a missing extra is a one-line error
@@ -97,13 +100,18 @@ def export_run(
     out = Path(out) if out is not None else run_dir / "export" / fmt
     run = load_run(run_dir, weights=weights)
     check_exportable(run, fmt, precision)
+    if time_groups < 1 or calibration_size < 1:
+        raise ConfigError(
+            f"--int8-time-groups and --int8-calibration must be at least 1, got {time_groups} "
+            f"and {calibration_size}"
+        )
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
         graphs, used, fields = _write_graphs(
             run, tmp, fmt=fmt, precision=precision, exporter=exporter, keep_ends=keep_ends,
-            time_groups=time_groups,
+            time_groups=time_groups, calibration_size=calibration_size,
         )  # fmt: skip
         data = manifest(run_dir, run, graphs, format=fmt, precision=precision, weights=weights,
                         exporter=used)  # fmt: skip
@@ -128,7 +136,7 @@ def _write_graphs(run: LoadedRun, folder: Path, **how) -> tuple[dict[str, str | 
     if how["precision"] == "int8":
         from difflab.export.calibration import grouped_calibration
 
-        sets, bounds = grouped_calibration(run, inputs, how["time_groups"])
+        sets, bounds = grouped_calibration(run, inputs, how["time_groups"], how["calibration_size"])
         how["calibration"] = sets[0]
         if len(sets) > 1:
             how["calibration_groups"], fields["time_bounds"] = sets, bounds

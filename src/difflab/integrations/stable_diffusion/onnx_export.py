@@ -105,7 +105,7 @@ def _to_openvino(
     if precision == "int8":
         from difflab.integrations.stable_diffusion.calibration import unet_calibration_feeds
 
-        calibration = unet_calibration_feeds(run, text)
+        calibration = unet_calibration_feeds(run, text, how["calibration_size"])
     xml = onnx_path.parent / OPENVINO_XML
     save_openvino(onnx_path, xml, precision, calibration, how.get("keep_ends", False))
     onnx_path.unlink()
