@@ -3,8 +3,8 @@ timed in one process: one classifier-free-guided step (both halves in one batch 
 difflab.deploy.text runs it), the backends in turn, repeat after repeat, so the load of a
 shared CPU falls on all alike; ratios are torch's time over each backend's in the same repeat.
 
-python bench/sd_deploy.py [--size tiny|small|full] [--batch 1] [--threads 1] [--repeats 5]
-    [--steps 50] [--no-int8] [--calibration 64]
+python bench/sd_deploy.py [--size tiny|small|half|full] [--batch 1] [--threads 1] [--repeats 5]
+    [--steps 50] [--no-int8] [--calibration 64] [--pinned]
 
 The UNet has random weights (diffusers' UNet2DConditionModel, seed 0): speed only. The graphs
 are what `difflab export --format onnx|openvino` writes for an SD run's UNet (ONNX by the
@@ -12,8 +12,10 @@ TorchScript exporter, IR with f32 weights, run by difflab.deploy's open_graph: f
 static shapes); INT8 is NNCF calibrated on --calibration feeds of random latents and text
 states at times of the grid (a real export calibrates on captioned training latents: its
 accuracy is not measured here). Seconds per image: --steps UNet steps over N images, text
-encoder and VAE decoder left out; --size full is SD v1's UNet (860M parameters). See
-bench/README.md ("Deployment").
+encoder and VAE decoder left out; --size full is SD v1's UNet (860M parameters), --size half
+its layout, heads and latents at half its widths. --pinned adds the FP32 graph compiled with
+OpenVINO's default CPU pinning (difflab.deploy turns it off). See bench/README.md
+("Deployment").
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import torch
 from torch import nn
 
 from difflab.deploy import open_graph
+from difflab.deploy.backends import openvino_config, openvino_core
 from difflab.deploy.text import UNET_INPUTS
 from difflab.export.graph import export_onnx
 from difflab.export.openvino import save_openvino
@@ -50,7 +53,14 @@ SMALL = SDSize(
     latent_size=16,
     text_dim=192,
 )  # fmt: skip
-SIZES = {"tiny": TINY, "small": SMALL, "full": FULL}
+# SD v1's layout, heads (8), latents (4x64x64) and text states at half its widths (220M)
+HALF = SDSize(
+    "half SD UNet (SD v1's layout, widths 160-640), latents 4x64x64, text 77x768",
+    dict(sample_size=64, block_out_channels=(160, 320, 640, 640), cross_attention_dim=768),
+    latent_size=64,
+    text_dim=768,
+)
+SIZES = {"tiny": TINY, "small": SMALL, "half": HALF, "full": FULL}
 
 
 def feeds(size: SDSize, batch: int, seed: int) -> dict[str, np.ndarray]:
@@ -62,7 +72,9 @@ def feeds(size: SDSize, batch: int, seed: int) -> dict[str, np.ndarray]:
     return dict(zip(UNET_INPUTS, (z, t, text), strict=True))
 
 
-def graphs(unet: nn.Module, size: SDSize, folder: Path, threads: int, int8: int) -> dict:
+def graphs(
+    unet: nn.Module, size: SDSize, folder: Path, threads: int, int8: int, pinned: bool = False
+) -> dict:
     """{backend name: numpy function of the feeds} for the exported and converted UNet."""
     holder = nn.Module()
     holder.unet = unet
@@ -73,12 +85,30 @@ def graphs(unet: nn.Module, size: SDSize, folder: Path, threads: int, int8: int)
     out = {"onnxruntime": open_graph(onnx_path, "onnxruntime", threads=threads)}
     save_openvino(onnx_path, folder / "fp32.xml", "fp32", None, keep_ends=False)
     out["openvino fp32"] = open_graph(folder / "fp32.xml", "openvino", threads=threads)
+    if pinned:
+        out["openvino fp32, pinned"] = pinned_graph(folder / "fp32.xml", threads)
     if int8:
         calibration = [feeds(size, 1, seed) for seed in range(int8)]
         save_openvino(onnx_path, folder / "int8.xml", "int8", calibration, keep_ends=False)
         out["openvino int8"] = open_graph(folder / "int8.xml", "openvino", precision="int8",
                                           threads=threads)  # fmt: skip
     return out
+
+
+def pinned_graph(xml: Path, threads: int):
+    """The FP32 graph compiled as difflab.deploy does (static shapes: the first feeds') but with
+    OpenVINO's CPU pinning on."""
+    core, compiled = openvino_core(), []
+
+    def run(x: dict[str, np.ndarray]) -> np.ndarray:
+        if not compiled:
+            model = core.read_model(str(xml))
+            model.reshape({k: list(v.shape) for k, v in x.items()})
+            config = {**openvino_config(threads, "fp32"), "ENABLE_CPU_PINNING": "YES"}
+            compiled.append(core.compile_model(model, "CPU", config))
+        return compiled[0](x)[compiled[0].output(0)]
+
+    return run
 
 
 def main(argv: list[str] | None = None) -> dict[str, list[float]]:
@@ -90,6 +120,7 @@ def main(argv: list[str] | None = None) -> dict[str, list[float]]:
     p.add_argument("--steps", type=int, default=50, help="UNet steps per image")
     p.add_argument("--no-int8", action="store_true")
     p.add_argument("--calibration", type=int, default=64, help="INT8 calibration feeds")
+    p.add_argument("--pinned", action="store_true", help="add the FP32 graph with CPU pinning")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     size = SIZES[args.size]
@@ -103,7 +134,8 @@ def main(argv: list[str] | None = None) -> dict[str, list[float]]:
 
     with tempfile.TemporaryDirectory() as tmp:
         int8 = 0 if args.no_int8 else args.calibration
-        steps = {"torch eager": torch_step, **graphs(unet, size, Path(tmp), args.threads, int8)}
+        steps = {"torch eager": torch_step, **graphs(unet, size, Path(tmp), args.threads, int8,
+                                                   args.pinned)}  # fmt: skip
         times = timed(steps, x, args.repeats)
     print(f"{size.name}; batch {args.batch} (UNet batch {2 * args.batch}), {args.threads} thread")
     table(times, args.steps / args.batch)

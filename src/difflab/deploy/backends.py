@@ -51,18 +51,26 @@ def openvino_core():
     return require("openvino").Core()
 
 
-def openvino_graph(path: Path, threads: int | None, precision: str) -> Graph:
-    """An OpenVINO IR (or ONNX) file compiled for the CPU with static shapes, once per set of
-    feed shapes met (a static graph runs faster than the dynamic-batch one; a sampler meets one
-    or two: its batch and a last, smaller one). An fp32 export infers in f32 (on CPUs with bf16
-    OpenVINO would otherwise infer in bf16)."""
-    core = openvino_core()
-    model = core.read_model(str(path))
-    config = {"PERFORMANCE_HINT": "LATENCY"}
+def openvino_config(threads: int | None, precision: str) -> dict[str, str]:
+    """CPU compile settings: the LATENCY hint; f32 inference for an fp32 export (on CPUs with
+    bf16 OpenVINO would otherwise infer in bf16); threads; and no CPU pinning: with it every
+    process pins its inference threads to the same first cores (core 0 for one thread), so two
+    OpenVINO processes share one core while the others idle."""
+    config = {"PERFORMANCE_HINT": "LATENCY", "ENABLE_CPU_PINNING": "NO"}
     if precision == "fp32":
         config["INFERENCE_PRECISION_HINT"] = "f32"
     if threads:
         config["INFERENCE_NUM_THREADS"] = str(threads)
+    return config
+
+
+def openvino_graph(path: Path, threads: int | None, precision: str) -> Graph:
+    """An OpenVINO IR (or ONNX) file compiled for the CPU with static shapes, once per set of
+    feed shapes met (a static graph runs faster than the dynamic-batch one; a sampler meets one
+    or two: its batch and a last, smaller one). The compile settings: openvino_config."""
+    core = openvino_core()
+    model = core.read_model(str(path))
+    config = openvino_config(threads, precision)
     names = {name for port in model.inputs for name in port.get_names()}
     compiled: dict[tuple, Callable] = {}
 
