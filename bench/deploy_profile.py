@@ -18,10 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import openvino as ov
 import torch
 
 from deploy_setup import SHAPES, export_network, network_parser, recipe_network
+from difflab.deploy.backends import openvino_config, openvino_core
 from difflab.export.graph import ExportedNetwork
 
 # (group, substrings of torch op names, substrings of OpenVINO node types); first match wins
@@ -62,11 +62,11 @@ def torch_profile(net, feeds: dict) -> dict[str, float]:
 
 def openvino_profile(path: Path, feeds: dict, threads: int, repeats: int):
     """(s per forward, {group: s}) of the static-batch f32 graph."""
-    model = ov.Core().read_model(str(path))
+    core = openvino_core()  # one Core per process (difflab.deploy.openvino_core)
+    model = core.read_model(str(path))
     model.reshape({k: list(v.shape) for k, v in feeds.items()})
-    config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32",
-              "INFERENCE_NUM_THREADS": str(threads), "PERF_COUNT": "YES"}  # fmt: skip
-    request = ov.Core().compile_model(model, "CPU", config).create_infer_request()
+    config = {**openvino_config(threads, "fp32"), "PERF_COUNT": "YES"}  # as difflab.deploy
+    request = core.compile_model(model, "CPU", config).create_infer_request()
     arrays = {k: v.numpy() for k, v in feeds.items()}
     wall = seconds(lambda: request.infer(arrays), repeats)
     totals: dict[str, float] = collections.Counter()
