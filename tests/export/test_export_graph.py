@@ -82,3 +82,27 @@ def test_graph_equals_the_network(name, exporter, tmp_path):
         scale = np.abs(want).max()  # float32 noise grows with it; the tolerance is relative
         assert got.shape == want.shape and scale > 0.1
         assert np.abs(got - want).max() <= TOLERANCE * max(scale, 1.0), (n, scale)
+
+
+def test_an_openvino_export_leaves_no_onnx_file_or_its_external_weights(tmp_path):
+    pytest.importorskip("openvino")
+    from difflab.export.graph import onnx_files
+    from difflab.export.run import write_graph
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(16, 32, 3, padding=1)  # weights large enough to go beside
+
+        def forward(self, x):
+            return self.conv(x)
+
+    module, inputs = Net(), {"x": torch.randn(2, 16, 8, 8)}
+    export_onnx(module.eval(), inputs, "out", tmp_path / "probe.onnx", "dynamo")
+    assert len(onnx_files(tmp_path / "probe.onnx")) == 2  # the graph and its weights beside it
+    folder = tmp_path / "export"
+    folder.mkdir()
+    how = dict(exporter="dynamo", fmt="openvino", precision="fp32", keep_ends=False)
+    name, used = write_graph(module, inputs, "out", folder, "net", **how)
+    assert used == "dynamo" and name == "net.xml"
+    assert sorted(p.name for p in folder.iterdir()) == ["net.bin", "net.xml"]

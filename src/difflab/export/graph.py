@@ -81,3 +81,19 @@ def export_onnx(
         except Exception as err:  # torch.export's many failure types: try the next, then say
             errors.append(f"{kind}: {' '.join(str(err).split())[:300]}")
     raise ConfigError(f"cannot export the network to ONNX ({'; '.join(errors)})")
+
+
+def onnx_files(path: Path) -> list[Path]:
+    """An ONNX file and the external data files its tensors name (the dynamo exporter writes
+    the weights beside the graph, as path.data)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    names = {
+        entry.value
+        for tensor in model.graph.initializer
+        if tensor.data_location == onnx.TensorProto.EXTERNAL
+        for entry in tensor.external_data
+        if entry.key == "location"
+    }
+    return [path, *(path.parent / name for name in sorted(names))]

@@ -18,7 +18,7 @@ from difflab.deploy.backends import require
 from difflab.deploy.spec import EXPORT_JSON
 from difflab.deploy.time_groups import TIME_GROUPS
 from difflab.export.calibration import CALIBRATION_SIZE
-from difflab.export.graph import ExportedNetwork, example_inputs, export_onnx
+from difflab.export.graph import ExportedNetwork, example_inputs, export_onnx, onnx_files
 from difflab.export.manifest import manifest
 from difflab.latents import IdentityCodec
 from difflab.runs.load import LoadedRun, load_run
@@ -71,7 +71,8 @@ def write_graph(
     files = [f"{name}.xml"] if groups is None else [f"{name}.t{k}.xml" for k in range(len(groups))]
     for file, feeds in zip(files, groups or [how.get("calibration")], strict=True):
         save_openvino(onnx_path, folder / file, how["precision"], feeds, how["keep_ends"])
-    onnx_path.unlink()
+    for path in onnx_files(onnx_path):  # the graph and its external weights
+        path.unlink()
     return (files[0] if groups is None else files), used
 
 

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from difflab.deploy.text import PIPELINE, UNET_INPUTS
-from difflab.export.graph import export_onnx
+from difflab.export.graph import export_onnx, onnx_files
 from difflab.integrations.stable_diffusion.folder import import_transformers, pipeline_folder
 from difflab.integrations.stable_diffusion.scheduler import write_prediction_type
 from difflab.integrations.stable_diffusion.text import TextEncoder
@@ -97,8 +97,9 @@ def graph_precisions(precision: str) -> dict[str, str]:
 def _to_openvino(
     run: LoadedRun, text: TextEncoder, onnx_path: Path, precision: str, how: dict[str, Any]
 ) -> str:
-    """onnx_path converted to openvino_model.xml beside it (the ONNX file removed), with the
-    UNet's calibration feeds at int8; returns its path relative to the export folder."""
+    """onnx_path converted to openvino_model.xml beside it (the ONNX file and its external
+    weights removed), with the UNet's calibration feeds at int8; returns its path relative to
+    the export folder."""
     from difflab.export.openvino import save_openvino
 
     calibration = None
@@ -108,7 +109,8 @@ def _to_openvino(
         calibration = unet_calibration_feeds(run, text, how["calibration_size"])
     xml = onnx_path.parent / OPENVINO_XML
     save_openvino(onnx_path, xml, precision, calibration, how.get("keep_ends", False))
-    onnx_path.unlink()
+    for path in onnx_files(onnx_path):  # the graph and its external weights
+        path.unlink()
     return f"{onnx_path.parent.name}/{OPENVINO_XML}"
 
 
