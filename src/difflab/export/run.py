@@ -57,9 +57,9 @@ def check_exportable(run: LoadedRun, fmt: str, precision: str) -> None:
 def write_graph(
     module: nn.Module, inputs: dict[str, Tensor], output: str, folder: Path, name: str, **how
 ) -> tuple[str | list[str], str]:
-    """module as folder/name.onnx (for openvino, converted to folder/name.xml, or at int8 with
-    calibration_groups to folder/name.tK.xml, one per time group); returns (the file's name or
-    names, the ONNX exporter used)."""
+    """module as folder/name.onnx (for openvino, converted to folder/name.xml; at int8, one
+    graph per calibration set of how["calibration"], folder/name.tK.xml when there are several
+    time groups); returns (the file's name or names, the ONNX exporter used)."""
     onnx_path = folder / f"{name}.onnx"
     with torch.no_grad():
         used = export_onnx(module.eval(), inputs, output, onnx_path, how["exporter"])
@@ -67,13 +67,13 @@ def write_graph(
         return onnx_path.name, used
     from difflab.export.openvino import save_openvino
 
-    groups = how.get("calibration_groups") if how["precision"] == "int8" else None
-    files = [f"{name}.xml"] if groups is None else [f"{name}.t{k}.xml" for k in range(len(groups))]
-    for file, feeds in zip(files, groups or [how.get("calibration")], strict=True):
+    sets = how["calibration"] if how["precision"] == "int8" else [None]
+    files = [f"{name}.xml"] if len(sets) == 1 else [f"{name}.t{k}.xml" for k in range(len(sets))]
+    for file, feeds in zip(files, sets, strict=True):
         save_openvino(onnx_path, folder / file, how["precision"], feeds, how["keep_ends"])
     for path in onnx_files(onnx_path):  # the graph and its external weights
         path.unlink()
-    return (files[0] if groups is None else files), used
+    return (files[0] if len(files) == 1 else files), used
 
 
 def export_run(
@@ -137,10 +137,11 @@ def _write_graphs(run: LoadedRun, folder: Path, **how) -> tuple[dict[str, str | 
     if how["precision"] == "int8":
         from difflab.export.calibration import grouped_calibration
 
-        sets, bounds = grouped_calibration(run, inputs, how["time_groups"], how["calibration_size"])
-        how["calibration"] = sets[0]
-        if len(sets) > 1:
-            how["calibration_groups"], fields["time_bounds"] = sets, bounds
+        how["calibration"], bounds = grouped_calibration(
+            run, inputs, how["time_groups"], how["calibration_size"]
+        )
+        if bounds:
+            fields["time_bounds"] = bounds
     network, used = write_graph(
         ExportedNetwork(run.denoiser.network), inputs, "out", folder, "network", **how
     )
